@@ -1,0 +1,102 @@
+"""Checks of any .tflite: accuracy on the MNIST test set against its manifest entry and the gate;
+and the side-by-side comparison report of two models.
+
+    digitlite check models/digits_int8.tflite --json
+    digitlite compare models/digits_float32.tflite models/digits_int8.tflite --out runs/compare
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convert import manifest as manifest_io
+from convert.evaluate import evaluate
+from convert.release import Gate, comparison_markdown, write_comparison
+from edge_app.runtime import Classifier
+from train.atomic import write_json, write_text
+from train.mnist import FILES, find_mnist
+
+
+@dataclass
+class CheckResult:
+    model: str
+    accuracy: float
+    per_class: list[float]
+    sha256: str
+    recorded: dict | None  # the manifest entry's accuracy block, when the model has one
+    sha256_matches: bool | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "passed": self.passed}
+
+
+def check_model(model_path: str | Path, manifest_path: str | Path | None = None, gate: Gate | None = None,
+                tolerance: float = 0.05, data_dir: str | Path | None = None) -> CheckResult:
+    """Evaluate `model_path` on all test images; fail on the gate or a drop below its recorded accuracy.
+
+    Args:
+        tolerance: percentage points the measured accuracy may fall below the manifest's (runtimes on other
+            CPUs may round differently); 0 demands at least the recorded accuracy.
+    """
+    gate = gate or Gate()
+    model_path = Path(model_path)
+    manifest_path = Path(manifest_path) if manifest_path else model_path.parent / "manifest.json"
+    entry = manifest_io.read(manifest_path)["models"].get(model_path.name) if manifest_path.exists() else None
+    data = find_mnist(data_dir)
+    ev = evaluate(model_path, data, manifest_path=manifest_path)
+    sha = manifest_io.sha256_file(model_path)
+    result = CheckResult(str(model_path), ev.accuracy, ev.per_class(), sha,
+                         entry["accuracy"] if entry else None, (sha == entry["sha256"]) if entry else None)
+    if ev.accuracy < gate.min_accuracy:
+        result.failures.append(f"accuracy {ev.accuracy:.4%} < --min-accuracy {gate.min_accuracy:.2%}")
+    if entry:
+        recorded = entry["accuracy"]
+        if recorded.get("test_images_sha256") != FILES["test_images"][1]:
+            result.failures.append("the manifest's accuracy was measured on a different test set")
+        drop = 100 * (recorded["overall"] - ev.accuracy)
+        if drop > tolerance:
+            result.failures.append(f"accuracy {ev.accuracy:.4%} is {drop:.2f} points below the manifest's "
+                                   f"{recorded['overall']:.4%} (--tolerance {tolerance})")
+    return result
+
+
+def single_image_latency_ms(model_path: Path, runs: int = 200) -> float:
+    """Median single-image, single-thread invoke time: a quick indication, benchmarks/ has the real figures."""
+    clf = Classifier(model_path, threads=1)
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    clf.probabilities(x)  # warm-up and tensor allocation
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        clf.interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def compare_models(a_path: str | Path, b_path: str | Path, out: str | Path,
+                   data_dir: str | Path | None = None) -> dict:
+    """Write compare.md, compare.json and the figures for A vs B into `out`; return the comparison."""
+    a_path, b_path, out = Path(a_path), Path(b_path), Path(out)
+    if a_path.name == b_path.name:
+        raise ValueError(f"both models are named {a_path.name}; copy one under another name to compare them")
+    data = find_mnist(data_dir)
+    a, b = evaluate(a_path, data), evaluate(b_path, data)
+    out.mkdir(parents=True, exist_ok=True)
+    comparison = write_comparison(data, a, b, out, "compare")
+    sizes = {a.name: a_path.stat().st_size, b.name: b_path.stat().st_size}
+    latency = {a.name: single_image_latency_ms(a_path), b.name: single_image_latency_ms(b_path)}
+    comparison.update(sizes=sizes, latency_ms_p50=latency)
+    write_json(out / "compare.json", comparison)
+    write_text(out / "compare.md", f"# {a.name} vs {b.name} on the 10,000 MNIST test images\n\n"
+               + comparison_markdown(comparison, sizes, latency)
+               + "\nFigures: compare_confusion.png, compare_per_class.png, compare_disagreements.png.\n")
+    return comparison

@@ -1,0 +1,134 @@
+"""Command lines of the conversion stage: `digitlite convert`, `digitlite check`, `digitlite compare`.
+
+Exit codes (convert and check): 0 all checks passed; 2 bad input (missing or corrupt model, wrong input
+shape, bad arguments, MNIST not found); 4 accuracy regression, nothing released. (3: the dispatcher's
+"extra not installed".)
+
+    digitlite convert models/digits.keras --out models/
+    digitlite check models/digits_int8.tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from convert.release import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, Gate
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=FORMATTER,
+                                   epilog="exit codes: 0 passed, 2 bad input, 4 accuracy regression")
+
+
+def _add_gate(parser: argparse.ArgumentParser) -> None:
+    defaults = Gate()
+    parser.add_argument("--max-drop", type=float, default=defaults.max_drop,
+                        help="percentage points int8 (and other variants) may lose against float32")
+    parser.add_argument("--min-accuracy", type=float, default=defaults.min_accuracy,
+                        help="minimum test accuracy of every model (fraction)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default: the usual search)")
+
+
+def _input_errors():
+    from convert.release import ModelLoadError
+    from edge_app.runtime import ModelError, RuntimeNotFound
+    from train.mnist import MnistError
+
+    return (ModelError, RuntimeNotFound, MnistError, ModelLoadError, FileNotFoundError, ValueError)
+
+
+def convert_main(argv: list[str]) -> int:
+    from convert.tflite import VARIANTS
+
+    parser = _parser("convert", "Convert a Keras model to float32 and int8 .tflite; release them only if they "
+                                "pass the accuracy checks on the full MNIST test set.")
+    parser.add_argument("model", type=Path, help="the .keras model")
+    parser.add_argument("--out", type=Path, default=Path("models"), help="release folder")
+    parser.add_argument("--variants", nargs="*", default=[], choices=[v for v in VARIANTS if v not in
+                                                                        ("float32", "int8")],
+                        help="extra variants besides float32 and int8")
+    parser.add_argument("--calibration-size", type=int, default=500,
+                        help="class-balanced training images used to calibrate int8")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    _add_gate(parser)
+    args = parser.parse_args(argv)
+
+    from convert.release import convert_and_release
+
+    try:
+        outcome = convert_and_release(args.model, args.out, ("float32", "int8", *args.variants),
+                                      args.calibration_size, args.seed, Gate(args.max_drop, args.min_accuracy),
+                                      args.data_dir, command="digitlite convert " + shlex.join(argv))
+    except _input_errors() as exc:
+        print(f"digitlite convert: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for variant, ev in outcome.evaluations.items():
+        print(f"{variant:>8}: test accuracy {ev.accuracy:.4%}")
+    print(f"float32 .tflite agrees with Keras on {outcome.keras_agreement:.4%} of test images")
+    for variant, comp in outcome.comparisons.items():
+        print(f"{variant:>8} vs float32: {comp['drop_points']:+.2f} points, {len(comp['disagreements'])} "
+              f"disagreements, McNemar p = {comp['mcnemar']['p_value']:.3g}")
+    if not outcome.passed:
+        print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
+        return EXIT_REGRESSION
+    print(f"released into {args.out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
+    return EXIT_OK
+
+
+def check_main(argv: list[str]) -> int:
+    parser = _parser("check", "Evaluate a .tflite on the MNIST test set through LiteRT and compare it with its "
+                              "manifest entry and the accuracy gate.")
+    parser.add_argument("model", type=Path, help="the .tflite model")
+    parser.add_argument("--manifest", type=Path, default=None, help="manifest (default: manifest.json beside it)")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="percentage points the accuracy may fall below the manifest's")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_gate(parser)
+    args = parser.parse_args(argv)
+
+    from convert.check import check_model
+
+    try:
+        result = check_model(args.model, args.manifest, Gate(args.max_drop, args.min_accuracy), args.tolerance,
+                             args.data_dir)
+    except _input_errors() as exc:
+        print(f"digitlite check: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        recorded = f" (manifest: {result.recorded['overall']:.4%})" if result.recorded else " (not in a manifest)"
+        print(f"{args.model}: test accuracy {result.accuracy:.4%}{recorded}; sha256 "
+              f"{'matches' if result.sha256_matches else 'differs from' if result.recorded else 'is'} "
+              f"{'the manifest' if result.recorded else result.sha256}")
+        print("per class: " + " ".join(f"{c}:{a:.4f}" for c, a in enumerate(result.per_class)))
+    if not result.passed:
+        print(f"digitlite check: regression: {'; '.join(result.failures)}", file=sys.stderr)
+        return EXIT_REGRESSION
+    return EXIT_OK
+
+
+def compare_main(argv: list[str]) -> int:
+    parser = _parser("compare", "Side-by-side report of two .tflite models on the MNIST test set (Markdown + PNG).")
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="report folder")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from convert.check import compare_models
+
+    try:
+        comparison = compare_models(args.a, args.b, args.out, args.data_dir)
+    except _input_errors() as exc:
+        print(f"digitlite compare: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print((args.out / "compare.md").read_text())
+    print(f"report: {args.out / 'compare.md'} (McNemar p = {comparison['mcnemar']['p_value']:.4g})")
+    return EXIT_OK

@@ -1,0 +1,207 @@
+"""The gated conversion: convert in a staging folder, check through LiteRT, and only then release.
+
+Checks on all 10,000 MNIST test images (`Gate`): the float32 .tflite agrees with the Keras model on
+>= 99.9 % of images; every quantized variant is within `max_drop` points of float32 and at least
+`min_accuracy`. Files move into the output folder (one rename each, then the manifest) only when every
+check passed; otherwise nothing there changes and the command exits with EXIT_REGRESSION.
+
+    digitlite convert models/digits.keras --out models/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convert import manifest
+from convert.evaluate import Evaluation, evaluate, paired
+from convert.tflite import DEFAULT_VARIANTS, FILE_NAMES, calibration_sample, convert_variant, to_float_input
+from train import plots
+from train.atomic import write_json, write_text
+from train.config import PIXELS
+from train.mnist import Mnist, find_mnist
+
+# Exit codes of convert and check (3 is the dispatcher's "extra not installed").
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # missing/corrupt model, bad arguments, MNIST not found
+EXIT_REGRESSION = 4  # a model failed the accuracy gate: nothing was released
+
+
+class ModelLoadError(ValueError):
+    """The Keras model file is missing or cannot be loaded."""
+
+
+@dataclass
+class Gate:
+    max_drop: float = 0.3  # percentage points a quantized model may lose against float32
+    min_accuracy: float = 0.99  # absolute floor for every released model
+    min_agreement: float = 0.999  # float32 .tflite vs Keras predictions
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    failures: list[str]
+    evaluations: dict[str, Evaluation]
+    comparisons: dict[str, dict]
+    keras_agreement: float
+    released: list[Path] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.failures) if self.failures else "all checks passed"
+
+
+def load_keras(path: str | Path):
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"Keras model {path} not found; train one with `digitlite train`.")
+    import keras
+
+    try:
+        return keras.saving.load_model(path)
+    except Exception as exc:  # noqa: BLE001  (Keras raises many types for a bad file; all mean "cannot load")
+        raise ModelLoadError(f"{path}: cannot load as a Keras model ({exc.__class__.__name__}: {exc})") from exc
+
+
+def training_config(keras_path: Path) -> dict:
+    """The training run's config.json saved beside the model (`<stem>.train.json` or `config.json`)."""
+    for candidate in (keras_path.with_suffix(".train.json"), keras_path.parent / "config.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return {}
+
+
+def apply_gate(keras_agreement: float, evaluations: dict[str, Evaluation], gate: Gate) -> list[str]:
+    """The list of failed checks (empty when the release may go ahead)."""
+    failures = []
+    if keras_agreement < gate.min_agreement:
+        failures.append(f"float32 .tflite agrees with Keras on {keras_agreement:.4%} of test images "
+                        f"(needs >= {gate.min_agreement:.2%})")
+    reference = evaluations["float32"].accuracy
+    for variant, ev in evaluations.items():
+        if ev.accuracy < gate.min_accuracy:
+            failures.append(f"{variant} accuracy {ev.accuracy:.4%} < --min-accuracy {gate.min_accuracy:.2%}")
+        drop = 100 * (reference - ev.accuracy)
+        if variant != "float32" and drop > gate.max_drop:
+            failures.append(f"{variant} is {drop:.2f} points below float32 (--max-drop {gate.max_drop})")
+    return failures
+
+
+def write_comparison(data: Mnist, a: Evaluation, b: Evaluation, out: Path, stem: str) -> dict:
+    """Paired statistics of a vs b plus their figures (disagreement grid, confusions, per-class bars)."""
+    comparison = paired(a, b)
+    idx = comparison["disagreements"][:60]
+    plots.digit_grid(data.x_test[idx],
+                     [f"#{i} true {a.labels[i]}\n{a.name.split('_')[-1].split('.')[0]} {a.predictions[i]}"
+                      f" / {b.name.split('_')[-1].split('.')[0]} {b.predictions[i]}" for i in idx],
+                     out / f"{stem}_disagreements.png",
+                     title=f"{len(comparison['disagreements'])} test images where {a.name} and {b.name} disagree")
+    plots.confusion([a.confusion(), b.confusion()],
+                    [f"{a.name}: {a.accuracy:.2%}", f"{b.name}: {b.accuracy:.2%}"], out / f"{stem}_confusion.png")
+    plots.per_class_bars({a.name: a.per_class(), b.name: b.per_class()}, out / f"{stem}_per_class.png")
+    return comparison
+
+
+def comparison_markdown(comparison: dict, sizes: dict[str, int] | None = None,
+                        latency_ms: dict[str, float] | None = None) -> str:
+    a, b = comparison["a"], comparison["b"]
+    acc = comparison["accuracy"]
+    pc = comparison["per_class"]
+    mc = comparison["mcnemar"]
+    more = " ..." if len(comparison["disagreements"]) > 40 else "."
+    lines = [f"| | {a} | {b} | difference |", "|---|---|---|---|",
+             f"| accuracy | {acc[a]:.4%} | {acc[b]:.4%} | {comparison['drop_points']:+.2f} points |"]
+    if sizes:
+        lines.append(f"| size | {sizes[a]:,} B | {sizes[b]:,} B | {sizes[b] / sizes[a]:.2f}x |")
+    if latency_ms:
+        lines.append(f"| latency (1 image, 1 thread, p50) | {latency_ms[a]:.3f} ms | {latency_ms[b]:.3f} ms | "
+                     f"{latency_ms[b] / latency_ms[a]:.2f}x |")
+    lines += [f"| class {c} | {pc[a][c]:.4f} | {pc[b][c]:.4f} | {pc['difference'][c]:+.4f} |" for c in range(10)]
+    lines += ["", f"Predictions disagree on {len(comparison['disagreements'])} of {comparison['images']} images"
+              f" (indices: {comparison['disagreements'][:40]}{more})",
+              f"Exact McNemar test: {a} right and {b} wrong on {mc['a_right_b_wrong']} images, the reverse on "
+              f"{mc['a_wrong_b_right']}; p = {mc['p_value']:.4g} "
+              f"({'no significant difference' if mc['p_value'] >= 0.05 else 'significant difference'} at 5 %)."]
+    return "\n".join(lines) + "\n"
+
+
+def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DEFAULT_VARIANTS,
+                        calibration_size: int = 500, seed: int = 0, gate: Gate | None = None,
+                        data_dir: str | Path | None = None, command: str = "") -> Outcome:
+    """Convert `keras_path` to each variant, check them, and release them into `out_dir` if all pass."""
+    gate = gate or Gate()
+    variants = tuple(dict.fromkeys(("float32", "int8", *variants)))  # float32 is the reference, int8 the product
+    keras_path, out_dir = Path(keras_path), Path(out_dir)
+    model = load_keras(keras_path)
+    data = find_mnist(data_dir)
+    train_cfg = training_config(keras_path)
+    keras_pred = model.predict(to_float_input(data.x_test), batch_size=1000, verbose=0).argmax(axis=1)
+    calibration = calibration_sample(data.x_train, data.y_train, calibration_size, seed)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        evaluations = {}
+        for variant in variants:
+            path = staging / FILE_NAMES[variant]
+            path.write_bytes(convert_variant(model, variant, calibration if variant == "int8" else None))
+            # No manifest yet: the pixel convention is read from the model itself.
+            evaluations[variant] = evaluate(path, data, manifest_path=staging / "none.json")
+        agreement = float(np.mean(evaluations["float32"].predictions == keras_pred))
+        failures = apply_gate(agreement, evaluations, gate)
+        comparisons = {v: paired(evaluations["float32"], ev) for v, ev in evaluations.items() if v != "float32"}
+        outcome = Outcome(not failures, failures, evaluations, comparisons, agreement)
+        if failures:
+            return outcome
+
+        comparison = write_comparison(data, evaluations["float32"], evaluations["int8"], staging, "float32_vs_int8")
+        sizes = {FILE_NAMES[v]: (staging / FILE_NAMES[v]).stat().st_size for v in variants}
+        write_text(staging / "conversion.md", "# float32 vs int8 on the 10,000 MNIST test images\n\n"
+                   + comparison_markdown(comparison, sizes))
+        write_json(staging / "conversion.json", {
+            "keras_agreement": agreement, "gate": gate.__dict__, "comparisons": comparisons,
+            "calibration": {"images": calibration_size, "seed": seed, "from": "training set, class-balanced"},
+        })
+        source = {"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)}
+        commands = [c for c in (train_cfg.get("command"), command) if c]
+        versions = {**train_cfg.get("versions", {}), **_converter_versions()}
+        entries = {}
+        for variant in variants:
+            extra = {"calibration": {"images": calibration_size, "seed": seed}} if variant == "int8" else {}
+            if variant == "float32":
+                extra["keras_agreement"] = agreement
+            else:
+                extra["vs_float32"] = {k: comparisons[variant][k] for k in ("drop_points", "agreement", "mcnemar")}
+            entries[FILE_NAMES[variant]] = manifest.entry(
+                staging / FILE_NAMES[variant], variant, evaluations[variant], train_cfg.get("pixels", PIXELS),
+                source, commands, versions, {"training_config": train_cfg.get("train", {}), **extra})
+        # Every check passed: move files in, one rename each, and the manifest last.
+        for name in [FILE_NAMES[v] for v in variants] + ["conversion.md", "conversion.json",
+                                                          "float32_vs_int8_disagreements.png",
+                                                          "float32_vs_int8_confusion.png",
+                                                          "float32_vs_int8_per_class.png"]:
+            os.replace(staging / name, out_dir / name)
+            outcome.released.append(out_dir / name)
+        manifest.update(out_dir / "manifest.json", entries)
+        return outcome
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _converter_versions() -> dict:
+    import tensorflow as tf
+
+    try:
+        from importlib.metadata import version
+
+        litert = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001
+        litert = "not installed"
+    return {"tensorflow_converter": tf.__version__, "ai_edge_litert": litert}

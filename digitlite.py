@@ -1,0 +1,85 @@
+"""The `digitlite` command: one entry point, a subcommand per job, each stage imported only when used.
+
+The registry below names where each subcommand lives, as strings, so that `digitlite read` on a
+Raspberry Pi with only the `[edge]` extra never imports the training stage (and TensorFlow).
+
+    digitlite --help
+    digitlite data --json
+    python -m digitlite train --epochs 1
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> ("module:function", one-line help). The function takes argv (list[str]) and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("train.cli:data_main", "find or fetch MNIST, verify its checksums, summarise it"),
+    "train": ("train.cli:train_main", "train a model (default: the dropout CNN) and write its run report"),
+    "tune": ("train.cli:tune_main", "hyperparameter search with keras-tuner; saves the best config"),
+    "convert": ("convert.cli:convert_main", "Keras model -> float32 and int8 .tflite, shipped only if they pass"),
+    "check": ("convert.cli:check_main", "evaluate a .tflite on the MNIST test set against its manifest"),
+    "compare": ("convert.cli:compare_main", "side-by-side report of two .tflite models"),
+    "read": ("edge_app.cli:read_main", "read the numbers in image files"),
+    "run": ("edge_app.cli:run_main", "live loop on a camera, video, stream or synthetic source"),
+    "eval-scenes": ("edge_app.cli:eval_scenes_main", "accuracy and speed on camera-like synthetic scenes"),
+    "serve": ("edge_app.cli:serve_main", "web app: live stream, photo upload, draw a digit"),
+    "doctor": ("edge_app.doctor:doctor_main", "check this device: runtime, camera, model, and what to fix"),
+    "bench": ("benchmarks.cli:bench_main", "latency and throughput, appended to benchmarks/history.jsonl"),
+}
+
+# Which extra provides each stage, for the error when it is not installed.
+EXTRA_FOR_PACKAGE = {"train": "train", "convert": "train", "edge_app": "edge", "benchmarks": "train"}
+
+
+def usage(commands: dict[str, tuple[str, str]], prog: str) -> str:
+    width = max(len(name) for name in commands)
+    lines = [f"usage: {prog} <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in commands.items()]
+    lines += ["", f"`{prog} <command> --help` shows the options of one command."]
+    return "\n".join(lines)
+
+
+def _close_matches(name: str, names: list[str]) -> str:
+    import difflib
+
+    matches = difflib.get_close_matches(name, names, n=3)
+    return f" Did you mean: {', '.join(matches)}?" if matches else ""
+
+
+def main(argv: list[str] | None = None, only: tuple[str, ...] | None = None, prog: str = "digitlite") -> int:
+    """Dispatch `argv[0]` to its subcommand. `only` restricts the registry (for `python -m <package>`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {k: v for k, v in COMMANDS.items() if only is None or k in only}
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage(commands, prog))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in commands:
+        print(
+            f"{prog}: unknown command {name!r}; valid commands are {', '.join(commands)}."
+            + _close_matches(name, list(commands)),
+            file=sys.stderr,
+        )
+        return 2
+    target, _ = commands[name]
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        package = module_name.split(".")[0]
+        if exc.name and exc.name.split(".")[0] == package:
+            raise
+        extra = EXTRA_FOR_PACKAGE.get(package, "dev")
+        print(
+            f"{prog} {name}: needs the Python package {exc.name!r}, which is not installed. "
+            f"Install the '{extra}' extra: pip install 'digitlite[{extra}]'",
+            file=sys.stderr,
+        )
+        return 3
+    return int(getattr(module, func_name)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Edge stage: reads handwritten numbers from camera frames with LiteRT. Never imports TensorFlow."""

@@ -1,0 +1,347 @@
+"""The LiteRT runtime: the one place that makes an interpreter, and the small classifier adapter around it.
+
+`make_interpreter` tries `ai_edge_litert`, then `tflite_runtime`, then `tensorflow.lite` (the last only if
+TensorFlow happens to be installed: the edge app never needs it). `Classifier` turns float digit crops
+(N, 28, 28, 1) in the model's pixel convention into probabilities, quantizing and dequantizing with the
+parameters the model declares, and batching any N.
+
+    python -m edge_app.runtime models/digits_int8.tflite
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = REPO_MODELS / "digits_int8.tflite"
+MANIFEST_NAME = "manifest.json"
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")  # tried in this order
+MAX_BATCH = 256  # crops per invoke; bounds the interpreter's arena on small devices
+
+
+class ModelError(ValueError):
+    """The model file is missing, is not a valid .tflite, or does not take 28x28x1 digits."""
+
+
+class RuntimeNotFound(ImportError):
+    """No LiteRT runtime is installed."""
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    name: str  # "ai_edge_litert", "tflite_runtime" or "tensorflow"
+    version: str
+    threads: int
+    xnnpack: bool
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """real = scale * (q - zero_point); scale 0 means the tensor is not quantized (float)."""
+
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+
+@dataclass(frozen=True)
+class PixelConvention:
+    """How a 0-255 grey digit becomes the model's float input: x = pixel * scale + offset.
+
+    The training stage writes this into its run config and the conversion stage into models/manifest.json;
+    the edge app reads it from there.
+    """
+
+    scale: float
+    offset: float
+    polarity: str  # "white-on-black": ink is bright, paper is 0, as in MNIST
+    height: int = 28
+    width: int = 28
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PixelConvention:
+        return cls(float(d["scale"]), float(d["offset"]), str(d["polarity"]), int(d.get("height", 28)),
+                   int(d.get("width", 28)))
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    input_shape: list[int]
+    input_dtype: str
+    input_quant: Quantization
+    output_shape: list[int]
+    output_dtype: str
+    output_quant: Quantization
+    pixels: PixelConvention
+    pixels_from: str  # where the pixel convention came from: "manifest", "input quantization" or "assumed"
+    manifest_entry: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("manifest_entry")
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- pure maths
+
+
+def quantize(x: np.ndarray, quant: Quantization, dtype: np.dtype) -> np.ndarray:
+    """q = round(x / scale) + zero_point, saturated to the integer type."""
+    info = np.iinfo(dtype)
+    q = np.rint(np.asarray(x, np.float32) / quant.scale) + quant.zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, quant: Quantization) -> np.ndarray:
+    """real = scale * (q - zero_point), widened to int64 first so uint8 - zero_point cannot wrap."""
+    return (quant.scale * (q.astype(np.int64) - quant.zero_point)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(probabilities: np.ndarray, k: int = 3) -> list[list[tuple[int, float]]]:
+    """For each row, the k most likely classes with their probabilities, most likely first."""
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [[(int(c), float(row[c])) for c in idx] for row, idx in zip(probabilities, order, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------- interpreter
+
+
+def _load_runtime(preferred: str | None = None):
+    """(Interpreter class, OpResolverType enum or None, runtime name, version)."""
+    names = (preferred,) if preferred else RUNTIMES
+    errors = []
+    for name in names:
+        try:
+            if name == "ai_edge_litert":
+                module = importlib.import_module("ai_edge_litert.interpreter")
+                version = getattr(importlib.import_module("ai_edge_litert"), "__version__", "?")
+            elif name == "tflite_runtime":
+                module = importlib.import_module("tflite_runtime.interpreter")
+                version = getattr(importlib.import_module("tflite_runtime"), "__version__", "?")
+            elif name == "tensorflow":
+                if "tensorflow" not in sys.modules:
+                    # Only used when already imported (convert/benchmarks); the edge app never pulls it in.
+                    raise ImportError("tensorflow is not imported (the edge app never imports it)")
+                tf = sys.modules["tensorflow"]
+                module, version = tf.lite, tf.__version__
+                module.OpResolverType = getattr(tf.lite.experimental, "OpResolverType", None)
+            else:
+                raise ImportError(f"unknown runtime {name!r}; valid runtimes are {', '.join(RUNTIMES)}")
+            return module.Interpreter, getattr(module, "OpResolverType", None), name, version
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    raise RuntimeNotFound(
+        "no LiteRT runtime found (" + "; ".join(errors) + "). Install one: pip install 'digitlite[edge]' "
+        "(ai-edge-litert), or pip install tflite-runtime on Python < 3.12 with numpy 1.x."
+    )
+
+
+def check_tflite_file(path: Path) -> bytes:
+    """The model's bytes, after checking it exists and carries the TFLite flatbuffer identifier."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found. Convert one with `digitlite convert MODEL.keras` "
+                         f"or pass --model with a .tflite path.")
+    content = path.read_bytes()
+    # A TFLite flatbuffer has its file identifier "TFL3" at bytes 4-8.
+    if len(content) < 16 or content[4:8] != b"TFL3":
+        raise ModelError(f"{path} is not a TFLite model ({len(content)} bytes, no 'TFL3' identifier); "
+                         f"the file may be truncated or corrupt.")
+    return content
+
+
+def make_interpreter(model_path: str | Path, threads: int = 1, xnnpack: bool = True,
+                     runtime: str | None = None):
+    """Build and allocate an interpreter for `model_path`.
+
+    Args:
+        model_path: a .tflite file.
+        threads: CPU threads for the kernels (XNNPACK's thread pool when it is on).
+        xnnpack: False applies the built-in kernels only (no default delegate), for comparisons.
+        runtime: force one of RUNTIMES; default: the first one installed.
+
+    Returns:
+        (interpreter, RuntimeInfo)
+    """
+    path = Path(model_path)
+    content = check_tflite_file(path)
+    interpreter_cls, resolver, name, version = _load_runtime(runtime)
+    kwargs = {"model_content": content, "num_threads": int(threads)}
+    if not xnnpack:
+        if resolver is None:
+            raise ValueError(f"runtime {name} cannot turn XNNPACK off")
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # LiteRT's deprecation notice about tf.lite, not ours
+            interpreter = interpreter_cls(**kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path}: the runtime could not load this model: {exc}") from exc
+    return interpreter, RuntimeInfo(name, str(version), int(threads), bool(xnnpack))
+
+
+def find_manifest_entry(model_path: Path, manifest_path: str | Path | None = None) -> dict:
+    """The manifest entry for `model_path` (by file name) from `manifest_path` or the model's folder."""
+    manifest = Path(manifest_path) if manifest_path else model_path.parent / MANIFEST_NAME
+    if not manifest.is_file():
+        return {}
+    try:
+        models = json.loads(manifest.read_text()).get("models", {})
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ModelError(f"{manifest}: not a valid manifest ({exc})") from exc
+    return models.get(model_path.name, {})
+
+
+def _quant(detail: dict) -> Quantization:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return Quantization(float(scale), int(zero_point))
+
+
+class Classifier:
+    """A digit classifier around one interpreter: float crops in, probabilities out.
+
+    Args:
+        model_path: the .tflite file (default: the released int8 model).
+        threads: interpreter threads.
+        xnnpack: use the XNNPACK delegate (default on).
+        manifest_path: models/manifest.json; default: the one beside the model, when present.
+        runtime: force a runtime (see RUNTIMES).
+    """
+
+    def __init__(self, model_path: str | Path = DEFAULT_MODEL, threads: int = 1, xnnpack: bool = True,
+                 manifest_path: str | Path | None = None, runtime: str | None = None):
+        self.path = Path(model_path)
+        self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
+        inp = self.interpreter.get_input_details()
+        out = self.interpreter.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelError(f"{self.path}: expected 1 input and 1 output, got {len(inp)} and {len(out)}")
+        self._in, self._out = inp[0], out[0]
+        shape = [int(s) for s in self._in["shape"]]
+        if len(shape) != 4 or shape[1:] != [28, 28, 1]:
+            raise ModelError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); "
+                             f"this is not a digitlite digit classifier.")
+        if list(self._out["shape"])[-1] != 10:
+            raise ModelError(f"{self.path}: output shape {list(self._out['shape'])} does not have 10 classes.")
+        entry = find_manifest_entry(self.path, manifest_path)
+        pixels, pixels_from = self._pixel_convention(entry)
+        self.info = ModelInfo(
+            path=str(self.path), input_shape=shape, input_dtype=np.dtype(self._in["dtype"]).name,
+            input_quant=_quant(self._in), output_shape=[int(s) for s in self._out["shape"]],
+            output_dtype=np.dtype(self._out["dtype"]).name, output_quant=_quant(self._out),
+            pixels=pixels, pixels_from=pixels_from, manifest_entry=entry,
+        )
+        self._batch = int(shape[0])
+
+    def _pixel_convention(self, entry: dict) -> tuple[PixelConvention, str]:
+        if "pixels" in entry:
+            return PixelConvention.from_dict(entry["pixels"]), "manifest"
+        quant = _quant(self._in)
+        if quant.quantized:
+            # The calibrated input range is the float range the model was trained on.
+            low = quant.scale * (np.iinfo(self._in["dtype"]).min - quant.zero_point)
+            high = quant.scale * (np.iinfo(self._in["dtype"]).max - quant.zero_point)
+            return PixelConvention((high - low) / 255.0, low, "white-on-black"), "input quantization"
+        log.warning("%s: no manifest entry; assuming MNIST pixels in [0, 1], white digit on black", self.path)
+        return PixelConvention(1 / 255.0, 0.0, "white-on-black"), "assumed"
+
+    def __repr__(self) -> str:
+        q = self.info.input_quant
+        quant = f"scale={q.scale:.6g} zero_point={q.zero_point}" if q.quantized else "float"
+        return (f"Classifier({self.path.name}, {self.info.input_dtype} input [{quant}], "
+                f"runtime={self.runtime.name} {self.runtime.version}, threads={self.runtime.threads})")
+
+    def pixels_to_input(self, digits_u8: np.ndarray) -> np.ndarray:
+        """0-255 grey crops (N, 28, 28) white-on-black -> float model input (N, 28, 28, 1)."""
+        p = self.info.pixels
+        x = np.asarray(digits_u8, np.float32) * p.scale + p.offset
+        return x.reshape(len(x), 28, 28, 1)
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self.interpreter.resize_tensor_input(self._in["index"], [n, 28, 28, 1])
+            self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 10) float32 for float crops (N, 28, 28[, 1]) in the model's convention."""
+        x = np.asarray(digits, np.float32)
+        n = len(x)
+        if n == 0:
+            return np.zeros((0, 10), np.float32)
+        x = x.reshape(n, 28, 28, 1)
+        in_q, out_q = self.info.input_quant, self.info.output_quant
+        outputs = []
+        for start in range(0, n, MAX_BATCH):
+            chunk = x[start:start + MAX_BATCH]
+            # Pad to a power of two so that frames with varying digit counts reuse a few tensor sizes.
+            size = 1 << (len(chunk) - 1).bit_length()
+            if size != len(chunk):
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), 28, 28, 1), np.float32)])
+            self._resize(size)
+            tensor = quantize(chunk, in_q, self._in["dtype"]) if in_q.quantized else chunk
+            self.interpreter.set_tensor(self._in["index"], tensor.astype(self._in["dtype"], copy=False))
+            self.interpreter.invoke()
+            raw = self.interpreter.get_tensor(self._out["index"])[: min(MAX_BATCH, n - start)]
+            outputs.append(dequantize(raw, out_q) if out_q.quantized else raw.astype(np.float32))
+        scores = np.concatenate(outputs)
+        # The released models end in softmax; a model that outputs logits is normalised here.
+        if not np.allclose(scores.sum(axis=1), 1.0, atol=0.05) or scores.min() < -1e-3:
+            scores = softmax(scores)
+        return scores
+
+    def raw_output(self, digits: np.ndarray) -> np.ndarray:
+        """The output tensor as the model returns it (integers for int8 models), for cross-machine checks."""
+        x = np.asarray(digits, np.float32).reshape(-1, 28, 28, 1)
+        self._resize(len(x))
+        in_q = self.info.input_quant
+        tensor = quantize(x, in_q, self._in["dtype"]) if in_q.quantized else x
+        self.interpreter.set_tensor(self._in["index"], tensor.astype(self._in["dtype"], copy=False))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out["index"]).copy()
+
+    def predict(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, confidences) for float crops in the model's convention."""
+        p = self.probabilities(digits)
+        return p.argmax(axis=1), p.max(axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Describe a .tflite model and the runtime that loads it.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        clf = Classifier(args.model, threads=args.threads)
+    except (ModelError, RuntimeNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"runtime": asdict(clf.runtime), **clf.info.to_dict()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Training defaults in one place, and the pixel convention every stage shares.
+
+A run's resolved config is saved beside its model (`config.json`); `train --config FILE` reads one back
+(a run's config.json or the best config `digitlite tune` writes), and command-line flags win over it.
+
+    python -c "from train.config import TrainConfig; print(TrainConfig())"
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+# The one definition of the model input. convert copies it into models/manifest.json and the edge app
+# reads it from there: x = pixel * scale + offset, shape (N, 28, 28, 1), white digit on black like MNIST.
+PIXELS = {"scale": 1 / 255, "offset": 0.0, "polarity": "white-on-black", "height": 28, "width": 28,
+          "layout": "NHWC", "dtype": "float32"}
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "dropout-cnn"  # logistic | dense | basic-cnn | dropout-cnn | mobilenet
+    epochs: int = 15  # the schedule decays to zero at the last epoch; early stopping may end sooner
+    batch_size: int = 128
+    learning_rate: float = 3e-3  # peak of the one-cycle schedule (Adam)
+    weight_decay: float = 1e-4  # AdamW; small, the net is already small
+    filters: int = 0  # conv width (0 = the architecture's default: dropout-cnn 16, then 2x, 4x; basic-cnn 32)
+    units: int = 0  # dense units (0 = the architecture's default: none for dropout-cnn, basic-cnn 64, dense 128)
+    dropout: float = 0.25
+    augment: bool = True  # small rotations, shifts, zoom, as the reports used
+    rotation_deg: float = 10.0
+    shift: float = 0.1  # fraction of the image
+    zoom: float = 0.1  # +- fraction
+    validation: int = 5000  # images held out of the *training* set for early stopping; the test set chooses nothing
+    patience: int = 6  # epochs without validation improvement before stopping
+    seed: int = 42
+    subset: int = 0  # train on the first N training images only (0 = all); for quick runs and tests
+    weights: str = "none"  # mobilenet only: "imagenet" tries Keras' ImageNet weights, else from scratch
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a config JSON (a run's config.json, or `tune`'s best config); unknown keys are errors."""
+        data = json.loads(Path(path).read_text())
+        data = data.get("train", data)  # a run's config.json nests the training config under "train"
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}; valid keys are {sorted(valid)}")
+        return cls(**data)
+
+    def validate(self) -> TrainConfig:
+        from train.models import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown --arch {self.arch!r}; valid: {', '.join(ARCHITECTURES)} (or 'all')")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.validation < 0:
+            raise ValueError(f"--validation must be >= 0, got {self.validation}")
+        if self.weights not in ("none", "imagenet"):
+            raise ValueError(f"--weights must be 'none' or 'imagenet', got {self.weights!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,204 @@
+"""One training run: seeded data split, augmentation, fit with checkpoints, and the run's artifacts.
+
+A run folder (`--out runs/NAME`) ends up holding model.keras, config.json, history.json, curves.png,
+confusion.png, report.md, report.json and misclassified.png, each written atomically. While training,
+`checkpoint/` holds the state of the last finished epoch so that `--resume` continues an interrupted run.
+
+    digitlite train --epochs 2 --subset 5000 --out runs/quick
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not our output
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from train import mnist as mnist_data  # noqa: E402
+from train.atomic import atomic_path, write_json  # noqa: E402
+from train.config import PIXELS, TrainConfig  # noqa: E402
+from train.models import build_model  # noqa: E402
+
+
+class RunExistsError(FileExistsError):
+    """The output folder holds an interrupted run and --resume was not given."""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    test_accuracy: float
+    params: int
+    train_seconds: float
+    epochs_run: int
+    weights: str  # what the model started from: "scratch" or "imagenet"
+
+
+def to_input(images_u8: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in the shared pixel convention."""
+    return (images_u8.astype(np.float32) * PIXELS["scale"] + PIXELS["offset"])[..., None]
+
+
+def split(data: mnist_data.Mnist, cfg: TrainConfig):
+    """(x_train, y_train, x_val, y_val) from the training set only, shuffled with the run's seed."""
+    order = np.random.default_rng(cfg.seed).permutation(len(data.y_train))
+    val_idx, train_idx = order[: cfg.validation], order[cfg.validation :]
+    if cfg.subset:
+        train_idx = train_idx[: cfg.subset]
+    return (to_input(data.x_train[train_idx]), data.y_train[train_idx].astype(np.int64),
+            to_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
+
+
+def augmenter(cfg: TrainConfig) -> keras.Sequential:
+    """Small rotations, shifts and zoom, filling with black (the paper of an MNIST digit)."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(cfg.rotation_deg / 360, fill_mode="constant", seed=cfg.seed),
+            keras.layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=cfg.seed + 1),
+            keras.layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=cfg.seed + 2),
+        ],
+        name="augment",
+    )
+
+
+def dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
+    if cfg.augment:
+        aug = augmenter(cfg)
+        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    # One-cycle-like schedule: linear warm-up (one epoch, at most a tenth of training), then cosine decay to zero.
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(steps_per_epoch, total // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.learning_rate / 10, decay_steps=total - warmup, alpha=0.0,
+        warmup_target=cfg.learning_rate, warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def seed_everything(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _build(cfg: TrainConfig) -> tuple[keras.Model, str]:
+    hyper = {"filters": cfg.filters or None, "units": cfg.units or None, "dropout": cfg.dropout}
+    if cfg.arch == "mobilenet" and cfg.weights == "imagenet":
+        try:
+            return build_model("mobilenet", weights="imagenet"), "imagenet"
+        except Exception as exc:  # noqa: BLE001  (any download/IO failure means: train from scratch)
+            print(f"mobilenet: ImageNet weights unavailable ({exc.__class__.__name__}: {exc}); "
+                  f"training from scratch", file=sys.stderr)
+    return build_model(cfg.arch, **hyper), "scratch"
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__}
+
+
+def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None, resume: bool = False,
+          verbose: int | str = "auto", command: str | None = None, report: bool = True,
+          callbacks: list | None = None) -> RunResult:
+    """Train `cfg` into the run folder `out`.
+
+    Args:
+        cfg: the training configuration (validated here).
+        out: the run folder; its `checkpoint/` makes the run resumable.
+        data_dir: where MNIST is (default: the usual search, see train.mnist.find_mnist).
+        resume: continue from `out/checkpoint` (required when one exists).
+        verbose: Keras' progress output ("auto", 0, 1, 2).
+        command: the command line to record in config.json.
+        report: write the evaluation report and figures (tests turn it off for speed).
+        callbacks: extra Keras callbacks, run after the checkpointing ones.
+
+    Raises:
+        ValueError: bad configuration. RunExistsError: an interrupted run is there and resume is False.
+        train.mnist.MnistError: MNIST not found or not valid.
+    """
+    cfg.validate()
+    out = Path(out)
+    checkpoint = out / "checkpoint"
+    if checkpoint.exists() and not resume:
+        raise RunExistsError(f"{out} holds an interrupted run ({checkpoint}); pass --resume to continue it, "
+                             f"or choose another --out.")
+    if resume and not checkpoint.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint in {out}; start the run without --resume.")
+    data = mnist_data.find_mnist(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(cfg.seed)
+    x_train, y_train, x_val, y_val = split(data, cfg)
+    model, weights = _build(cfg)
+    steps = int(np.ceil(len(x_train) / cfg.batch_size))
+    compile_model(model, cfg, steps)
+    validation = (x_val, y_val) if len(x_val) else None
+    monitor = "val_loss" if validation else "loss"
+    run_callbacks = [
+        keras.callbacks.BackupAndRestore(str(checkpoint), delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True),
+        *(callbacks or []),
+    ]
+    started = time.perf_counter()
+    model.fit(dataset(x_train, y_train, cfg), epochs=cfg.epochs, validation_data=validation,
+              callbacks=run_callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - started
+
+    history = read_history(out / "history.csv")
+    with atomic_path(out / "model.keras") as tmp:
+        model.save(tmp)
+    write_json(out / "history.json", history)
+
+    test_accuracy = float("nan")
+    if report:
+        from train.report import write_run_report
+
+        test_accuracy = write_run_report(model, data, out, history, title=f"{cfg.arch} ({weights})")
+    previous = json.loads((out / "config.json").read_text()) if resume and (out / "config.json").exists() else {}
+    write_json(out / "config.json", {
+        "train": cfg.to_dict(),
+        "pixels": PIXELS,
+        "weights": weights,
+        "params": int(model.count_params()),
+        "epochs_run": len(history.get("epoch", [])),
+        "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1),
+        "test_accuracy": test_accuracy,
+        "mnist_test_sha256": mnist_data.FILES["test_images"][1],
+        "command": command or " ".join(sys.argv),
+        "versions": versions(),
+    })
+    shutil.rmtree(checkpoint, ignore_errors=True)  # the run finished: nothing left to resume
+    return RunResult(out, test_accuracy, int(model.count_params()), train_seconds,
+                     len(history.get("epoch", [])), weights)
+
+
+def read_history(csv_path: Path) -> dict[str, list[float]]:
+    """Keras' CSVLogger file as {metric: [value per epoch]} (it survives --resume, fit's History does not)."""
+    import csv
+
+    if not csv_path.exists():
+        return {}
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(r[key]) for r in rows] for key in (rows[0].keys() if rows else [])}
