@@ -116,7 +116,7 @@ def comparison_markdown(comparison: dict, sizes: dict[str, int] | None = None,
     pc = comparison["per_class"]
     mc = comparison["mcnemar"]
     more = " ..." if len(comparison["disagreements"]) > 40 else "."
-    lines = [f"| | {a} | {b} | difference |", "|---|---|---|---|",
+    lines = [f"| | {a} (A) | {b} (B) | A − B |", "|---|---|---|---|",
              f"| accuracy | {acc[a]:.4%} | {acc[b]:.4%} | {comparison['drop_points']:+.2f} points |"]
     if sizes:
         lines.append(f"| size | {sizes[a]:,} B | {sizes[b]:,} B | {sizes[b] / sizes[a]:.2f}x |")

@@ -9,6 +9,8 @@ class-balanced sample of *training* images and are read back from the model, nev
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,4 +66,6 @@ def convert_variant(model, variant: str, calibration: np.ndarray | None = None) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    # Keras prints the exported signature (dozens of TensorSpec lines) while converting; keep it off stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()

@@ -58,7 +58,7 @@ def _conv_bn(x, filters: int):
     return layers.ReLU()(x)
 
 
-def dropout_cnn(filters: int = 16, units: int = 0, dropout: float = 0.25) -> keras.Model:
+def dropout_cnn(filters: int = 16, units: int = 0, dropout: float = 0.1) -> keras.Model:
     """Ours: three conv blocks (filters, 2x, 4x) with batch norm and dropout, global pooling, softmax.
 
     With filters=16 it has about 36k parameters and its int8 .tflite is about 50 KB. `units` > 0 adds a

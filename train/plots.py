@@ -63,12 +63,13 @@ def confusion(cms: Sequence[np.ndarray], titles: Sequence[str], path: str | Path
     save(fig, path)
 
 
-def digit_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, cols: int = 10,
+def digit_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, cols: int = 8,
                title: str = "") -> None:
     """A grid of 28x28 digits, each with a caption (e.g. 'true 4 / pred 9')."""
     n = len(images)
+    cols = max(1, min(cols, n))
     rows = max(1, int(np.ceil(n / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(cols * 1.6, 6), rows * 1.9 + 0.4), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
@@ -76,7 +77,8 @@ def digit_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, co
             ax.set_title(captions[k], fontsize=7)
     if n == 0:
         axes[0, 0].text(0, 0.5, "none", fontsize=12)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     save(fig, path)
 
 
