@@ -1,0 +1,429 @@
+"""`digitlite doctor`: checks this device and says what to fix.
+
+It reports Python, the LiteRT runtime and its version, the CPU architecture and board model, the cameras it
+finds, the configuration file, the model file against its manifest (sha256), and one inference with the
+configured XNNPACK threads. Each problem comes with what to do about it. The exit code is 1 when something
+`digitlite run` needs is missing or broken (runtime, model, configuration, the configured camera), else 0.
+It never imports TensorFlow.
+
+    digitlite doctor
+    digitlite doctor --json --config /etc/digitlite.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edge_app import runtime, settings
+
+MIN_PYTHON = (3, 11)  # Raspberry Pi OS Bookworm's Python; the code uses tomllib and 3.11 typing
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+VIDEO4LINUX = Path("/sys/class/video4linux")
+CPU_GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+# VIDIOC_QUERYCAP = _IOR('V', 0, struct v4l2_capability): driver[16] card[32] bus_info[32] version
+# capabilities device_caps reserved[3], 104 bytes.
+VIDIOC_QUERYCAP = 0x80685600
+V4L2_CAPABILITY = struct.Struct("16s32s32sIII12x")
+V4L2_CAP_VIDEO_CAPTURE = 0x00000001
+V4L2_CAP_VIDEO_CAPTURE_MPLANE = 0x00001000
+V4L2_CAP_VIDEO_M2M_MPLANE = 0x00004000
+V4L2_CAP_VIDEO_M2M = 0x00008000
+V4L2_CAP_DEVICE_CAPS = 0x80000000
+# Raspberry Pi sensor receivers and ISPs: their /dev/video nodes are driven by libcamera (picamera2).
+LIBCAMERA_DRIVERS = ("unicam", "rp1-cfe", "bcm2835-isp", "pispbe", "rpi-hevc-dec", "bcm2835-codec")
+
+
+@dataclass
+class Check:
+    """One line of the report."""
+
+    name: str
+    status: str  # "ok", "info", "warn" (works, but worth fixing) or "fail" (digitlite run will not work)
+    detail: str
+    fix: str = ""
+    data: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    data = {"version": version, "executable": sys.executable, "prefix": sys.prefix}
+    try:
+        import numpy
+
+        data["numpy"] = numpy.__version__
+    except ImportError:
+        return Check("python", "fail", f"Python {version}, numpy not installed",
+                     "pip install 'digitlite[edge]'", data)
+    if sys.version_info[:2] < MIN_PYTHON:
+        return Check("python", "fail", f"Python {version} ({sys.executable}) is older than 3.11",
+                     "use Raspberry Pi OS Bookworm (Python 3.11) or newer, or another Python >= 3.11", data)
+    venv = " (venv)" if sys.prefix != sys.base_prefix else ""
+    return Check("python", "ok", f"Python {version}{venv}, numpy {data['numpy']}", data=data)
+
+
+def check_runtime() -> Check:
+    try:
+        _, _, name, version = runtime._load_runtime()
+    except runtime.RuntimeNotFound as exc:
+        machine = platform.machine()
+        fix = "pip install 'digitlite[edge]' (installs ai-edge-litert)"
+        if machine in ("armv7l", "armv6l"):
+            fix = "LiteRT has no 32-bit ARM wheels: flash Raspberry Pi OS (64-bit), then " + fix
+        return Check("runtime", "fail", f"no LiteRT runtime found ({exc})", fix)
+    data = {"name": name, "version": version}
+    if name == "tflite_runtime":
+        import numpy
+
+        if int(numpy.__version__.split(".")[0]) >= 2:
+            return Check("runtime", "warn", f"tflite_runtime {version} with numpy {numpy.__version__}: its "
+                         f"wheels are built for numpy 1.x and may fail or crash",
+                         "pip install ai-edge-litert (the default runtime; it supports numpy 2)", data)
+    return Check("runtime", "ok", f"{name} {version}", data=data)
+
+
+def check_cpu(threads: int) -> Check:
+    machine = platform.machine()
+    cores = os.cpu_count() or 1
+    data = {"arch": machine, "cores": cores, "threads": threads}
+    governor = _read_text(CPU_GOVERNOR)
+    if governor:
+        data["governor"] = governor
+    detail = f"{machine}, {cores} cores" + (f", governor {governor}" if governor else "")
+    if machine in ("armv7l", "armv6l"):
+        return Check("cpu", "fail", detail + ": 32-bit ARM",
+                     "flash Raspberry Pi OS (64-bit); LiteRT's wheels are aarch64 and x86_64 only", data)
+    if threads > cores:
+        return Check("cpu", "warn", f"{detail}; {threads} interpreter threads is more than the cores",
+                     f"set threads = {cores} (or fewer) in the configuration file or --threads", data)
+    return Check("cpu", "ok", detail, data=data)
+
+
+def check_board() -> Check:
+    model = _read_text(DEVICE_TREE_MODEL)
+    if not model:
+        return Check("board", "info", f"not a Raspberry Pi ({DEVICE_TREE_MODEL} not present)")
+    return Check("board", "ok", model, data={"model": model})
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\x00", b"").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def list_v4l2_devices(root: Path = VIDEO4LINUX) -> list[dict]:
+    """The /dev/video* nodes with their driver, card name and whether they capture video."""
+    devices = []
+    nodes = sorted(root.glob("video*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 1 << 30)
+    for node in nodes:
+        dev = Path("/dev") / node.name
+        entry = {"device": str(dev), "name": _read_text(node / "name"), "driver": "", "capture": None}
+        try:
+            fd = os.open(dev, os.O_RDWR | os.O_NONBLOCK)
+        except PermissionError:
+            entry["error"] = "permission denied"
+            devices.append(entry)
+            continue
+        except OSError as exc:
+            entry["error"] = exc.strerror or str(exc)
+            devices.append(entry)
+            continue
+        try:
+            buf = fcntl.ioctl(fd, VIDIOC_QUERYCAP, bytes(V4L2_CAPABILITY.size))
+            driver, card, _bus, _version, caps, device_caps = V4L2_CAPABILITY.unpack(buf)
+            caps = device_caps if caps & V4L2_CAP_DEVICE_CAPS else caps
+            entry["driver"] = driver.rstrip(b"\x00").decode(errors="replace")
+            entry["name"] = card.rstrip(b"\x00").decode(errors="replace") or entry["name"]
+            m2m = caps & (V4L2_CAP_VIDEO_M2M | V4L2_CAP_VIDEO_M2M_MPLANE)
+            capture = caps & (V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_VIDEO_CAPTURE_MPLANE)
+            entry["capture"] = bool(capture) and not m2m
+        except OSError as exc:
+            entry["error"] = f"VIDIOC_QUERYCAP failed: {exc.strerror or exc}"
+        finally:
+            os.close(fd)
+        devices.append(entry)
+    return devices
+
+
+def list_picamera2_cameras() -> tuple[list[dict] | None, str]:
+    """(cameras, problem): cameras is None when picamera2 cannot be imported; problem says why and the fix."""
+    if importlib.util.find_spec("picamera2") is None:
+        return None, "picamera2 is not installed"
+    try:
+        from picamera2 import Picamera2  # imported here only: it starts libcamera
+    except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+        text = f"{type(exc).__name__}: {exc}"
+        if "numpy.dtype size changed" in text or "binary incompatibility" in text:
+            return None, (f"picamera2 does not import ({text}): apt's simplejpeg is built for numpy 1.x. "
+                          f"Fix: {sys.executable} -m pip install --ignore-installed --no-deps 'simplejpeg>=1.8'")
+        if "libcamera" in text:
+            return None, (f"picamera2 does not import ({text}): create the venv with --system-site-packages "
+                          f"so apt's python3-libcamera is visible, or run edge_app/deploy/install-pi.sh")
+        return None, f"picamera2 does not import ({text})"
+    try:
+        cameras = Picamera2.global_camera_info()
+    except Exception as exc:  # noqa: BLE001
+        return None, f"picamera2 could not list cameras ({type(exc).__name__}: {exc})"
+    return [{k: v for k, v in cam.items() if isinstance(v, str | int | float)} for cam in cameras], ""
+
+
+def check_cameras(source: str | None, on_pi: bool) -> Check:
+    """Cameras found through picamera2 and V4L2; a failure only when the configured source is missing."""
+    picams, picam_problem = list_picamera2_cameras()
+    v4l2 = list_v4l2_devices()
+    usable = [d for d in v4l2 if d.get("capture") and d.get("driver") not in LIBCAMERA_DRIVERS]
+    denied = [d["device"] for d in v4l2 if d.get("error") == "permission denied"]
+    data = {"picamera2": picams, "v4l2": v4l2, "picamera2_problem": picam_problem}
+    found = [f"picamera2: {c.get('Model', '?')} (camera {i})" for i, c in enumerate(picams or [])]
+    found += [f"{d['device']}: {d['name']} ({d['driver']})" for d in usable]
+    fixes = []
+    if denied:
+        fixes.append(f"permission denied on {', '.join(denied)}: add the user to the video group "
+                     f"(sudo usermod -aG video $USER, then log in again)")
+    if picam_problem and (on_pi or source == "picamera2"):
+        if "not installed" in picam_problem:
+            picam_problem += ("; on Raspberry Pi OS: sudo apt install python3-picamera2 and use a venv made "
+                              "with --system-site-packages")
+        fixes.append(picam_problem)
+    elif picams == [] and (on_pi or source == "picamera2"):
+        fixes.append("no camera module detected: check the ribbon cable (contacts facing the right way), "
+                     "then `rpicam-hello --list-cameras`")
+
+    wanted = _configured_camera(source)
+    status = "ok" if found else "warn"
+    if wanted == "picamera2" and not picams:
+        status = "fail"
+    elif isinstance(wanted, int) and not any(d["device"] == f"/dev/video{wanted}" and d.get("capture")
+                                             for d in v4l2):
+        status = "fail"
+        fixes.append(f"the configured source {wanted} needs /dev/video{wanted}: plug the camera in, or set "
+                     f"source to one of the cameras found, a video file or \"synthetic\"")
+    if not found and not fixes:
+        fixes.append("none needed to read files (digitlite read); for live reading connect a camera module "
+                     "or a USB webcam")
+    detail = "; ".join(found) if found else "no camera found"
+    if source:
+        detail += f" (configured source: {source})"
+    return Check("camera", status, detail, "; ".join(fixes), data)
+
+
+def _configured_camera(source: str | None) -> str | int | None:
+    """'picamera2', a V4L2 index, or None for files, URLs and synthetic sources."""
+    if source is None:
+        return None
+    if source.lower() in ("picamera2", "picamera", "pi"):
+        return "picamera2"
+    if source.isdigit():
+        return int(source)
+    if source.startswith("/dev/video") and source[10:].isdigit():
+        return int(source[10:])
+    return None
+
+
+def check_config(path: str | None) -> tuple[Check, dict]:
+    """The configuration file's check and its run options ({} when there is none or it is invalid)."""
+    chosen = settings.config_path(path)
+    if chosen is None:
+        return Check("config", "info", f"no configuration file ({settings.DEFAULT_CONFIG} not present); "
+                     f"digitlite run uses its defaults"), {}
+    try:
+        config = settings.load_run_config(chosen)
+    except (settings.ConfigError, FileNotFoundError) as exc:
+        fix = f"fix {chosen} (example: edge_app/deploy/digitlite.toml)"
+        return Check("config", "fail", str(exc), fix), {}
+    keys = ", ".join(f"{k}={v}" for k, v in config.items())
+    check = Check("config", "ok", f"{chosen}: {keys or 'no keys set'}", data={"path": str(chosen), **config})
+    return check, config
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model(model: Path, manifest: Path | None = None) -> Check:
+    """The model file exists, is a TFLite flatbuffer, and matches its manifest entry's sha256."""
+    data = {"path": str(model)}
+    try:
+        runtime.check_tflite_file(model)
+    except runtime.ModelError as exc:
+        return Check("model", "fail", str(exc), "copy the released models: sudo install -m 0644 "
+                     "models/digits_int8.tflite models/manifest.json /opt/digitlite/models/, or set model = "
+                     "\"...\" in the configuration file / --model", data)
+    data["sha256"] = digest = sha256_file(model)
+    data["bytes"] = model.stat().st_size
+    manifest_path = manifest or model.parent / runtime.MANIFEST_NAME
+    data["manifest"] = str(manifest_path)
+    try:
+        entry = runtime.find_manifest_entry(model, manifest_path)
+    except runtime.ModelError as exc:
+        return Check("model", "fail", str(exc),
+                     f"copy manifest.json again from the release beside {model.name}", data)
+    if not manifest_path.is_file():
+        return Check("model", "warn", f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
+                     f"cannot verify it", f"copy manifest.json from the release to {model.parent}", data)
+    expected = entry.get("sha256")
+    if not entry:
+        return Check("model", "warn", f"{model}: {manifest_path} has no entry for {model.name}",
+                     "use the manifest.json released with this model", data)
+    if not expected:
+        return Check("model", "warn", f"{model}: its manifest entry has no sha256", "regenerate the manifest "
+                     "with `digitlite convert`", data)
+    if expected != digest:
+        return Check("model", "fail", f"{model}: sha256 {digest[:12]}... does not match the manifest "
+                     f"({expected[:12]}...); the file is corrupt or from another release",
+                     f"copy digits_int8.tflite and manifest.json again from the same release to "
+                     f"{model.parent}", data)
+    extra = ""
+    for key in ("accuracy", "test_accuracy"):
+        if isinstance(entry.get(key), int | float):
+            extra = f", MNIST test accuracy {entry[key]:.4f}"
+            break
+    return Check("model", "ok", f"{model} (sha256 {digest[:12]}... matches the manifest{extra})", data=data)
+
+
+@contextmanager
+def _capture_fd2():
+    """Collect what native code writes to file descriptor 2 (LiteRT's INFO lines) into a list."""
+    lines: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield lines
+        return
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def check_inference(model: Path, threads: int) -> Check:
+    """Build the interpreter with `threads` XNNPACK threads and time one inference on a blank digit."""
+    import numpy as np
+
+    try:
+        with _capture_fd2() as native_log:
+            clf = runtime.Classifier(model, threads=threads)
+            x = clf.pixels_to_input(np.zeros((1, 28, 28), np.uint8))
+            clf.raw_output(x)  # the first invoke prepares XNNPACK's packed weights
+            start = time.perf_counter()
+            clf.raw_output(x)
+            latency_ms = (time.perf_counter() - start) * 1000
+    except (runtime.ModelError, runtime.RuntimeNotFound, ValueError) as exc:
+        return Check("inference", "fail", str(exc), "use a digitlite .tflite model (digitlite convert) and "
+                     "pip install 'digitlite[edge]'")
+    xnnpack = any("XNNPACK" in line for line in native_log)
+    data = {"threads": threads, "xnnpack_delegate": xnnpack, "latency_ms": round(latency_ms, 3),
+            "input": clf.info.input_dtype, "runtime": asdict(clf.runtime)}
+    delegate = "XNNPACK delegate applied" if xnnpack else "XNNPACK delegate not reported by the runtime"
+    return Check("inference", "ok", f"{threads} threads, {delegate}, {clf.info.input_dtype} input, one digit "
+                 f"in {latency_ms:.2f} ms", data=data)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def run_checks(model: str | None = None, config: str | None = None,
+               threads: int | None = None) -> list[Check]:
+    """Every check, in report order.
+
+    Args:
+        model: the .tflite to check; default: the configuration's `model`, else the released int8 model.
+        config: the configuration file; default: $DIGITLITE_CONFIG, else /etc/digitlite.toml when present.
+        threads: interpreter threads; default: the configuration's `threads`, else min(4, cores).
+    """
+    config_check, run_config = check_config(config)
+    model_path = Path(model or run_config.get("model") or runtime.DEFAULT_MODEL)
+    threads = int(threads or run_config.get("threads") or min(4, os.cpu_count() or 1))
+    board = check_board()
+    checks = [check_python(), check_runtime(), check_cpu(threads), board, config_check,
+              check_cameras(run_config.get("source"), on_pi="Raspberry Pi" in board.data.get("model", "")),
+              check_model(model_path)]
+    if checks[1].status != "fail" and checks[-1].status != "fail":
+        checks.append(check_inference(model_path, threads))
+    else:
+        checks.append(Check("inference", "info", "skipped: needs the runtime and the model (see above)"))
+    return checks
+
+
+MARKS = {"ok": " ok ", "info": "info", "warn": "warn", "fail": "FAIL"}
+
+
+def format_report(checks: list[Check], quiet: bool = False) -> str:
+    lines = []
+    for c in checks:
+        if quiet and c.status in ("ok", "info"):
+            continue
+        lines.append(f"[{MARKS[c.status]}] {c.name:<9} {c.detail}")
+        if c.fix:
+            lines.append(f"       {'':<9} -> {c.fix}")
+    failed = [c for c in checks if c.status == "fail"]
+    if failed:
+        lines.append("")
+        lines.append(f"{len(failed)} problem(s) stop `digitlite run`:")
+        lines += [f"  - {c.name}: {c.detail}" for c in failed]
+    elif not quiet:
+        warned = sum(c.status == "warn" for c in checks)
+        lines.append("")
+        lines.append("ready" + (f" ({warned} warning(s) above)" if warned else ""))
+    return "\n".join(lines)
+
+
+def doctor_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="digitlite doctor", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default=None,
+                        help=f"the .tflite to check (default: the configuration's model, else "
+                             f"{runtime.DEFAULT_MODEL})")
+    parser.add_argument("--config", default=None,
+                        help=f"configuration file (default: ${settings.CONFIG_ENV}, else "
+                             f"{settings.DEFAULT_CONFIG} when present)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="interpreter threads (default: the configuration's, else min(4, cores))")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="print only warnings and failures")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    checks = run_checks(args.model, args.config, args.threads)
+    ok = not any(c.status == "fail" for c in checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2, default=str))
+    else:
+        report = format_report(checks, args.quiet)
+        if report:
+            print(report)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(doctor_main(sys.argv[1:]))
