@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := edge,train,web,dev
+EXTRAS := edge,train,web,dev,bench
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install demo test lint system-deps clean
@@ -23,8 +23,19 @@ system-deps:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "system packages missing (install as root): $$missing"; fi
 
+# The main job, end to end, in a few minutes: a short training run (the release used `digitlite train
+# --out runs/release`, 15 epochs), its gated conversion, the check, reading sample photos, a quick benchmark.
+DEMO := runs/demo
 demo: install
-	$(PY) -m digitlite data
+	$(PY) -m digitlite data --eda $(DEMO)/eda.png
+	$(PY) -m digitlite train --epochs 2 --subset 20000 --out $(DEMO)/train $(if $(wildcard $(DEMO)/train/checkpoint),--resume,)
+	$(PY) -m digitlite convert $(DEMO)/train/model.keras --out $(DEMO)/models --min-accuracy 0.97
+	$(PY) -m digitlite check models/digits_int8.tflite
+	$(PY) -m digitlite read tests/data/golden/*.png
+	$(PY) -m digitlite bench --quick
+	@echo
+	@echo "demo done: $(DEMO)/ holds the short run's model, report and converted files."
+	@echo "The released model was trained with:  .venv/bin/digitlite train --out runs/release  (15 epochs)"
 
 test: install
 	$(PY) -m pytest -q

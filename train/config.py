@@ -25,9 +25,9 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 3e-3  # peak of the one-cycle schedule (Adam)
     weight_decay: float = 1e-4  # AdamW; small, the net is already small
-    filters: int = 0  # conv width (0 = the architecture's default: dropout-cnn 16, then 2x, 4x; basic-cnn 32)
+    filters: int = 0  # conv width (0 = the architecture's default: dropout-cnn 16, then 2x, 3x; basic-cnn 32)
     units: int = 0  # dense units (0 = the architecture's default: none for dropout-cnn, basic-cnn 64, dense 128)
-    dropout: float = 0.1  # 0.25 under-fitted: train (augmented) 99.09 % vs validation 99.16 % after 15 epochs
+    dropout: float = 0.2  # before the classifier (dropout-cnn); the net is small, augmentation does the rest
     augment: bool = True  # small rotations, shifts, zoom, as the reports used
     rotation_deg: float = 10.0
     shift: float = 0.1  # fraction of the image

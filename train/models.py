@@ -58,22 +58,20 @@ def _conv_bn(x, filters: int):
     return layers.ReLU()(x)
 
 
-def dropout_cnn(filters: int = 16, units: int = 0, dropout: float = 0.1) -> keras.Model:
-    """Ours: three conv blocks (filters, 2x, 4x) with batch norm and dropout, global pooling, softmax.
+def dropout_cnn(filters: int = 16, units: int = 0, dropout: float = 0.2) -> keras.Model:
+    """Ours: three blocks of two 3x3 convs (filters, 2x, 3x) with batch norm, global pooling, dropout, softmax.
 
-    With filters=16 it has about 36k parameters and its int8 .tflite is about 50 KB. `units` > 0 adds a
-    dense layer before the classifier (the tuner searches it, as one report did).
+    With filters=16 it has 52,090 parameters and its int8 .tflite is about 60 KB. Dropout sits before the
+    classifier only: between conv layers it would shift the variance batch norm learned. `units` > 0 adds
+    a dense layer before the classifier.
     """
     inputs = keras.Input(INPUT_SHAPE)
-    x = _conv_bn(inputs, filters)
-    x = _conv_bn(x, filters)
-    x = layers.MaxPooling2D()(x)  # 14x14
-    x = layers.Dropout(dropout / 2)(x)
-    x = _conv_bn(x, 2 * filters)
-    x = _conv_bn(x, 2 * filters)
-    x = layers.MaxPooling2D()(x)  # 7x7
-    x = layers.Dropout(dropout / 2)(x)
-    x = _conv_bn(x, 4 * filters)
+    x = inputs
+    for width in (filters, 2 * filters, 3 * filters):  # 28x28, 14x14, 7x7
+        x = _conv_bn(x, width)
+        x = _conv_bn(x, width)
+        if width != 3 * filters:
+            x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
     if units:
         x = layers.Dense(units, activation="relu")(x)

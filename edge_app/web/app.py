@@ -1,0 +1,498 @@
+"""The web view's FastAPI application: routes, OpenAPI schema, token check and request-body limit.
+
+Routes (all behind the token when one is set):
+
+    GET  /                 the page (static/index.html; static/app.js and static/style.css under /static)
+    GET  /stream.mjpg      the live annotated stream (MJPEG), when a live source runs
+    GET  /snapshot.jpg     the newest annotated frame
+    POST /api/read         an image (multipart field `file`, or the raw body) -> the numbers read
+    POST /api/digit        a drawing of one digit -> the prediction and its top-3 probabilities
+    GET  /api/latest       the stable live reading and the last readings, with times
+    GET  /api/health       model, runtime, frame rate, limits
+    GET  /openapi.json     the schema
+
+`create_app` builds the app around objects made elsewhere (classifier, reader, live feed), so tests can
+serve it on a free port. Needs the `[web]` extra (fastapi, uvicorn, python-multipart).
+
+    digitlite serve --source synthetic     # edge_app.web.server builds this app and runs it with uvicorn
+"""
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+try:
+    from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi.responses import HTMLResponse, Response, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, ConfigDict, Field
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+except ImportError as exc:  # pragma: no cover - exercised on devices without the extra
+    raise ImportError(f"the web view needs the [web] extra ({exc.name} is not installed): "
+                      f"pip install 'digitlite[web]'") from exc
+
+import cv2
+
+from edge_app.runtime import top_k
+from edge_app.web.live import History, LiveFeed, now_iso
+from edge_app.web.uploads import (
+    ACCEPTED_TYPES,
+    UploadError,
+    UploadLimits,
+    check_content_type,
+    decode_image,
+    drawing_to_crop,
+    encode_jpeg,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart headers and boundaries allowed on top of the image
+DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and discarded before the 413,
+#                   so that the client, still sending, receives the answer instead of a reset connection
+MAX_CONCURRENT_UPLOADS = 2  # bodies buffered and decoded at once; more wait their turn (a Pi has little RAM)
+MAX_STREAM_CLIENTS = 8  # concurrent MJPEG viewers; each is cheap (one JPEG per frame is shared) but not free
+STREAM_POLL_S = 0.02  # s between checks for a new frame in a stream (a 15 fps source makes one every 67 ms)
+ANNOTATED_SIDE = 1280  # px: long side of the annotated image sent back for an upload
+TOP_K = 3
+PAGE_HEADERS = {
+    # The page loads only its own files; the token in its URL is never sent to another site.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what was received, what is accepted, and how to fix it")
+
+
+class DigitOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    digit: int = Field(ge=0, le=9)
+    confidence: float = Field(ge=0, le=1)
+    box: list[int] = Field(description="x, y, width, height in pixels of the (EXIF-rotated, reduced) image")
+
+
+class ReadingOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: str = Field(description="the numbers read, left to right and top to bottom")
+    digits: list[DigitOut]
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    time: str | None = Field(None, description="when it was read, ISO 8601")
+    origin: str | None = Field(None, description="'live' (the camera) or 'upload'")
+
+
+class ReadResult(ReadingOut):
+    image: dict[str, int] = Field(description="width and height of the image that was read")
+    annotated_jpeg: str | None = Field(None, description="data: URL of the annotated image (with ?annotate=true)")
+
+
+class Probability(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    probability: float = Field(ge=0, le=1)
+
+
+class DigitResult(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    confidence: float = Field(ge=0, le=1)
+    top3: list[Probability]
+    crop_png: str = Field(description="data: URL of the 28x28 crop the model saw (white on black, as MNIST)")
+    latency_ms: dict[str, float]
+
+
+class HistoryItem(BaseModel):
+    text: str
+    time: str
+    origin: str
+
+
+class Stable(BaseModel):
+    text: str = Field(description="the text read on the last stable_frames frames in a row ('' for none)")
+    since: str | None
+
+
+class Latest(BaseModel):
+    live: bool = Field(description="a live source is configured")
+    stable: Stable | None
+    reading: ReadingOut | None = Field(description="the newest reading, from the camera or an upload")
+    history: list[HistoryItem] = Field(description="the last stable readings and uploads, newest first")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str
+    model: dict
+    runtime: dict
+    fps: float | None = Field(description="frames per second of the live loop; null without a live source")
+    live: dict | None
+    limits: dict[str, int]
+    time: str
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "an image: multipart/form-data with the field `file` (what the page and "
+                       "`curl -F file=@photo.jpg` send), or the raw bytes with an image Content-Type",
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"}}}},
+            **{t: {"schema": {"type": "string", "format": "binary"}} for t in ACCEPTED_TYPES},
+        },
+    }
+}
+ERRORS = {code: {"model": Problem, "description": text} for code, text in {
+    400: "not a decodable image, or a malformed body", 401: "missing or wrong token",
+    413: "too many bytes or pixels", 415: "a content type that is not an accepted image type",
+    422: "no image in the body, a blank drawing, or an invalid query parameter"}.items()}
+
+
+# ---------------------------------------------------------------------------------------------- middleware
+
+
+async def _send_json(send, status: int, detail: str, headers: list | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """ASGI middleware in front of every route: the token check, then the request-body limit.
+
+    The token is accepted as `Authorization: Bearer <token>`, an `X-Token` header, or a `token` query
+    parameter (an <img> tag cannot send headers, so the MJPEG stream needs the query form). No cookie: a
+    request carries the token explicitly, so another site cannot make a browser send it (no CSRF).
+
+    Bodies are read into memory up to `max_body` bytes before the app sees them; a larger one gets a 413
+    without reaching the multipart parser or the decoder.
+    """
+
+    def __init__(self, app, token: str | None, max_body: int, max_uploads: int = MAX_CONCURRENT_UPLOADS):
+        self.app, self.max_body, self.max_uploads = app, max_body, max_uploads
+        self.token = token.encode() if token else None
+        self._uploads: asyncio.Semaphore | None = None  # made on first use, inside the server's event loop
+
+    def _token_problem(self, scope) -> str | None:
+        if self.token is None:
+            return None
+        given: list[bytes] = []
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                given.append(value[7:].strip())
+            elif name == b"x-token":
+                given.append(value.strip())
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        given += [v.encode("latin-1", "replace") for v in query.get("token", [])]
+        if any(hmac.compare_digest(g, self.token) for g in given):
+            return None
+        how = ("open the page as http://HOST:PORT/?token=<token>, or send the header "
+               "'Authorization: Bearer <token>' (the token is the one given to `digitlite serve --token`).")
+        return ("this server needs a token: " if not given else "wrong token: ") + how
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = self._token_problem(scope)
+        if problem:
+            await _send_json(send, 401, problem, [(b"www-authenticate", b'Bearer realm="digitlite"')])
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            await _send_json(send, 400, f"Content-Length {declared[:40]!r} is not a number of bytes.")
+            return
+        if declared is not None and int(declared) > self.max_body:
+            await self._refuse_large(receive, send, int(declared), 0)
+            return
+        if self._uploads is None:
+            self._uploads = asyncio.Semaphore(self.max_uploads)
+        async with self._uploads:  # bounds the memory held by bodies and decoded images at once
+            await self._buffered(scope, receive, send)
+
+    async def _buffered(self, scope, receive, send):
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                await self._refuse_large(receive, send, size, size, more)
+                return
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as a server would
+
+        await self.app(scope, replay, send)
+
+    async def _refuse_large(self, receive, send, size: int, read: int, more: bool = True) -> None:
+        while more and read <= DRAIN_FACTOR * self.max_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            read += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        limit = self.max_body - MULTIPART_OVERHEAD
+        await _send_json(send, 413, f"the request body is {max(size, read) / 1e6:.1f} MB or more; uploads are "
+                                    f"limited to {limit / 1e6:.1f} MB. Send a smaller photo, or start the server "
+                                    f"with a larger --max-upload-mb.", [(b"connection", b"close")])
+
+
+# ---------------------------------------------------------------------------------------------- app
+
+
+@dataclass
+class WebState:
+    """What the routes work with. `lock` serialises every call into the interpreter."""
+
+    classifier: object  # edge_app.runtime.Classifier
+    reader: object  # has .read(frame_bgr) -> reading with .to_dict()
+    annotate: Callable  # annotate(frame_bgr, reading) -> frame_bgr
+    feed: LiveFeed | None = None
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    history: History = field(default_factory=History)
+    closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: streams end
+    stream_clients: int = 0
+    last_upload: dict | None = None
+
+
+def _problem(exc: UploadError) -> HTTPException:
+    return HTTPException(status_code=exc.status, detail=exc.message)
+
+
+async def _image_from_request(request: Request) -> bytes:
+    """The uploaded image's bytes, from a multipart field `file` or a raw image body; content type checked."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+        except HTTPException as exc:
+            raise HTTPException(400, f"malformed multipart body: {exc.detail}") from exc
+        except Exception as exc:  # the multipart parser on hostile input: any failure is the client's
+            raise HTTPException(400, f"malformed multipart body: {type(exc).__name__}: {exc}") from exc
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                fields = ", ".join(repr(k) for k in form.keys()) or "none"
+                raise HTTPException(422, f"no file in the form field 'file' (fields received: {fields}); send "
+                                         f"the image as multipart/form-data field 'file', e.g. "
+                                         f"curl -F file=@photo.jpg URL")
+            check_content_type(upload.content_type)
+            return await upload.read()
+        finally:
+            await form.close()
+    if media_type.startswith("image/") or media_type in ("", "application/octet-stream"):
+        check_content_type(media_type)
+        return await request.body()
+    raise UploadError(415, f"content type {media_type!r} is not accepted; send multipart/form-data with the "
+                           f"field 'file', or the raw image with one of {', '.join(ACCEPTED_TYPES)}.")
+
+
+def create_app(state: WebState, token: str | None = None) -> FastAPI:
+    """The FastAPI app serving the page and the API around `state`.
+
+    Args:
+        state: classifier, reader, annotate function, optional live feed, upload limits.
+        token: when set, every route needs it (see `Guard`).
+
+    Returns:
+        An ASGI app (FastAPI wrapped in `Guard`) with `.state` set to `state` and `.fastapi` the inner app.
+    """
+    api = FastAPI(
+        title="digitlite",
+        description="Reads handwritten numbers on this device: live camera stream, photo upload, drawn digits.",
+        version=_version(),
+        docs_url=None,  # Swagger UI loads its scripts from a CDN, which a device on a closed network cannot
+        redoc_url=None,  # reach; the schema itself is at /openapi.json
+    )
+    api.state.web = state
+
+    @api.exception_handler(UploadError)
+    async def upload_error(request: Request, exc: UploadError):
+        return Response(json.dumps({"detail": exc.message}), status_code=exc.status, media_type="application/json")
+
+    page_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    @api.get("/", include_in_schema=False)
+    def page(request: Request):
+        html = page_html
+        given = request.query_params.get("token")
+        if token and given:
+            # <script src> and <link href> cannot send a header: the page's files carry the token in their URL.
+            suffix = "?token=" + quote(given, safe="")
+            html = html.replace('"static/app.js"', f'"static/app.js{suffix}"')
+            html = html.replace('"static/style.css"', f'"static/style.css{suffix}"')
+        return HTMLResponse(html, headers=PAGE_HEADERS)
+
+    api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @api.get("/api/health", response_model=Health, summary="model, runtime and frame rate")
+    def health():
+        info = state.classifier.info
+        model = {"path": info.path, "name": Path(info.path).name, "input_dtype": info.input_dtype,
+                 "pixels_from": info.pixels_from}
+        feed = state.feed
+        return {"status": "ok" if feed is None or not feed.error else "degraded", "model": model,
+                "runtime": _asdict(state.classifier.runtime), "fps": feed.fps if feed else None,
+                "live": feed.status() if feed else None,
+                "limits": {"max_upload_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels},
+                "time": now_iso()}
+
+    @api.get("/api/latest", response_model=Latest, summary="the stable live reading and the last readings")
+    def latest():
+        feed = state.feed
+        stable = None
+        if feed is not None and feed.stable.stable is not None:
+            stable = {"text": feed.stable.stable, "since": feed.stable_since}
+        candidates = [r for r in (feed.latest_reading() if feed else None, state.last_upload) if r]
+        reading = max(candidates, key=lambda r: r["time"]) if candidates else None
+        return {"live": feed is not None, "stable": stable, "reading": reading, "history": state.history.items()}
+
+    @api.post("/api/read", response_model=ReadResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
+              summary="read the numbers in an image")
+    async def read(request: Request, annotate: bool = Query(False, description="include the annotated image")):
+        data = await _image_from_request(request)
+        return await run_in_threadpool(_read_image, state, data, annotate)
+
+    @api.post("/api/digit", response_model=DigitResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
+              summary="classify a drawing of one digit")
+    async def digit(request: Request):
+        data = await _image_from_request(request)
+        return await run_in_threadpool(_classify_drawing, state, data)
+
+    @api.get("/snapshot.jpg", responses={404: {"model": Problem}}, summary="the newest annotated frame",
+             response_class=Response)
+    def snapshot():
+        _, jpeg = _feed_or_404(state).latest_jpeg()
+        if jpeg is None:
+            raise HTTPException(503, "no frame yet: the live source has not delivered one; try again shortly.")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @api.get("/stream.mjpg", responses={404: {"model": Problem}, 503: {"model": Problem}},
+             summary="the live annotated stream (multipart/x-mixed-replace JPEGs)", response_class=StreamingResponse)
+    async def stream():  # on the event loop, like the generator that counts the viewers
+        feed = _feed_or_404(state)
+        if state.stream_clients >= MAX_STREAM_CLIENTS:
+            raise HTTPException(503, f"{state.stream_clients} viewers are watching already (the limit is "
+                                     f"{MAX_STREAM_CLIENTS}); close another tab and reload.",
+                                headers={"Retry-After": "5"})
+        return StreamingResponse(_mjpeg(state, feed), media_type="multipart/x-mixed-replace; boundary=frame",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    app = Guard(api, token, state.limits.max_bytes + MULTIPART_OVERHEAD)
+    app.state = state
+    app.fastapi = api
+    return app
+
+
+def _asdict(obj) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else {"name": str(obj)}
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("digitlite")
+    except Exception:
+        return "0"
+
+
+def _feed_or_404(state: WebState) -> LiveFeed:
+    if state.feed is None:
+        raise HTTPException(404, "no live source: start the server with --source (picamera2, a camera index, "
+                                 "a video file or URL, or synthetic) to see the stream.")
+    return state.feed
+
+
+async def _mjpeg(state: WebState, feed: LiveFeed):
+    """multipart/x-mixed-replace parts, one per new frame, until the client leaves or the server stops.
+
+    When the client disconnects, Starlette cancels this generator; the `finally` keeps the viewer count right.
+    """
+    state.stream_clients += 1
+    try:
+        sent = -1
+        while not state.closing.is_set():
+            number, jpeg = feed.latest_jpeg()
+            if jpeg is None or number == sent:
+                if feed.ended and jpeg is not None and number == sent:
+                    return
+                await asyncio.sleep(STREAM_POLL_S)
+                continue
+            sent = number
+            yield (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode()
+                   + b"\r\n\r\n" + jpeg + b"\r\n")
+    finally:
+        state.stream_clients -= 1
+
+
+def _read_image(state: WebState, data: bytes, annotate: bool) -> dict:
+    started = time.perf_counter()
+    frame = decode_image(data, state.limits)
+    decode_ms = (time.perf_counter() - started) * 1000
+    with state.lock:
+        reading = state.reader.read(frame)
+    result = reading.to_dict()
+    result["latency_ms"] = {"decode": round(decode_ms, 2), **result.get("latency_ms", {})}
+    result["time"], result["origin"] = now_iso(), "upload"
+    result["image"] = {"width": int(frame.shape[1]), "height": int(frame.shape[0])}
+    state.last_upload = {k: v for k, v in result.items() if k != "image"}
+    state.history.add(result.get("text", ""), "upload")
+    if annotate:
+        jpeg = encode_jpeg(state.annotate(frame, reading), 85, max_side=ANNOTATED_SIDE)
+        result["annotated_jpeg"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    return result
+
+
+def _classify_drawing(state: WebState, data: bytes) -> dict:
+    started = time.perf_counter()
+    frame = decode_image(data, state.limits)
+    crop_28x28 = drawing_to_crop(frame)
+    prepared = time.perf_counter()
+    clf = state.classifier
+    with state.lock:
+        probabilities = clf.probabilities(clf.pixels_to_input(crop_28x28[None]))
+    classified = time.perf_counter()
+    best = top_k(probabilities, TOP_K)[0]
+    ok, png = cv2.imencode(".png", crop_28x28)
+    return {"digit": best[0][0], "confidence": round(best[0][1], 6),
+            "top3": [{"digit": d, "probability": round(min(max(p, 0.0), 1.0), 6)} for d, p in best],
+            "crop_png": "data:image/png;base64," + base64.b64encode(png.tobytes() if ok else b"").decode(),
+            "latency_ms": {"prepare": round((prepared - started) * 1000, 2),
+                           "classify": round((classified - prepared) * 1000, 2)}}
+
+

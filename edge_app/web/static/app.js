@@ -1,0 +1,240 @@
+// The digitlite web view's behaviour: live status and readings, photo upload, the drawing canvas.
+// Plain JavaScript, no build step; served by edge_app/web/app.py (`digitlite serve`).
+// The page's own ?token=... (when the server was started with --token) is sent with every request.
+"use strict";
+
+const HEALTH_EVERY_MS = 5000;
+const LATEST_EVERY_MS = 1000;
+const PREDICT_AFTER_MS = 350; // after the last stroke ends: a digit drawn in two strokes is read once
+const STREAM_RETRY_MS = 2000;
+const PEN_WIDTH = 20; // px on the 280 px canvas: about MNIST's stroke once fit in 20x20
+
+const token = new URLSearchParams(location.search).get("token");
+const $ = (id) => document.getElementById(id);
+
+function withToken(url) {
+  return token ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : url;
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, Object.assign({}, options, { headers, cache: "no-store" }));
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail = body && typeof body.detail === "string" ? body.detail
+      : body && body.detail ? JSON.stringify(body.detail) : `HTTP ${response.status}`;
+    throw new Error(detail);
+  }
+  return body;
+}
+
+function show(el, on) { el.hidden = !on; }
+function timeOf(iso) {
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? iso : t.toLocaleTimeString();
+}
+
+// ------------------------------------------------------------------------------------ status and live
+
+let streamStarted = false;
+
+function startStream() {
+  const img = $("stream");
+  img.onerror = () => {
+    $("live-note").textContent = "stream interrupted; reconnecting…";
+    setTimeout(() => { img.src = withToken(`stream.mjpg?t=${Date.now()}`); }, STREAM_RETRY_MS);
+  };
+  img.onload = () => { $("live-note").textContent = ""; };
+  img.src = withToken("stream.mjpg");
+  show(img, true);
+  streamStarted = true;
+}
+
+async function refreshHealth() {
+  try {
+    const h = await api("api/health");
+    const parts = [h.model.name, `${h.runtime.name} ${h.runtime.version}`];
+    if (h.live) parts.push(h.fps == null ? "starting…" : `${h.fps.toFixed(1)} FPS`);
+    if (h.live && h.live.error) parts.push(h.live.error);
+    if (h.live && h.live.ended) parts.push("the source has ended");
+    $("status").textContent = parts.join(" · ");
+    if (h.live && !streamStarted) startStream();
+    if (!h.live) $("live-note").textContent = "No live camera on this server: upload a photo or draw a digit.";
+  } catch (e) {
+    $("status").textContent = `cannot reach the device: ${e.message}`;
+  }
+}
+
+function renderHistory(items) {
+  const list = $("history");
+  list.replaceChildren(...items.map((item) => {
+    const li = document.createElement("li");
+    const time = document.createElement("time");
+    time.dateTime = item.time;
+    time.textContent = timeOf(item.time);
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = item.text || "(none)";
+    const origin = document.createElement("span");
+    origin.className = "origin";
+    origin.textContent = item.origin === "upload" ? "photo" : "camera";
+    li.append(time, text, origin);
+    return li;
+  }));
+}
+
+async function refreshLatest() {
+  try {
+    const latest = await api("api/latest");
+    $("stable").textContent = latest.stable && latest.stable.text ? latest.stable.text : "—";
+    renderHistory(latest.history);
+  } catch (e) {
+    // the status line already says when the device cannot be reached
+  }
+}
+
+// ------------------------------------------------------------------------------------ photo upload
+
+async function readPhoto(file) {
+  show($("photo-error"), false);
+  show($("photo-busy"), true);
+  const form = new FormData();
+  form.append("file", file, file.name || "photo.jpg");
+  try {
+    const result = await api("api/read?annotate=true", { method: "POST", body: form });
+    $("photo-text").textContent = result.text || "no digits found";
+    const n = result.digits.length;
+    const ms = Object.values(result.latency_ms || {}).reduce((a, b) => a + b, 0);
+    $("photo-detail").textContent = `${n} digit${n === 1 ? "" : "s"} · ${result.image.width}×${result.image.height} px`
+      + ` · ${ms.toFixed(0)} ms`;
+    if (result.annotated_jpeg) $("photo-annotated").src = result.annotated_jpeg;
+    show($("photo-result"), true);
+    refreshLatest();
+  } catch (e) {
+    $("photo-error").textContent = e.message;
+    show($("photo-error"), true);
+  } finally {
+    show($("photo-busy"), false);
+    $("photo-input").value = ""; // choosing the same file again reads it again
+  }
+}
+
+// ------------------------------------------------------------------------------------ drawing canvas
+
+const pad = $("pad");
+const pen = pad.getContext("2d");
+let drawing = false;
+let hasInk = false;
+let predictTimer = null;
+
+function clearPad() {
+  pen.fillStyle = "#fff";
+  pen.fillRect(0, 0, pad.width, pad.height);
+  hasInk = false;
+  show($("prediction"), false);
+  show($("crop"), false);
+  show($("draw-error"), false);
+}
+
+function padPoint(event) {
+  const rect = pad.getBoundingClientRect();
+  return [(event.clientX - rect.left) * (pad.width / rect.width), (event.clientY - rect.top) * (pad.height / rect.height)];
+}
+
+function onDown(event) {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  clearTimeout(predictTimer);
+  drawing = true;
+  const [x, y] = padPoint(event);
+  pen.strokeStyle = "#000";
+  pen.lineWidth = PEN_WIDTH;
+  pen.lineCap = "round";
+  pen.lineJoin = "round";
+  pen.beginPath();
+  pen.moveTo(x, y);
+  pen.lineTo(x + 0.01, y); // a tap leaves a dot
+  pen.stroke();
+  hasInk = true;
+}
+
+function onMove(event) {
+  if (!drawing) return;
+  event.preventDefault();
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of events.length ? events : [event]) {
+    const [x, y] = padPoint(e);
+    pen.lineTo(x, y);
+  }
+  pen.stroke();
+}
+
+function onUp() {
+  if (!drawing) return;
+  drawing = false;
+  clearTimeout(predictTimer);
+  predictTimer = setTimeout(predict, PREDICT_AFTER_MS);
+}
+
+function renderTop3(top3) {
+  $("top3").replaceChildren(...top3.map((t) => {
+    const li = document.createElement("li");
+    const digit = document.createElement("strong");
+    digit.textContent = String(t.digit);
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = t.probability;
+    const p = document.createElement("span");
+    p.className = "p";
+    p.textContent = `${(100 * t.probability).toFixed(1)}%`;
+    li.append(digit, bar, p);
+    return li;
+  }));
+}
+
+async function predict() {
+  if (!hasInk) return;
+  const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+  const form = new FormData();
+  form.append("file", blob, "digit.png");
+  try {
+    const result = await api("api/digit", { method: "POST", body: form });
+    $("draw-digit").textContent = String(result.digit);
+    $("draw-confidence").textContent = `${(100 * result.confidence).toFixed(1)}%`;
+    renderTop3(result.top3);
+    $("crop").src = result.crop_png;
+    show($("crop"), true);
+    show($("prediction"), true);
+    show($("draw-error"), false);
+  } catch (e) {
+    $("draw-error").textContent = e.message;
+    show($("draw-error"), true);
+  }
+}
+
+// ------------------------------------------------------------------------------------ start
+
+function start() {
+  $("schema-link").href = withToken("openapi.json");
+  $("photo-input").addEventListener("change", (e) => {
+    if (e.target.files && e.target.files[0]) readPhoto(e.target.files[0]);
+  });
+  pad.addEventListener("pointerdown", onDown);
+  pad.addEventListener("pointermove", onMove);
+  pad.addEventListener("pointerup", onUp);
+  pad.addEventListener("pointercancel", onUp);
+  $("clear").addEventListener("click", clearPad);
+  clearPad();
+  refreshHealth();
+  refreshLatest();
+  setInterval(refreshHealth, HEALTH_EVERY_MS);
+  setInterval(refreshLatest, LATEST_EVERY_MS);
+}
+
+start();

@@ -1,0 +1,152 @@
+"""The web page in a real headless Chromium (Debian's, driven by Playwright): it loads, shows the live reading and
+stream, reads an uploaded photo, and classifies a digit drawn on the canvas with the mouse.
+
+Playwright never downloads a browser here: it drives /usr/bin/chromium (`make system-deps` installs it).
+
+    DIGITLITE_MNIST_DIR=../shared/datasets/mnist .venv/bin/pytest -m browser tests/test_web_browser.py
+    DIGITLITE_SCREENSHOT=/tmp/digitlite-web.png ...   # also keep a screenshot of the page
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from web_support import clear_examples, make_state, model_path, number_page, png_bytes, running_server
+
+pytestmark = pytest.mark.browser
+pytest.importorskip("fastapi", reason="the [web] extra is not installed")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "browser-token"
+WAIT_MS = 60_000  # for an element to appear: generous, the machine may be busy; no speed is asserted
+
+# Pen paths of real digit shapes, in canvas fractions (0-1), one list per stroke, as a person draws them.
+STROKES = {
+    "7": [[(0.22, 0.2), (0.5, 0.19), (0.76, 0.2), (0.62, 0.45), (0.5, 0.65), (0.42, 0.84)]],
+    "1": [[(0.5, 0.14), (0.5, 0.5), (0.49, 0.86)]],
+    "4": [[(0.35, 0.15), (0.25, 0.55), (0.75, 0.55)], [(0.62, 0.3), (0.62, 0.88)]],
+}
+
+
+def chromium_path() -> str:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.skip("Debian's chromium is not installed: `apt-get install chromium` (make system-deps does it)")
+
+
+class PageSource:
+    def __init__(self, frame_bgr):
+        self.frame_bgr = frame_bgr
+
+    def read(self):
+        return self.frame_bgr.copy()
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def setup(mnist):
+    from edge_app.runtime import Classifier
+
+    classifier = Classifier(model_path())
+    examples = clear_examples(mnist, classifier)
+    state = make_state(classifier, feed_source=PageSource(number_page(examples, "4071", size=(640, 480))),
+                       stable_frames=2, max_fps=5)
+    with running_server(state, token=TOKEN) as server:
+        yield server, examples
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh user-data dir: no state from other runs
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900}, timeout=WAIT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(setup, browser_context):
+    server, _ = setup
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server.url}?token={TOKEN}", wait_until="domcontentloaded", timeout=WAIT_MS)
+    page.errors = errors
+    yield page
+    page.close()
+
+
+def draw(page, strokes) -> None:
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=12)
+        page.mouse.up()
+
+
+def test_page_loads_with_status_live_reading_and_stream(page):
+    expect = sync_api.expect
+    expect(page).to_have_title("digitlite")
+    expect(page.locator("#status")).to_contain_text(".tflite", timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("FPS", timeout=WAIT_MS)
+    expect(page.locator("#stable")).to_have_text("4071", timeout=WAIT_MS)
+    expect(page.locator("#history li").first).to_contain_text("4071", timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('stream').naturalWidth === 640", timeout=WAIT_MS)
+    assert page.locator("#photo-input").get_attribute("accept") == "image/*"
+    assert page.locator("#photo-input").get_attribute("capture") == "environment"
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("digit", list(STROKES))
+def test_drawing_a_digit_shows_its_prediction(page, digit):
+    expect = sync_api.expect
+    draw(page, STROKES[digit])
+    expect(page.locator("#draw-digit")).to_have_text(digit, timeout=WAIT_MS)
+    expect(page.locator("#top3 li")).to_have_count(3)
+    expect(page.locator("#top3 li").first).to_contain_text(digit)
+    page.locator("#clear").click()
+    expect(page.locator("#prediction")).to_be_hidden()
+    assert page.errors == []
+
+
+def test_uploading_a_photo_shows_the_reading(page, setup):
+    expect = sync_api.expect
+    _, examples = setup
+    photo = png_bytes(number_page(examples, "35"))
+    page.set_input_files("#photo-input", files=[{"name": "sheet.png", "mimeType": "image/png", "buffer": photo}])
+    expect(page.locator("#photo-text")).to_have_text("35", timeout=WAIT_MS)
+    expect(page.locator("#photo-detail")).to_contain_text("2 digits")
+    page.wait_for_function("document.getElementById('photo-annotated').naturalWidth === 800", timeout=WAIT_MS)
+    draw(page, STROKES["7"])
+    expect(page.locator("#draw-digit")).to_have_text("7", timeout=WAIT_MS)
+    screenshot = os.environ.get("DIGITLITE_SCREENSHOT")
+    if screenshot:
+        page.screenshot(path=screenshot, full_page=True)
+    assert page.errors == []
+
+
+def test_a_bad_upload_shows_the_servers_message(page):
+    expect = sync_api.expect
+    page.set_input_files("#photo-input", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                                 "buffer": b"not a photo"}])
+    expect(page.locator("#photo-error")).to_contain_text("not accepted", timeout=WAIT_MS)
+    page.set_input_files("#photo-input", files=[{"name": "broken.jpg", "mimeType": "image/jpeg",
+                                                 "buffer": np.arange(500, dtype=np.uint8).tobytes()}])
+    expect(page.locator("#photo-error")).to_contain_text("not a JPEG", timeout=WAIT_MS)
