@@ -1,0 +1,559 @@
+"""Finding digits in a frame and preparing them the way MNIST was made: plain functions on numpy arrays.
+
+This module owns everything between a camera frame and a batch of 28x28 crops, and the grouping of
+classified digits into numbers and lines. No model, no camera, no I/O: most edge tests live here.
+
+Pipeline (`find_digits`):
+  1. `to_gray`: the colour channel with the most local contrast (blue ink on a yellow sticky note is
+     invisible in luminance but clear in the red channel).
+  2. `ink_strength`: polarity (dark ink on paper, or chalk-like bright ink) and a flat-field against a
+     local background estimate, so shadows and uneven light do not become ink.
+  3. `binarize`: Otsu on the ink strength, clamped so a blank page gives no ink at all.
+  4. Connected components, then: printed grid-cell borders removed (`remove_grid_lines`), broken strokes
+     merged (`merge_fragments`), non-digits rejected (`is_digit_shape`), touching digits split
+     (`split_touching`).
+  5. `prepare_crop`: MNIST-style, fit in 20x20 keeping the aspect ratio, stroke width normalised, placed in
+     28x28 by centre of mass, white on black, uint8.
+
+    python -m edge_app.digits tests/data/golden/scene_00.png   # writes the crops it found as one PNG strip
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------- defaults
+MAX_DETECT_SIDE = 1024  # px; larger frames are downscaled for detection, crops still come from full resolution
+MIN_DIGIT_HEIGHT = 10  # px at detection resolution; smaller blobs are specks
+MIN_RELATIVE_HEIGHT = 0.45  # of the median candidate height; dots, commas and specks are smaller
+MIN_INK_STRENGTH = 0.16  # fraction of the paper brightness; below this a blank page's noise is not ink
+MAX_INK_THRESHOLD = 0.5  # Otsu is clamped here so faint, blurred strokes stay connected
+MNIST_BOX = 20  # MNIST digits were fit in a 20x20 box ...
+MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
+MNIST_STROKE = 2.2  # px: median stroke width of MNIST digits in the 20x20 box (area / half the boundary)
+DIGIT_ASPECT = 0.72  # typical width / height of one handwritten digit, used to split touching digits
+NUMBER_GAP = 1.2  # a horizontal gap wider than this many digit heights starts a new number (form cells are wide)
+
+
+@dataclass
+class Candidate:
+    """A blob that may be a digit: its box in frame pixels and its ink mask at detection resolution."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h in full-resolution frame pixels
+    mask: np.ndarray  # uint8 0/1, the blob's pixels inside `det_box` at detection resolution
+    det_box: tuple[int, int, int, int]  # x, y, w, h at detection resolution
+
+
+# ---------------------------------------------------------------------------------------------- grey and ink
+
+
+def as_bgr_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any image array (grey, BGR, BGRA; uint8, uint16 or float in [0, 1]) as contiguous BGR uint8.
+
+    Raises:
+        ValueError: for arrays that are not an image (wrong rank, channel count, or empty).
+    """
+    a = np.asarray(frame)
+    if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype.kind == "f":
+        a = np.clip(np.nan_to_num(a) * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2 or a.shape[2] == 1:
+        return cv2.cvtColor(a.reshape(a.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if a.shape[2] == 4:
+        return cv2.cvtColor(a, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(a)
+
+
+def _small(image: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    f = long_side / max(h, w)
+    if f >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def to_gray(frame_bgr: np.ndarray) -> np.ndarray:
+    """The grey image in which the ink stands out most: luminance or one colour channel.
+
+    Coloured ink on coloured paper can vanish in luminance (blue on yellow); one channel always separates
+    them. The choice is made by local contrast (mean |pixel - local mean|) on a thumbnail, which large
+    smooth areas such as a desk or a shadow hardly affect.
+    """
+    if frame_bgr.ndim == 2:
+        return frame_bgr
+    small = _small(frame_bgr, 160)
+    candidates = [cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)] + [small[:, :, c] for c in range(3)]
+    scores = []
+    for g in candidates:
+        g = g.astype(np.float32)
+        scores.append(float(np.abs(g - cv2.blur(g, (9, 9))).mean()))
+    best = int(np.argmax(scores))
+    # Luminance unless a single channel is clearly better: it averages the sensor noise of three channels.
+    if scores[best] < 1.15 * scores[0]:
+        best = 0
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if best == 0 else np.ascontiguousarray(
+        frame_bgr[:, :, best - 1])
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """True for dark ink on light paper, False for bright ink on a dark ground (chalk, MNIST itself).
+
+    Dark ink on paper is by far the common case, so it is the answer unless the frame is mostly dark (a
+    board, or MNIST's black) and its bright tail reaches further from the median than its dark tail.
+    """
+    small = _small(gray, 256)
+    low, median, high = np.percentile(small, (0.1, 50, 99.9))
+    return not (median < 110 and high - median > median - low)
+
+
+DESK_RATIO = 0.6  # a region darker than this fraction of the paper, at the frame border, is desk, not shadow
+
+
+def paper_mask(gray_dark_ink: np.ndarray) -> np.ndarray:
+    """uint8 0/1 mask of the paper: everything but a much darker desk showing at the frame border.
+
+    Without it, the band where the dark desk meets the bright paper looks like ink (the desk is dark
+    against the paper-brightness estimate) and becomes rows of "1"s. The mask is eroded by the width of
+    that band. A page that fills the frame gives an all-ones mask.
+    """
+    h, w = gray_dark_ink.shape
+    small = _small(gray_dark_ink, 160)
+    paperish = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))  # ink removed
+    t, bright = cv2.threshold(paperish, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = bright == 0
+    if not dark.any() or not bright.any():
+        return np.ones((h, w), np.uint8)
+    border = np.concatenate([dark[0], dark[-1], dark[:, 0], dark[:, -1]])
+    if paperish[dark].mean() > DESK_RATIO * paperish[bright == 1].mean() or not border.any():
+        return np.ones((h, w), np.uint8)  # a shadow or a pale border: all of it may carry ink
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(bright.astype(np.uint8), connectivity=4)
+    page = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    page = cv2.erode(page, np.ones((5, 5), np.uint8))  # the band is ~ the background filter's radius
+    return cv2.resize(page, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def background(gray_dark_ink: np.ndarray) -> np.ndarray:
+    """Local paper brightness under dark ink: max filter (removes strokes) then blur, on a thumbnail."""
+    h, w = gray_dark_ink.shape
+    factor = 8 if max(h, w) >= 256 else 4 if max(h, w) >= 64 else 1
+    small = cv2.resize(gray_dark_ink, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    small = cv2.dilate(small, np.ones((5, 5), np.uint8))
+    small = cv2.blur(small, (5, 5))
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def ink_strength(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, np.ndarray, bool]:
+    """Ink strength 0-255 (uint8) for every pixel, flat-fielded against the local paper brightness.
+
+    strength = 255 * (paper - pixel) / paper for dark ink (the ratio, so that a shadow, which scales paper
+    and ink alike, does not change it); bright ink is inverted first.
+
+    Args:
+        gray: uint8 grey image.
+        polarity: "auto", "dark" (dark ink on light paper) or "bright" (light ink on a dark ground).
+
+    Returns:
+        (strength_u8, paper_u8, dark_ink): `paper_u8` is the background estimate, in the dark-ink grey.
+    """
+    if polarity not in ("auto", "dark", "bright"):
+        raise ValueError(f"polarity {polarity!r}: valid values are 'auto', 'dark', 'bright'")
+    dark = ink_is_dark(gray) if polarity == "auto" else polarity == "dark"
+    g = gray if dark else 255 - gray
+    paper = background(g)
+    strength = ink_strength_from(g, paper)
+    return strength, paper, dark
+
+
+def ink_strength_from(gray_dark_ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """255 * (paper - pixel) / paper, clipped to 0-255; paper is floored so black frames are not all ink."""
+    p = np.maximum(paper, 40).astype(np.float32)
+    s = (p - gray_dark_ink.astype(np.float32)) * (255.0 / p)
+    return np.clip(s, 0, 255).astype(np.uint8)
+
+
+def binarize(strength: np.ndarray) -> np.ndarray:
+    """Ink mask (uint8 0/1): Otsu on the ink strength, clamped to [MIN_INK_STRENGTH, MAX_INK_THRESHOLD]."""
+    otsu, _ = cv2.threshold(strength, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    t = float(np.clip(otsu, MIN_INK_STRENGTH * 255, MAX_INK_THRESHOLD * 255))
+    return (strength > t).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- blobs
+
+
+def _runs_in_band(lines: np.ndarray, axis: int, low: float, high: float) -> bool:
+    """Whether `lines` (0/1) has any pixel in rows (axis=0) or columns (axis=1) within [low, high)."""
+    profile = lines.any(axis=1 - axis)
+    n = len(profile)
+    return bool(profile[int(low * n): max(int(high * n), int(low * n) + 1)].any())
+
+
+def remove_grid_lines(mask: np.ndarray) -> np.ndarray | None:
+    """A blob's mask with printed cell borders removed, or None when the blob is not a grid.
+
+    A printed cell (or a row of cells) has four straight sides: long horizontal lines in the top and bottom
+    15 % of rows AND long vertical ones in the left and right 15 % of columns. A handwritten 3, 5 or 8 has
+    bars at top and bottom but no straight sides; a "1" with a base serif or a crossed 7 has neither pair.
+    """
+    h, w = mask.shape
+    if h < 12 or w < 12:
+        return None
+    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, max(3, int(0.85 * w))), np.uint8))
+    vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, int(0.85 * h)), 1), np.uint8))
+    is_grid = (_runs_in_band(horizontal, 0, 0, 0.15) and _runs_in_band(horizontal, 0, 0.85, 1.0)) and (
+        _runs_in_band(vertical, 1, 0, 0.15) and _runs_in_band(vertical, 1, 0.85, 1.0))
+    if not is_grid:
+        return None
+    lines = cv2.dilate(horizontal | vertical, np.ones((3, 3), np.uint8))
+    return mask & (1 - lines)
+
+
+def _components(binary: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[tuple[tuple, np.ndarray]]:
+    """[(box (x, y, w, h) with offset, 0/1 mask inside the box)] for each 8-connected blob."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    out = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < 4:
+            continue
+        sub = (labels[y:y + h, x:x + w] == i).astype(np.uint8)
+        out.append(((x + offset[0], y + offset[1], w, h), sub))
+    return out
+
+
+def _union(a: tuple, b: tuple) -> tuple[tuple, np.ndarray]:
+    """Merge two (box, mask) blobs into one."""
+    (ax, ay, aw, ah), am = a
+    (bx, by, bw, bh), bm = b
+    x0, y0 = min(ax, bx), min(ay, by)
+    x1, y1 = max(ax + aw, bx + bw), max(ay + ah, by + bh)
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    m[ay - y0:ay - y0 + ah, ax - x0:ax - x0 + aw] |= am
+    m[by - y0:by - y0 + bh, bx - x0:bx - x0 + bw] |= bm
+    return (x0, y0, x1 - x0, y1 - y0), m
+
+
+def merge_fragments(blobs: list[tuple[tuple, np.ndarray]]) -> list[tuple[tuple, np.ndarray]]:
+    """Merge pieces of one broken digit: blobs stacked vertically with mostly shared columns, close by.
+
+    A faint stroke can break a 5's flag or an open 4 into two blobs; their column ranges overlap by more
+    than 60 % of the narrower one and the vertical gap is under 25 % of their combined height. Digits of
+    neighbouring lines are further apart than that.
+    """
+    blobs = list(blobs)
+    merged = True
+    while merged and len(blobs) > 1:
+        merged = False
+        for i in range(len(blobs)):
+            for j in range(i + 1, len(blobs)):
+                (ax, ay, aw, ah), _ = blobs[i]
+                (bx, by, bw, bh), _ = blobs[j]
+                overlap = min(ax + aw, bx + bw) - max(ax, bx)
+                gap = max(ay, by) - min(ay + ah, by + bh)
+                height = max(ay + ah, by + bh) - min(ay, by)
+                small, big = sorted((ah, bh))
+                if overlap > 0.6 * min(aw, bw) and gap < 0.25 * height and small < 0.8 * big:
+                    blobs[i] = _union(blobs[i], blobs[j])
+                    del blobs[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return blobs
+
+
+def is_digit_shape(box: tuple, mask: np.ndarray, frame_shape: tuple[int, int]) -> bool:
+    """Reject blobs that cannot be one digit: specks, solid blocks, long rules, desk edges along a border."""
+    x, y, w, h = box
+    fh, fw = frame_shape
+    if h < MIN_DIGIT_HEIGHT or w > 6 * h:
+        return False
+    area = int(mask.sum())
+    fill = area / float(w * h)
+    if fill > 0.85 and h < 3 * w:  # a solid block (a finger, a desk corner); a "1" is a solid thin bar
+        return False
+    if fill < 0.04:
+        return False
+    # A desk edge or the paper's shadow runs along the frame border; a digit in a tight crop only touches it.
+    border = 0
+    if x == 0:
+        border += int(mask[:, 0].sum())
+    if x + w >= fw:
+        border += int(mask[:, -1].sum())
+    if y == 0:
+        border += int(mask[0, :].sum())
+    if y + h >= fh:
+        border += int(mask[-1, :].sum())
+    return border <= 0.5 * max(w, h)
+
+
+def is_edge_band(box: tuple, frame_shape: tuple[int, int], blobs: list) -> bool:
+    """A long thin piece of the band where the page meets the desk: elongated, and either near the frame
+    border or much taller (or wider) than the typical blob. A "1" is elongated too, but digit-sized and
+    written away from the page edge."""
+    x, y, w, h = box
+    fh, fw = frame_shape
+    if max(w, h) < 2.5 * min(w, h):
+        return False
+    margin = 0.05 * min(fh, fw)
+    near_border = x < margin or y < margin or x + w > fw - margin or y + h > fh - margin
+    roundish = [b[0][3] for b in blobs if max(b[0][2], b[0][3]) < 2.5 * min(b[0][2], b[0][3])]
+    typical = float(np.median(roundish)) if roundish else float(h)
+    return near_border or max(w, h) > 2.5 * typical
+
+
+def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
+    """Split a blob wider than one digit into n pieces at the thinnest columns near the expected cuts."""
+    x, y, w, h = box
+    n = int(round(w / (DIGIT_ASPECT * h)))
+    if w < 1.25 * h or n < 2:
+        return [(box, mask)]
+    columns = mask.sum(axis=0).astype(np.float32)
+    cuts = [0]
+    for k in range(1, n):
+        expected = k * w / n
+        lo, hi = int(expected - 0.3 * w / n), int(expected + 0.3 * w / n) + 1
+        lo, hi = max(lo, cuts[-1] + 1), min(hi, w - 1)
+        cuts.append(lo + int(np.argmin(columns[lo:hi])) if hi > lo else int(expected))
+    cuts.append(w)
+    pieces = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        part = mask[:, a:b]
+        rows = np.flatnonzero(part.any(axis=1))
+        cols = np.flatnonzero(part.any(axis=0))
+        if len(rows) == 0:
+            continue
+        part = part[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        pieces.append(((x + a + int(cols[0]), y + int(rows[0]), part.shape[1], part.shape[0]), part))
+    return pieces
+
+
+def find_candidates(frame_bgr: np.ndarray, polarity: str = "auto", max_side: int = MAX_DETECT_SIDE,
+                    ) -> tuple[list[Candidate], dict]:
+    """Blobs that may be digits, left to right, and what the crops need (grey, paper, scale).
+
+    Args:
+        frame_bgr: the frame, BGR uint8 (see `as_bgr_uint8` for other inputs).
+        polarity: "auto", "dark" or "bright" ink.
+        max_side: detection runs on the frame downscaled to this long side (crops use full resolution).
+
+    Returns:
+        (candidates, context): context holds "gray" (full resolution, dark ink), "paper" (detection
+        resolution) and "scale" (full-resolution px per detection px), for `extract_crops`.
+    """
+    gray = to_gray(frame_bgr)
+    fh, fw = gray.shape
+    scale = max(1.0, max(fh, fw) / max_side)
+    det = gray if scale == 1.0 else cv2.resize(gray, (round(fw / scale), round(fh / scale)),
+                                               interpolation=cv2.INTER_AREA)
+    strength, paper, dark = ink_strength(det, polarity)
+    binary = binarize(strength) & paper_mask(det if dark else 255 - det)
+    blobs = []
+    for box, mask in _components(binary):
+        if box[3] < MIN_DIGIT_HEIGHT and box[2] < MIN_DIGIT_HEIGHT:
+            continue
+        cleaned = remove_grid_lines(mask)
+        if cleaned is None:
+            blobs.append((box, mask))
+        else:
+            blobs.extend(_components(cleaned, offset=box[:2]))
+    blobs = merge_fragments([b for b in blobs if b[0][3] >= MIN_DIGIT_HEIGHT // 2])
+    dh, dw = binary.shape
+    blobs = [b for b in blobs if is_digit_shape(b[0], b[1], (dh, dw))]
+    blobs = [b for b in blobs if not is_edge_band(b[0], (dh, dw), blobs)]
+    if blobs:
+        median_h = float(np.median([b[0][3] for b in blobs]))
+        blobs = [b for b in blobs if b[0][3] >= MIN_RELATIVE_HEIGHT * median_h]
+    pieces = [p for b in blobs for p in split_touching(*b)]
+    pieces.sort(key=lambda b: b[0][0])
+    candidates = []
+    for (x, y, w, h), mask in pieces:
+        full = (int(x * scale), int(y * scale), max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        candidates.append(Candidate(full, mask, (x, y, w, h)))
+    gray_dark = gray if dark else 255 - gray
+    return candidates, {"gray": gray_dark, "paper": paper, "scale": scale, "dark_ink": dark}
+
+
+# ---------------------------------------------------------------------------------------------- crops
+
+
+def stroke_width(binary: np.ndarray) -> float:
+    """Mean stroke width in px of a 0/1 mask: area / (boundary pixels / 2), exact for long thin strokes."""
+    area = float(binary.sum())
+    if area == 0:
+        return 0.0
+    boundary = area - float(cv2.erode(binary, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                                      borderValue=0).sum())
+    return area / max(boundary / 2.0, 1.0)
+
+
+def normalize_stroke(ink_u8: np.ndarray, target_20: float = MNIST_STROKE) -> np.ndarray:
+    """Thicken thin or thin thick strokes so that, once fit in 20x20, they are about `target_20` px wide."""
+    h, w = ink_u8.shape
+    box = max(h, w)
+    width = stroke_width((ink_u8 > 127).astype(np.uint8))
+    if width == 0:
+        return ink_u8
+    width_20 = width * MNIST_BOX / box
+    delta_px = (target_20 - width_20) * box / MNIST_BOX  # in crop pixels, total over both sides
+    k = int(round(abs(delta_px)))
+    if k < 1 or 0.6 * target_20 <= width_20 <= 1.6 * target_20:
+        return ink_u8
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k + 1, k + 1))
+    if delta_px > 0:
+        return cv2.dilate(ink_u8, kernel)
+    eroded = cv2.erode(ink_u8, kernel)
+    return eroded if eroded.max() > 127 else ink_u8  # never erode a digit away
+
+
+def prepare_crop(ink_u8: np.ndarray, normalize_width: bool = True) -> np.ndarray:
+    """MNIST-style 28x28 uint8 digit from an ink-strength patch (ink bright, paper 0).
+
+    Steps as in LeCun et al.'s MNIST: fit the ink's bounding box in 20x20 keeping the aspect ratio
+    (anti-aliased), then place it in 28x28 so that its centre of mass is at the centre. Before that, the
+    ink is scaled so strokes reach 255 and, optionally, the stroke width is normalised.
+
+    Args:
+        ink_u8: 2-D uint8, any size; ink bright on 0.
+        normalize_width: adjust stroke width to MNIST's.
+
+    Returns:
+        (28, 28) uint8, white on black; all zeros if there is no ink.
+    """
+    out = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    ink = np.asarray(ink_u8)
+    if ink.ndim != 2 or ink.size == 0 or ink.max() == 0:
+        return out
+    on = ink > max(20, int(ink.max()) // 4)
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    if len(rows) == 0:
+        return out
+    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = ink.shape
+    if max(h, w) > 64:  # work at a bounded size: stroke surgery on a 1,000 px digit is slow and pointless
+        f = 64 / max(h, w)
+        ink = cv2.resize(ink, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        h, w = ink.shape
+    level = float(np.percentile(ink[ink > 20], 90)) if (ink > 20).any() else float(ink.max())
+    ink = np.clip(ink.astype(np.float32) * (255.0 / max(level, 1.0)), 0, 255).astype(np.uint8)
+    if normalize_width:
+        ink = normalize_stroke(ink)
+    f = MNIST_BOX / max(h, w)
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    interpolation = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    digit = cv2.resize(ink, (nw, nh), interpolation=interpolation)
+    mass = digit.astype(np.float64)
+    total = mass.sum()
+    if total == 0:
+        return out
+    cy = (mass.sum(axis=1) * np.arange(nh)).sum() / total
+    cx = (mass.sum(axis=0) * np.arange(nw)).sum() / total
+    top = int(np.clip(round(MNIST_SIZE / 2 - cy - 0.5), 0, MNIST_SIZE - nh))
+    left = int(np.clip(round(MNIST_SIZE / 2 - cx - 0.5), 0, MNIST_SIZE - nw))
+    out[top:top + nh, left:left + nw] = digit
+    return out
+
+
+def extract_crops(candidates: list[Candidate], context: dict) -> np.ndarray:
+    """(N, 28, 28) uint8 MNIST-style crops, cut from the full-resolution frame through each blob's mask."""
+    gray, paper, scale = context["gray"], context["paper"], context["scale"]
+    crops = np.zeros((len(candidates), MNIST_SIZE, MNIST_SIZE), np.uint8)
+    for i, c in enumerate(candidates):
+        dx, dy, dw, dh = c.det_box
+        x, y, w, h = c.box
+        w, h = min(w, gray.shape[1] - x), min(h, gray.shape[0] - y)
+        if w < 1 or h < 1:
+            continue
+        # Grow the mask by about a stroke's blur so anti-aliased edges survive, without a neighbour's ink.
+        grow = max(1, round(min(dw, dh) / 12))
+        mask = cv2.dilate(c.mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+        paper_patch = paper[dy:dy + dh, dx:dx + dw]
+        if scale != 1.0:
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+            paper_patch = cv2.resize(paper_patch, (w, h), interpolation=cv2.INTER_LINEAR)
+        strength = ink_strength_from(gray[y:y + h, x:x + w], paper_patch[:h, :w])
+        crops[i] = prepare_crop(strength * mask[:h, :w])
+    return crops
+
+
+# ---------------------------------------------------------------------------------------------- grouping
+
+
+def group_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Indices of `boxes` grouped into text lines, top to bottom, each left to right.
+
+    Boxes are taken left to right; each joins the line whose last box it overlaps most vertically (by more
+    than half the smaller height), so tilted rows stay one line: each digit is compared with its
+    left neighbour, not with the line's first digit.
+    """
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+    lines: list[list[int]] = []
+    for i in order:
+        x, y, w, h = boxes[i]
+        best, best_overlap = None, 0.0
+        for line in lines:
+            lx, ly, lw, lh = boxes[line[-1]]
+            overlap = (min(y + h, ly + lh) - max(y, ly)) / float(min(h, lh))
+            if overlap > 0.5 and overlap > best_overlap:
+                best, best_overlap = line, overlap
+        if best is None:
+            lines.append([i])
+        else:
+            best.append(i)
+    lines.sort(key=lambda line: np.mean([boxes[i][1] + boxes[i][3] / 2 for i in line]))
+    return lines
+
+
+def split_numbers(boxes: list[tuple[int, int, int, int]], line: list[int], gap: float = NUMBER_GAP,
+                  ) -> list[list[int]]:
+    """Split one line (indices, left to right) into numbers where the gap exceeds `gap` digit heights."""
+    if not line:
+        return []
+    height = float(np.median([boxes[i][3] for i in line]))
+    # A "1" is a narrow box; measure gaps as if every digit were at least a typical digit wide.
+    half = {i: max(boxes[i][2], DIGIT_ASPECT * height) / 2 for i in line}
+    centre = {i: boxes[i][0] + boxes[i][2] / 2 for i in line}
+    numbers = [[line[0]]]
+    for prev, cur in zip(line[:-1], line[1:], strict=True):
+        space = (centre[cur] - half[cur]) - (centre[prev] + half[prev])
+        if space > gap * height:
+            numbers.append([cur])
+        else:
+            numbers[-1].append(cur)
+    return numbers
+
+
+def group_digits(boxes: list[tuple[int, int, int, int]], gap: float = NUMBER_GAP) -> list[list[list[int]]]:
+    """Lines (top to bottom) of numbers (left to right) of digit indices into `boxes`."""
+    return [split_numbers(boxes, line, gap) for line in group_lines(boxes)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m edge_app.digits IMAGE [OUT.png]", file=sys.stderr)
+        return 2
+    frame = cv2.imread(argv[0], cv2.IMREAD_COLOR)
+    if frame is None:
+        print(f"cannot read {argv[0]} as an image", file=sys.stderr)
+        return 1
+    candidates, context = find_candidates(frame)
+    crops = extract_crops(candidates, context)
+    out = argv[1] if len(argv) > 1 else "crops.png"
+    strip = np.hstack(list(crops)) if len(crops) else np.zeros((28, 28), np.uint8)
+    cv2.imwrite(out, strip)
+    print(f"{len(crops)} candidates: {[c.box for c in candidates]} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""Frame sources behind one interface, chosen by one factory from a `--source` string.
+
+`open_source(spec)` understands: `picamera` (Raspberry Pi camera through picamera2, imported lazily, its
+low-resolution stream), a webcam index or device path (`0`, `/dev/video0`), a video file, an RTSP/HTTP
+stream URL, an image file / folder / glob, and `synthetic` (camera-like scenes from MNIST test digits).
+Live sources are read in their own thread where the newest frame wins (`LatestFrame`); a camera that
+disappears is reopened with backoff and, if it never returns, `SourceLost` ends the loop cleanly.
+
+    python -m edge_app.sources synthetic --frames 3
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264"}
+RETRIES = 5  # reopen attempts after a live source fails, with doubling waits
+BACKOFF_S = 0.5  # first wait before reopening; then 1, 2, 4 ... seconds
+FRAME_TIMEOUT_S = 10.0  # a live source that delivers nothing for this long counts as lost
+PICAMERA_LORES = (640, 480)  # inference runs on the camera's low-resolution stream
+
+
+class SourceError(OSError):
+    """A frame source could not be opened. The message names the source and what to try."""
+
+
+class SourceLost(SourceError):
+    """A live source stopped delivering frames and did not come back."""
+
+
+class FrameSource(Protocol):
+    name: str
+    live: bool  # a camera or stream (newest frame wins) rather than a file read to its end
+
+    def read(self) -> np.ndarray | None:
+        """The next frame (BGR or grey uint8), or None when a finite source has ended."""
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+class ImageFiles:
+    """Image files read in order; unreadable files are skipped with a warning."""
+
+    live = False
+
+    def __init__(self, paths: Iterable[str | Path], name: str):
+        self.paths, self.name = [Path(p) for p in paths], name
+        if not self.paths:
+            raise SourceError(f"no images found for --source {name!r} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        import cv2
+
+        while self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is not None:
+                return frame
+            log.warning("skipping %s: not a readable image", path)
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class VideoCapture:
+    """OpenCV capture: a webcam index, a device path, a video file or a stream URL."""
+
+    def __init__(self, target: int | str, name: str, live: bool):
+        self.target, self.name, self.live = target, name, live
+        self._cap = None
+        self.open()
+
+    def open(self) -> None:
+        import cv2
+
+        self.close()
+        cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
+            if isinstance(self.target, int) or str(self.target).startswith("/dev/"):
+                hint = "is it connected, and is this user in the 'video' group? Try --source 1, or a file"
+                raise SourceError(f"Unable to read from the camera at {self.name}: {hint}.")
+            if "://" in str(self.target):
+                raise SourceError(f"Unable to open the stream {self.name}: is the URL right and reachable?")
+            raise SourceError(f"Unable to open the video file {self.name}: is it a video OpenCV can decode?")
+        self._cap = cap
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self._cap.read() if self._cap is not None else (False, None)
+        if ok:
+            return frame
+        if not self.live:
+            return None  # the file has ended
+        raise SourceLost(f"{self.name} stopped delivering frames")
+
+    def reopen(self) -> None:
+        self.open()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class PiCamera:
+    """A Raspberry Pi camera module through picamera2: the low-resolution YUV stream's grey plane."""
+
+    live = True
+
+    def __init__(self, name: str = "picamera", size: tuple[int, int] = PICAMERA_LORES):
+        self.name, self.size = name, size
+        self._cam = None
+        self.open()
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError as exc:
+            raise SourceError(f"--source picamera needs picamera2 ({exc}). On Raspberry Pi OS: sudo apt install "
+                              f"python3-picamera2, and a venv made with --system-site-packages.") from exc
+        self.close()
+        try:
+            cam = Picamera2()
+            config = cam.create_preview_configuration(main={"size": (1280, 960)},
+                                                      lores={"size": self.size, "format": "YUV420"})
+            cam.configure(config)
+            cam.start()
+        except (RuntimeError, IndexError, OSError) as exc:
+            raise SourceError(f"Unable to start the Raspberry Pi camera ({exc}): is it connected and enabled? "
+                              f"`digitlite doctor` lists the cameras found.") from exc
+        self._cam = cam
+
+    def read(self) -> np.ndarray | None:
+        try:
+            yuv = self._cam.capture_array("lores")
+        except Exception as exc:  # noqa: BLE001  (libcamera raises many kinds when the camera goes away)
+            raise SourceLost(f"{self.name}: {exc}") from exc
+        return np.ascontiguousarray(yuv[: self.size[1], : self.size[0]])  # the Y (grey) plane of YUV420
+
+    def reopen(self) -> None:
+        self.open()
+
+    def close(self) -> None:
+        if self._cam is not None:
+            try:
+                self._cam.stop()
+                self._cam.close()
+            finally:
+                self._cam = None
+
+
+class Synthetic:
+    """Camera-like scenes rendered from MNIST test digits (`edge_app.scenes`); `.truth` is the last text."""
+
+    live = True
+
+    def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = 1):
+        from edge_app.scenes import scenes
+
+        self.name, self._scenes, self.frames, self.repeat = "synthetic", scenes(seed), frames, repeat
+        self._served, self._frame, self.truth = 0, None, ""
+
+    def read(self) -> np.ndarray | None:
+        if self.frames is not None and self._served >= self.frames:
+            return None
+        if self._served % self.repeat == 0:  # the same scene for `repeat` frames, like a camera held still
+            scene = next(self._scenes)
+            self._frame, self.truth = scene.frame_bgr, scene.text
+        self._served += 1
+        return self._frame
+
+    def close(self) -> None:
+        pass
+
+
+class FakeCamera:
+    """A camera for tests: serves `frames`, fails from frame `fail_at` on, and recovers after `recover_after`
+    reopen attempts (None: never). Records what happened."""
+
+    live = True
+
+    def __init__(self, frames: list[np.ndarray], fail_at: int | None = None, recover_after: int | None = None):
+        self.name, self.frames, self.fail_at, self.recover_after = "fake-camera", frames, fail_at, recover_after
+        self.served, self.reopens, self.closed, self._failed = 0, 0, False, False
+
+    def read(self) -> np.ndarray | None:
+        if self.fail_at is not None and self.served >= self.fail_at and not self._failed:
+            self._failed = True
+        if self._failed:
+            raise SourceLost(f"{self.name} unplugged")
+        if self.served >= len(self.frames):
+            return None
+        frame = self.frames[self.served]
+        self.served += 1
+        return frame
+
+    def reopen(self) -> None:
+        self.reopens += 1
+        if self.recover_after is None or self.reopens < self.recover_after:
+            raise SourceError(f"{self.name} is still unplugged")
+        self._failed, self.fail_at = False, None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# ---------------------------------------------------------------------------------------------- threading
+
+
+class LatestFrame:
+    """Reads a live source in its own thread; `read()` returns the newest frame, dropping stale ones.
+
+    When the source fails it is reopened `retries` times with doubling waits; each attempt is logged. If
+    it never returns, `read()` raises SourceLost naming the source and the attempts.
+    """
+
+    def __init__(self, source, retries: int = RETRIES, backoff_s: float = BACKOFF_S,
+                 frame_timeout_s: float = FRAME_TIMEOUT_S):
+        self.source, self.name, self.live = source, source.name, True
+        self.retries, self.backoff_s, self.frame_timeout_s = retries, backoff_s, frame_timeout_s
+        self.dropped = 0  # frames replaced before anyone read them
+        self.reconnects = 0
+        self._frame, self._seq, self._taken = None, 0, 0
+        self._ended, self._error = False, None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                if not self._recover(exc):
+                    return
+                continue
+            with self._cond:
+                if frame is None:
+                    self._ended = True
+                else:
+                    if self._seq > self._taken:
+                        self.dropped += 1
+                    self._frame, self._seq = frame, self._seq + 1
+                self._cond.notify_all()
+            if frame is None:
+                return
+
+    def _recover(self, exc: Exception) -> bool:
+        wait = self.backoff_s
+        for attempt in range(1, self.retries + 1):
+            log.warning("%s lost (%s); reopening, attempt %d of %d in %.1f s", self.name, exc, attempt,
+                        self.retries, wait)
+            if self._stop.wait(wait):
+                return False
+            try:
+                self.source.reopen()
+                self.reconnects += 1
+                log.warning("%s is back after %d attempt(s)", self.name, attempt)
+                return True
+            except (SourceError, AttributeError) as again:
+                exc = again
+            wait *= 2
+        with self._cond:
+            self._error = SourceLost(f"{self.name} disappeared and did not come back after {self.retries} "
+                                     f"attempts over {self.backoff_s * (2 ** self.retries - 1):.1f} s (last "
+                                     f"error: {exc}); check the cable or the stream, then run again.")
+            self._cond.notify_all()
+        return False
+
+    def read(self) -> np.ndarray | None:
+        with self._cond:
+            got = self._cond.wait_for(lambda: self._seq > self._taken or self._ended or self._error,
+                                      timeout=self.frame_timeout_s)
+            if self._seq > self._taken:
+                self._taken = self._seq
+                return self._frame
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return None
+        if not got:
+            raise SourceLost(f"{self.name} delivered no frame for {self.frame_timeout_s:.0f} s")
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.source.close()
+
+
+# ---------------------------------------------------------------------------------------------- factory
+
+
+def _image_paths(spec: str) -> list[Path] | None:
+    path = Path(spec)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if any(ch in spec for ch in "*?["):
+        return sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return [path]
+    return None
+
+
+def open_source(spec: str, threaded: bool | None = None, retries: int = RETRIES, backoff_s: float = BACKOFF_S):
+    """The frame source that `spec` names (see the module docstring); live ones wrapped in `LatestFrame`.
+
+    Raises:
+        SourceError: the source cannot be opened, or `spec` names nothing valid.
+    """
+    spec = str(spec).strip()
+    if spec in ("picamera", "picamera2", "pi"):
+        source = PiCamera()
+    elif spec == "synthetic" or spec.startswith("synthetic:"):
+        seed = spec.partition(":")[2]
+        source = Synthetic(seed=int(seed) if seed.isdigit() else 0)
+    elif spec.isdigit():
+        source = VideoCapture(int(spec), f"/dev/video{spec}", live=True)
+    elif spec.startswith("/dev/"):
+        source = VideoCapture(spec, spec, live=True)
+    elif "://" in spec:
+        source = VideoCapture(spec, spec, live=True)
+    elif (paths := _image_paths(spec)) is not None:
+        source = ImageFiles(paths, spec)
+    elif Path(spec).is_file() and Path(spec).suffix.lower() in VIDEO_SUFFIXES:
+        source = VideoCapture(spec, spec, live=False)
+    else:
+        raise SourceError(f"--source {spec!r} is not a camera, file, folder or URL that exists. Valid: picamera, "
+                          f"a webcam index (0) or device (/dev/video0), a video file, rtsp:// or http:// URL, "
+                          f"an image, a folder or glob of images, or synthetic.")
+    live = source.live if threaded is None else threaded
+    return LatestFrame(source, retries, backoff_s) if live else source
+
+
+def frames(source, limit: int | None = None) -> Iterator[np.ndarray]:
+    """Iterate a source's frames until it ends (or `limit`)."""
+    n = 0
+    while limit is None or n < limit:
+        frame = source.read()
+        if frame is None:
+            return
+        n += 1
+        yield frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = argv[0] if argv else "synthetic"
+    source = open_source(spec)
+    try:
+        for i, frame in enumerate(frames(source, 3)):
+            print(f"frame {i}: {frame.shape} {frame.dtype}")
+    finally:
+        source.close()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())
