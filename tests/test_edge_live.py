@@ -1,0 +1,159 @@
+"""The live loop: sources, a camera that disappears, stable readings, MQTT through a real broker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+
+from edge_app.cli import run_loop
+from edge_app.reader import DigitReader
+from edge_app.runtime import Classifier
+from edge_app.sources import FakeCamera, LatestFrame, SourceError, open_source
+
+
+@pytest.fixture(scope="module")
+def reader(repo):
+    return DigitReader(Classifier(repo / "models" / "digits_int8.tflite"))
+
+
+@pytest.fixture(scope="module")
+def frames(repo):
+    golden = repo / "tests" / "data" / "golden"
+    return [cv2.imread(str(golden / name)) for name in ("scene_01.jpg", "scene_03.jpg")]
+
+
+def test_camera_lost_for_good_retries_then_exits_cleanly(reader, frames, capsys, caplog):
+    camera = FakeCamera([frames[0]] * 4, fail_at=4, recover_after=None)
+    source = LatestFrame(camera, retries=3, backoff_s=0.01)
+    lines = []
+    code = run_loop(source, reader, stable_frames=1, emit=lines.append)
+    source.close()
+    assert code == 1
+    assert camera.reopens == 3 and camera.closed
+    err = capsys.readouterr().err
+    assert "fake-camera disappeared and did not come back after 3 attempts" in err
+    assert sum("reopening, attempt" in r.getMessage() for r in caplog.records) == 3
+    assert json.loads(lines[0])["text"] == "7168"  # what was read before the loss was reported
+
+
+def test_camera_that_comes_back_keeps_running(reader, frames):
+    camera = FakeCamera([frames[0]] * 3 + [frames[1]] * 3, fail_at=3, recover_after=2)
+    source = LatestFrame(camera, retries=5, backoff_s=0.01)
+    lines = []
+    code = run_loop(source, reader, stable_frames=1, emit=lines.append)
+    source.close()
+    assert code == 0 and camera.reopens == 2 and source.reconnects == 1
+    assert [json.loads(line)["text"] for line in lines] == ["7168", "69"]
+
+
+def test_newest_frame_wins_when_reading_is_slow(frames):
+    camera = FakeCamera([frames[0]] * 50)
+    source = LatestFrame(camera)
+    time.sleep(0.2)  # let the capture thread run ahead; this is not a timing assertion
+    got = []
+    while (frame := source.read()) is not None:
+        got.append(frame)
+    source.close()
+    assert len(got) + source.dropped == 50 and source.dropped > 0
+
+
+def test_absent_camera_names_the_source_and_what_to_try():
+    with pytest.raises(SourceError, match="Unable to read from the camera at /dev/video9.*Try --source"):
+        open_source("9")
+
+
+def test_unknown_source_lists_what_is_valid(tmp_path):
+    with pytest.raises(SourceError, match="Valid: picamera"):
+        open_source(str(tmp_path / "nothing-here"))
+
+
+def test_image_folder_source_and_stable_json(repo, reader):
+    source = open_source(str(repo / "tests" / "data" / "golden"))
+    lines = []
+    assert run_loop(source, reader, stable_frames=1, emit=lines.append) == 0
+    texts = [json.loads(line)["text"] for line in lines]
+    assert "271" in texts and "7168" in texts
+    first = json.loads(lines[0])
+    assert {"time", "text", "digits", "fps", "latency_ms"} <= set(first)
+    assert {"capture", "find", "classify", "total"} <= set(first["latency_ms"])
+
+
+def test_video_file_and_save(tmp_path, frames, reader):
+    video = tmp_path / "in.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, frames[0].shape[1::-1])
+    for _ in range(6):
+        writer.write(frames[0])
+    writer.release()
+    source = open_source(str(video))
+    lines = []
+    assert run_loop(source, reader, stable_frames=3, emit=lines.append, writer_path=tmp_path / "out.mp4") == 0
+    assert [json.loads(line)["text"] for line in lines] == ["7168"]
+    capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def broker(tmp_path):
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if shutil.os.path.exists("/usr/sbin/mosquitto")
+                                          else None)
+    if binary is None:
+        pytest.skip("Debian's mosquitto is not installed (make system-deps installs it)")
+    port = _free_port()
+    (tmp_path / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen([binary, "-c", str(tmp_path / "m.conf")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_mqtt_round_trip_through_a_real_broker(broker, repo):
+    import paho.mqtt.client as mqtt
+
+    received = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    subscriber.on_message = lambda client, userdata, msg: received.append((msg.topic, json.loads(msg.payload)))
+    subscriber.connect("127.0.0.1", broker)
+    subscriber.subscribe("digitlite/test", qos=1)
+    subscriber.loop_start()
+    time.sleep(0.3)  # let the subscription reach the broker before publishing
+    result = subprocess.run([sys.executable, "-m", "digitlite", "run", "--source",
+                             str(repo / "tests" / "data" / "golden"), "--headless", "--stable-frames", "1",
+                             "--mqtt", f"127.0.0.1:{broker}", "--topic", "digitlite/test"],
+                            capture_output=True, text=True, timeout=120)
+    for _ in range(100):
+        if len(received) >= len(result.stdout.splitlines()):
+            break
+        time.sleep(0.05)
+    subscriber.loop_stop()
+    subscriber.disconnect()
+    assert result.returncode == 0, result.stderr
+    printed = [json.loads(line)["text"] for line in result.stdout.splitlines()]
+    assert [msg["text"] for _, msg in received] == printed and "7168" in printed
+    assert all(topic == "digitlite/test" and "device" in msg for topic, msg in received)
+
+
+def test_unreachable_broker_is_a_clear_error(repo):
+    result = subprocess.run([sys.executable, "-m", "digitlite", "run", "--source",
+                             str(repo / "tests" / "data" / "golden"), "--headless", "--mqtt",
+                             f"127.0.0.1:{_free_port()}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "cannot reach the MQTT broker" in result.stderr
+    assert "Traceback" not in result.stderr
