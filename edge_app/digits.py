@@ -31,6 +31,7 @@ MAX_DETECT_SIDE = 1024  # px; larger frames are downscaled for detection, crops 
 MIN_DIGIT_HEIGHT = 10  # px at detection resolution; smaller blobs are specks
 MIN_RELATIVE_HEIGHT = 0.45  # of the median candidate height; dots, commas and specks are smaller
 MIN_INK_STRENGTH = 0.16  # fraction of the paper brightness; below this a blank page's noise is not ink
+MAX_INK_FRACTION = 0.3  # of the frame: handwriting covers far less of a page; more is noise or texture
 MAX_INK_THRESHOLD = 0.5  # Otsu is clamped here so faint, blurred strokes stay connected
 MNIST_BOX = 20  # MNIST digits were fit in a 20x20 box ...
 MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
@@ -142,12 +143,14 @@ def paper_mask(gray_dark_ink: np.ndarray) -> np.ndarray:
 
 
 def background(gray_dark_ink: np.ndarray) -> np.ndarray:
-    """Local paper brightness under dark ink: max filter (removes strokes) then blur, on a thumbnail."""
+    """Local paper brightness under dark ink: a closing (removes strokes) then a light blur, on a thumbnail."""
     h, w = gray_dark_ink.shape
     factor = 8 if max(h, w) >= 256 else 4 if max(h, w) >= 64 else 1
     small = cv2.resize(gray_dark_ink, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
-    small = cv2.dilate(small, np.ones((5, 5), np.uint8))
-    small = cv2.blur(small, (5, 5))
+    # Closing (max then min filter) removes strokes narrower than the kernel but keeps the edge of a desk or
+    # a shadow where it is; a max filter alone spreads bright paper over it and draws a band of "ink".
+    small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    small = cv2.blur(small, (3, 3))
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -297,9 +300,8 @@ def is_digit_shape(box: tuple, mask: np.ndarray, frame_shape: tuple[int, int]) -
 
 
 def is_edge_band(box: tuple, frame_shape: tuple[int, int], blobs: list) -> bool:
-    """A long thin piece of the band where the page meets the desk: elongated, and either near the frame
-    border or much taller (or wider) than the typical blob. A "1" is elongated too, but digit-sized and
-    written away from the page edge."""
+    """A long thin piece of the band where the page meets the desk: elongated, and much longer than the
+    typical blob (or, near the frame border, somewhat longer). A "1" is elongated too, but digit-sized."""
     x, y, w, h = box
     fh, fw = frame_shape
     if max(w, h) < 2.5 * min(w, h):
@@ -308,7 +310,7 @@ def is_edge_band(box: tuple, frame_shape: tuple[int, int], blobs: list) -> bool:
     near_border = x < margin or y < margin or x + w > fw - margin or y + h > fh - margin
     roundish = [b[0][3] for b in blobs if max(b[0][2], b[0][3]) < 2.5 * min(b[0][2], b[0][3])]
     typical = float(np.median(roundish)) if roundish else float(h)
-    return near_border or max(w, h) > 2.5 * typical
+    return max(w, h) > 2.5 * typical or (near_border and max(w, h) > 1.3 * typical)
 
 
 def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
@@ -334,6 +336,9 @@ def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray
             continue
         part = part[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         pieces.append(((x + a + int(cols[0]), y + int(rows[0]), part.shape[1], part.shape[0]), part))
+    # Touching digits each span most of the blob's height; a short piece is a 5's flag or a 7's bar.
+    if any(p[0][3] < 0.6 * h for p in pieces):
+        return [(box, mask)]
     return pieces
 
 
@@ -357,6 +362,8 @@ def find_candidates(frame_bgr: np.ndarray, polarity: str = "auto", max_side: int
                                                interpolation=cv2.INTER_AREA)
     strength, paper, dark = ink_strength(det, polarity)
     binary = binarize(strength) & paper_mask(det if dark else 255 - det)
+    if binary.mean() > MAX_INK_FRACTION:  # noise, a texture or a screen: no page with writing to read
+        return [], {"gray": gray if dark else 255 - gray, "paper": paper, "scale": scale, "dark_ink": dark}
     blobs = []
     for box, mask in _components(binary):
         if box[3] < MIN_DIGIT_HEIGHT and box[2] < MIN_DIGIT_HEIGHT:
