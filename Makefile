@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXTRAS := edge,train,web,dev,bench
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint system-deps clean
+.PHONY: install demo test lint readme pi-check system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# README's tables are copied from the files the commands wrote (benchmarks/latest.md, architectures.md, ...).
+readme: install
+	$(PY) -m benchmarks.readme
 
 lint: install
 	$(VENV)/bin/ruff check .
