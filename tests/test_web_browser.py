@@ -108,7 +108,9 @@ def test_page_loads_with_status_live_reading_and_stream(page):
     expect(page.locator("#status")).to_contain_text("FPS", timeout=WAIT_MS)
     expect(page.locator("#stable")).to_have_text("4071", timeout=WAIT_MS)
     expect(page.locator("#history li").first).to_contain_text("4071", timeout=WAIT_MS)
-    page.wait_for_function("document.getElementById('stream').naturalWidth === 640", timeout=WAIT_MS)
+    # Reads the property through the driver; a wait_for_function string would be eval'd, which the page's
+    # Content-Security-Policy (script-src 'self') rightly refuses.
+    sync_api.expect(page.locator("#stream")).to_have_js_property("naturalWidth", 640, timeout=WAIT_MS)
     assert page.locator("#photo-input").get_attribute("accept") == "image/*"
     assert page.locator("#photo-input").get_attribute("capture") == "environment"
     assert page.errors == []
@@ -133,7 +135,7 @@ def test_uploading_a_photo_shows_the_reading(page, setup):
     page.set_input_files("#photo-input", files=[{"name": "sheet.png", "mimeType": "image/png", "buffer": photo}])
     expect(page.locator("#photo-text")).to_have_text("35", timeout=WAIT_MS)
     expect(page.locator("#photo-detail")).to_contain_text("2 digits")
-    page.wait_for_function("document.getElementById('photo-annotated').naturalWidth === 800", timeout=WAIT_MS)
+    sync_api.expect(page.locator("#photo-annotated")).to_have_js_property("naturalWidth", 800, timeout=WAIT_MS)
     draw(page, STROKES["7"])
     expect(page.locator("#draw-digit")).to_have_text("7", timeout=WAIT_MS)
     screenshot = os.environ.get("DIGITLITE_SCREENSHOT")
