@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from edge_app.runtime import Classifier
+from edge_app.runtime import Classifier, PixelConvention
 from train.mnist import Mnist, load_mnist
 
 
@@ -43,10 +43,12 @@ class Evaluation:
 
 
 def evaluate(model_path: str | Path, data: Mnist | None = None, threads: int = 2,
-             manifest_path: str | Path | None = None) -> Evaluation:
-    """Run every MNIST test image through `model_path` with LiteRT."""
+             manifest_path: str | Path | None = None, pixels: dict | None = None) -> Evaluation:
+    """Run every MNIST test image through `model_path` with LiteRT (pixels: a convention dict, else the
+    manifest's)."""
     data = data or load_mnist()
-    clf = Classifier(model_path, threads=threads, manifest_path=manifest_path)
+    clf = Classifier(model_path, threads=threads, manifest_path=manifest_path,
+                     pixels=PixelConvention.from_dict(pixels) if pixels else None)
     probabilities = clf.probabilities(clf.pixels_to_input(data.x_test))
     return Evaluation(Path(model_path).name, probabilities.argmax(axis=1), probabilities,
                       data.y_test.astype(np.int64))

@@ -142,6 +142,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
     model = load_keras(keras_path)
     data = find_mnist(data_dir)
     train_cfg = training_config(keras_path)
+    pixels = train_cfg.get("pixels", PIXELS)
     keras_pred = model.predict(to_float_input(data.x_test), batch_size=1000, verbose=0).argmax(axis=1)
     calibration = calibration_sample(data.x_train, data.y_train, calibration_size, seed)
 
@@ -152,8 +153,8 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
         for variant in variants:
             path = staging / FILE_NAMES[variant]
             path.write_bytes(convert_variant(model, variant, calibration if variant == "int8" else None))
-            # No manifest yet: the pixel convention is read from the model itself.
-            evaluations[variant] = evaluate(path, data, manifest_path=staging / "none.json")
+            # No manifest yet: the pixel convention is the training run's.
+            evaluations[variant] = evaluate(path, data, manifest_path=staging / "none.json", pixels=pixels)
         agreement = float(np.mean(evaluations["float32"].predictions == keras_pred))
         failures = apply_gate(agreement, evaluations, gate)
         comparisons = {v: paired(evaluations["float32"], ev) for v, ev in evaluations.items() if v != "float32"}
@@ -180,7 +181,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
             else:
                 extra["vs_float32"] = {k: comparisons[variant][k] for k in ("drop_points", "agreement", "mcnemar")}
             entries[FILE_NAMES[variant]] = manifest.entry(
-                staging / FILE_NAMES[variant], variant, evaluations[variant], train_cfg.get("pixels", PIXELS),
+                staging / FILE_NAMES[variant], variant, evaluations[variant], pixels,
                 source, commands, versions, {"training_config": train_cfg.get("train", {}), **extra})
         # Every check passed: move files in, one rename each, and the manifest last.
         for name in [FILE_NAMES[v] for v in variants] + ["conversion.md", "conversion.json",

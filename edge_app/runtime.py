@@ -226,10 +226,13 @@ class Classifier:
         xnnpack: use the XNNPACK delegate (default on).
         manifest_path: models/manifest.json; default: the one beside the model, when present.
         runtime: force a runtime (see RUNTIMES).
+        pixels: the pixel convention, when the caller has it from elsewhere (the conversion stage reads the
+            training run's config before any manifest exists); default: from the manifest.
     """
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, threads: int = 1, xnnpack: bool = True,
-                 manifest_path: str | Path | None = None, runtime: str | None = None):
+                 manifest_path: str | Path | None = None, runtime: str | None = None,
+                 pixels: PixelConvention | None = None):
         self.path = Path(model_path)
         self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
         inp = self.interpreter.get_input_details()
@@ -244,7 +247,7 @@ class Classifier:
         if list(self._out["shape"])[-1] != 10:
             raise ModelError(f"{self.path}: output shape {list(self._out['shape'])} does not have 10 classes.")
         entry = find_manifest_entry(self.path, manifest_path)
-        pixels, pixels_from = self._pixel_convention(entry)
+        pixels, pixels_from = (pixels, "given") if pixels is not None else self._pixel_convention(entry)
         self.info = ModelInfo(
             path=str(self.path), input_shape=shape, input_dtype=np.dtype(self._in["dtype"]).name,
             input_quant=_quant(self._in), output_shape=[int(s) for s in self._out["shape"]],
