@@ -20,7 +20,6 @@ the edge runtime and reports peak memory, stays free of it).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import peak_rss_mib, summarize, time_calls
+from benchmarks.timing import emit_json, peak_rss_mib, summarize, time_calls
 
 log = logging.getLogger(__name__)
 
@@ -308,12 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run_peers(existing(args.float32), existing(args.int8), existing(args.keras), tuple(args.batch),
                        args.runs, args.warmup, args.max_seconds)
-    text = json.dumps(result, indent=2)
-    if args.json_out:
-        Path(args.json_out).write_text(text)
-    else:
-        print(text)
-    return 0
+    return emit_json(result, args.json_out)
 
 
 if __name__ == "__main__":

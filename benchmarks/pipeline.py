@@ -15,7 +15,6 @@ thread pools see one CPU; `digitlite bench` runs it in a child process per core 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -57,9 +56,9 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     """
     import cv2
     import numpy as np
-    from edge_app.reader import DigitReader
 
     from benchmarks.timing import peak_rss_mib, summarize
+    from edge_app.reader import DigitReader
     from edge_app.runtime import Classifier
     from edge_app.scenes import render_scene
 
@@ -134,12 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pin_cores(args.cores)  # before numpy/OpenCV start their thread pools
     result = run_pipeline(args.model, args.frames, args.warmup, args.distinct)
-    text = json.dumps(result, indent=2)
-    if args.json_out:
-        Path(args.json_out).write_text(text)
-    else:
-        print(text)
-    return 0
+    from benchmarks.timing import emit_json
+
+    return emit_json(result, args.json_out)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,18 @@ def peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def emit_json(result: dict, json_out: str | None) -> int:
+    """A sub-benchmark's result to `json_out` (the parent process reads it) or stdout; returns exit code 0."""
+    text = json.dumps(result, indent=2)
+    if json_out:
+        from pathlib import Path
+
+        Path(json_out).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
 def finite_positive(value: float) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 

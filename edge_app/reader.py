@@ -3,12 +3,11 @@
 `DigitReader.read(frame_bgr) -> Reading` is the whole product in one call; `annotate` draws a reading on
 the frame; `Stabilizer` reports a live reading once it has been the same for K frames.
 
-    python -m edge_app.reader photo.jpg
+    digitlite read photo.jpg --json
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -176,21 +175,3 @@ def annotate(frame_bgr: np.ndarray, reading: Reading, fps: float | None = None) 
     cv2.putText(out, banner, (6, round(20 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255),
                 thick, cv2.LINE_AA)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print("usage: python -m edge_app.reader IMAGE", file=sys.stderr)
-        return 2
-    frame = cv2.imread(argv[0], cv2.IMREAD_COLOR)
-    if frame is None:
-        print(f"cannot read {argv[0]} as an image", file=sys.stderr)
-        return 1
-    reading = DigitReader(Classifier()).read(frame)
-    print(reading.to_dict())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
