@@ -108,15 +108,20 @@ def to_gray(frame_bgr: np.ndarray) -> np.ndarray:
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper, False for bright ink on a dark ground (chalk, MNIST itself).
 
-    Dark ink on paper is by far the common case, so it is the answer unless the frame is mostly dark (a
-    board, or MNIST's black) and its bright tail reaches further from the median than its dark tail.
+    Ink is the far tail of the deviations from the local background (a median filter wider than a stroke,
+    which follows shadows and gradients), looked at in the middle of the frame where the page is, away
+    from desk edges. Ties go to dark ink, the common case.
     """
-    small = _small(gray, 256)
-    low, median, high = np.percentile(small, (0.1, 50, 99.9))
-    return not (median < 110 and high - median > median - low)
+    h, w = gray.shape
+    centre = _small(gray[h // 8: h - h // 8, w // 8: w - w // 8], 192)
+    k = min(31, max(3, (min(centre.shape) // 6) | 1))
+    deviation = centre.astype(np.int16) - cv2.medianBlur(centre, k).astype(np.int16)
+    low, high = np.percentile(deviation, (0.5, 99.5))
+    return bool(-low >= high)
 
 
-DESK_RATIO = 0.6  # a region darker than this fraction of the paper, at the frame border, is desk, not shadow
+DESK_RATIO = 0.6
+MAX_DESK_FRACTION = 0.3  # a desk shows as a band along the edges; a larger dark region is a shadow on the page  # a region darker than this fraction of the paper, at the frame border, is desk, not shadow
 
 
 def paper_mask(gray_dark_ink: np.ndarray) -> np.ndarray:
@@ -134,7 +139,8 @@ def paper_mask(gray_dark_ink: np.ndarray) -> np.ndarray:
     if not dark.any() or not bright.any():
         return np.ones((h, w), np.uint8)
     border = np.concatenate([dark[0], dark[-1], dark[:, 0], dark[:, -1]])
-    if paperish[dark].mean() > DESK_RATIO * paperish[bright == 1].mean() or not border.any():
+    if paperish[dark].mean() > DESK_RATIO * paperish[bright == 1].mean() or not border.any() \
+            or dark.mean() > MAX_DESK_FRACTION:
         return np.ones((h, w), np.uint8)  # a shadow or a pale border: all of it may carry ink
     n, labels, stats, _ = cv2.connectedComponentsWithStats(bright.astype(np.uint8), connectivity=4)
     page = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
@@ -264,7 +270,10 @@ def merge_fragments(blobs: list[tuple[tuple, np.ndarray]]) -> list[tuple[tuple, 
                 gap = max(ay, by) - min(ay + ah, by + bh)
                 height = max(ay + ah, by + bh) - min(ay, by)
                 small, big = sorted((ah, bh))
-                if overlap > 0.6 * min(aw, bw) and gap < 0.25 * height and small < 0.8 * big:
+                # Pieces of one digit sit above and below each other; a blob inside another (a digit
+                # within the page outline) is not a piece of it.
+                stacked = gap > -0.3 * small
+                if overlap > 0.6 * min(aw, bw) and stacked and gap < 0.25 * height and small < 0.8 * big:
                     blobs[i] = _union(blobs[i], blobs[j])
                     del blobs[j]
                     merged = True
@@ -317,7 +326,7 @@ def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray
     """Split a blob wider than one digit into n pieces at the thinnest columns near the expected cuts."""
     x, y, w, h = box
     n = int(round(w / (DIGIT_ASPECT * h)))
-    if w < 1.25 * h or n < 2:
+    if w < 1.5 * h or n < 2:
         return [(box, mask)]
     columns = mask.sum(axis=0).astype(np.float32)
     cuts = [0]
