@@ -120,8 +120,8 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     return bool(-low >= high)
 
 
-DESK_RATIO = 0.6
-MAX_DESK_FRACTION = 0.3  # a desk shows as a band along the edges; a larger dark region is a shadow on the page  # a region darker than this fraction of the paper, at the frame border, is desk, not shadow
+DESK_RATIO = 0.6  # a region darker than this fraction of the paper, at the frame border, may be desk ...
+MAX_DESK_FRACTION = 0.3  # ... if it is a band along the edges; a larger dark region is a shadow on the page
 
 
 def paper_mask(gray_dark_ink: np.ndarray) -> np.ndarray:
