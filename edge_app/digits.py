@@ -184,10 +184,11 @@ def ink_strength(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, 
 
 def ink_strength_from(gray_dark_ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """255 * (paper - pixel) / paper, clipped to 0-255; paper is floored so black frames are not all ink."""
+    # numpy, not cv2.divide: IEEE division rounds the same on ARM and x86 (OpenCV's NEON path does not, and a
+    # crop then differs between the device and this machine; make pi-check caught it).
     p = np.maximum(paper, 40).astype(np.float32)
-    s = cv2.divide(cv2.subtract(p, gray_dark_ink.astype(np.float32)), p, scale=255.0)  # OpenCV's SIMD loops
-    np.clip(s, 0, 255, out=s)
-    return s.astype(np.uint8)
+    s = (p - gray_dark_ink.astype(np.float32)) * (255.0 / p)
+    return np.clip(s, 0, 255).astype(np.uint8)
 
 
 def binarize(strength: np.ndarray) -> np.ndarray:
