@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_app.runtime import Classifier
+from edge_app.runtime import Classifier, PixelConvention
 from train.atomic import write_json
 from train.mnist import FILES
 
@@ -52,7 +52,8 @@ def tensor_spec(clf: Classifier) -> tuple[dict, dict]:
 def entry(model_file: Path, variant: str, evaluation, pixels: dict, source: dict, commands: list[str],
           versions: dict, extra: dict | None = None) -> dict:
     """The manifest entry of one released model file (after it passed the checks)."""
-    clf = Classifier(model_file, threads=1, manifest_path=Path("/nonexistent"))
+    clf = Classifier(model_file, threads=1, manifest_path=Path("/nonexistent"),
+                     pixels=PixelConvention.from_dict(pixels))
     inp, out = tensor_spec(clf)
     return {
         "variant": variant,
