@@ -3,15 +3,19 @@
 This module owns everything between a camera frame and a batch of 28x28 crops, and the grouping of
 classified digits into numbers and lines. No model, no camera, no I/O: most edge tests live here.
 
-Pipeline (`find_digits`):
+Pipeline (`find_candidates`, then `extract_crops`):
   1. `to_gray`: the colour channel with the most local contrast (blue ink on a yellow sticky note is
      invisible in luminance but clear in the red channel).
   2. `ink_strength`: polarity (dark ink on paper, or chalk-like bright ink) and a flat-field against a
-     local background estimate, so shadows and uneven light do not become ink.
+     local paper-brightness estimate, so shadows and uneven light do not become ink; `two_scale_ink` adds
+     a wide estimate so bold, large digits are not hollowed out; `paper_mask` drops a dark desk.
   3. `binarize`: Otsu on the ink strength, clamped so a blank page gives no ink at all.
   4. Connected components, then: printed grid-cell borders removed (`remove_grid_lines`), broken strokes
-     merged (`merge_fragments`), non-digits rejected (`is_digit_shape`), touching digits split
-     (`split_touching`).
+     merged (`merge_fragments`), non-digits rejected (`is_digit_shape`, `is_edge_band`, `is_step_edge`),
+     detached 5-flags joined (`attach_flags`), touching digits offered split and whole (`split_touching`;
+     the reader keeps the surer reading with `choose_alternatives`).
+     Detection first runs on a FAST_DETECT_SIDE thumbnail and again at full detection size only when the
+     digits found there are small (or none).
   5. `prepare_crop`: MNIST-style, fit in 20x20 keeping the aspect ratio, stroke width normalised, placed in
      28x28 by centre of mass, white on black, uint8.
 
@@ -28,11 +32,15 @@ import numpy as np
 
 # ---------------------------------------------------------------------------------------------- defaults
 MAX_DETECT_SIDE = 1024  # px; larger frames are downscaled for detection, crops still come from full resolution
+FAST_DETECT_SIDE = 320  # px; detection tries this long side first (see `find_candidates`)
 MIN_DIGIT_HEIGHT = 10  # px at detection resolution; smaller blobs are specks
 MIN_RELATIVE_HEIGHT = 0.45  # of the median candidate height; dots, commas and specks are smaller
 MIN_INK_STRENGTH = 0.16  # fraction of the paper brightness; below this a blank page's noise is not ink
 MAX_INK_FRACTION = 0.3  # of the frame: handwriting covers far less of a page; more is noise or texture
+WIDE_REACH = 0.1  # of the frame's long side: the wide paper estimate's reach, over half the widest digit
+MIN_FINE_SHARE = 0.35  # a wide-estimate blob is ink if this share of it is also ink in the fine estimate
 MAX_INK_THRESHOLD = 0.5  # Otsu is clamped here so faint, blurred strokes stay connected
+HYSTERESIS = 1.0  # weak ink (this fraction of the threshold) counts where it touches strong ink
 MNIST_BOX = 20  # MNIST digits were fit in a 20x20 box ...
 MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
 MNIST_STROKE = 2.2  # px: median stroke width of MNIST digits in the 20x20 box (area / half the boundary)
@@ -47,6 +55,10 @@ class Candidate:
     box: tuple[int, int, int, int]  # x, y, w, h in full-resolution frame pixels
     mask: np.ndarray  # uint8 0/1, the blob's pixels inside `det_box` at detection resolution
     det_box: tuple[int, int, int, int]  # x, y, w, h at detection resolution
+    # A blob that might be touching digits is offered both ways: whole ("whole") and split ("piece"),
+    # sharing one `group`; the reader keeps whichever the classifier is surer of (`choose_alternatives`).
+    group: int | None = None
+    role: str = ""
 
 
 # ---------------------------------------------------------------------------------------------- grey and ink
@@ -142,20 +154,37 @@ def paper_mask(gray_dark_ink: np.ndarray) -> np.ndarray:
     if paperish[dark].mean() > DESK_RATIO * paperish[bright == 1].mean() or not border.any() \
             or dark.mean() > MAX_DESK_FRACTION:
         return np.ones((h, w), np.uint8)  # a shadow or a pale border: all of it may carry ink
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(bright.astype(np.uint8), connectivity=4)
-    page = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    # The desk is the dark that reaches the frame border; dark inside the page (a bold digit) is not desk.
+    n, labels = cv2.connectedComponents(dark.astype(np.uint8), connectivity=4)
+    at_border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    desk = np.isin(labels, at_border[at_border > 0])
+    page = (~desk).astype(np.uint8)
     page = cv2.erode(page, np.ones((5, 5), np.uint8))  # the band is ~ the background filter's radius
     return cv2.resize(page, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def background(gray_dark_ink: np.ndarray) -> np.ndarray:
-    """Local paper brightness under dark ink: a closing (removes strokes) then a light blur, on a thumbnail."""
+def background(gray_dark_ink: np.ndarray, reach: float | None = None) -> np.ndarray:
+    """Local paper brightness under dark ink: a closing (removes strokes) then a light blur, on a thumbnail.
+
+    Closing (max then min filter) removes dark things narrower than the kernel but keeps the edge of a desk
+    or a shadow where it is (a max filter alone spreads bright paper over it and draws a band of "ink").
+
+    Args:
+        gray_dark_ink: uint8 grey, ink darker than paper.
+        reach: None for the fine estimate (a 5x5 kernel on the frame shrunk 8x: follows shadows closely, but
+            the inside of a bold, large digit is taken for paper); else the kernel radius as a fraction of
+            the frame's long side (the wide estimate: sees through bold digits, fills narrow shadows).
+    """
     h, w = gray_dark_ink.shape
-    factor = 8 if max(h, w) >= 256 else 4 if max(h, w) >= 64 else 1
+    if reach is None:
+        factor = 8 if max(h, w) >= 256 else 4 if max(h, w) >= 64 else 1
+        kernel = np.ones((5, 5), np.uint8)
+    else:
+        factor = max(1, min(4, max(h, w) // 64))
+        radius = max(2, round(reach * max(h, w) / factor))
+        kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     small = cv2.resize(gray_dark_ink, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
-    # Closing (max then min filter) removes strokes narrower than the kernel but keeps the edge of a desk or
-    # a shadow where it is; a max filter alone spreads bright paper over it and draws a band of "ink".
-    small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     small = cv2.blur(small, (3, 3))
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -183,19 +212,59 @@ def ink_strength(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, 
 
 
 def ink_strength_from(gray_dark_ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
-    """255 * (paper - pixel) / paper, clipped to 0-255; paper is floored so black frames are not all ink."""
+    """255 * (paper - pixel) / max(paper, 40), clipped to 0-255 (the floor: black frames are not all ink)."""
     # numpy, not cv2.divide: IEEE division rounds the same on ARM and x86 (OpenCV's NEON path does not, and a
     # crop then differs between the device and this machine; make pi-check caught it).
-    p = np.maximum(paper, 40).astype(np.float32)
-    s = (p - gray_dark_ink.astype(np.float32)) * (255.0 / p)
+    # The floor is only in the divisor: a dark desk whose own brightness is its "paper" is not ink.
+    p = paper.astype(np.float32)
+    s = (p - gray_dark_ink.astype(np.float32)) * (255.0 / np.maximum(p, 40.0))
     return np.clip(s, 0, 255).astype(np.uint8)
 
 
 def binarize(strength: np.ndarray) -> np.ndarray:
-    """Ink mask (uint8 0/1): Otsu on the ink strength, clamped to [MIN_INK_STRENGTH, MAX_INK_THRESHOLD]."""
+    """Ink mask (uint8 0/1) with hysteresis: Otsu on the ink strength, clamped to
+    [MIN_INK_STRENGTH, MAX_INK_THRESHOLD], and fainter pixels (down to HYSTERESIS of that) kept where they
+    touch a confident stroke. A 7's faint, blurred bar stays attached; faint noise on its own does not.
+    """
     otsu, _ = cv2.threshold(strength, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     t = float(np.clip(otsu, MIN_INK_STRENGTH * 255, MAX_INK_THRESHOLD * 255))
-    return (strength > t).astype(np.uint8)
+    strong = strength > t
+    weak = (strength > HYSTERESIS * t).astype(np.uint8)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(n, np.uint8)
+    keep[labels[strong]] = 1
+    keep[0] = 0
+    return keep[labels]
+
+
+def two_scale_ink(gray_dark_ink: np.ndarray, fine_strength: np.ndarray, fine_paper: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Ink mask from two paper estimates, and the paper map the crops should use.
+
+    The fine estimate follows shadows and desk edges but hollows out bold, large digits; the wide one sees
+    whole bold digits but also takes a narrow shadow or a desk corner for ink. A blob of the wide mask is
+    kept whole when at least MIN_FINE_SHARE of it is ink in the fine mask too (a bold digit: its edges are);
+    elsewhere only the fine mask counts (a shadow's soft edge is never fine ink, so it drops out).
+
+    Returns:
+        (binary uint8 0/1, paper uint8): paper is the wide estimate inside kept wide blobs, else the fine one.
+    """
+    fine = binarize(fine_strength)
+    wide_paper = background(gray_dark_ink, WIDE_REACH)
+    wide = binarize(ink_strength_from(gray_dark_ink, wide_paper))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(wide, connectivity=8)
+    if n <= 1:
+        return fine, fine_paper
+    shared = np.bincount(labels[fine.astype(bool)], minlength=n)
+    h, w = wide.shape
+    bw, bh, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    # A desk or a shadow is larger than a digit, or solid; a bold digit has holes and gaps around strokes.
+    digit_like = (bw < 0.35 * w) & (bh < 0.45 * h) & (area < 0.75 * bw * bh)
+    keep = (shared >= MIN_FINE_SHARE * area) & digit_like
+    keep[0] = False
+    kept = keep[labels]
+    binary = fine | kept.astype(np.uint8)
+    return binary, np.where(kept, wide_paper, fine_paper)
 
 
 # ---------------------------------------------------------------------------------------------- blobs
@@ -218,8 +287,11 @@ def remove_grid_lines(mask: np.ndarray) -> np.ndarray | None:
     h, w = mask.shape
     if h < 12 or w < 12:
         return None
-    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, max(3, int(0.85 * w))), np.uint8))
-    vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, int(0.85 * h)), 1), np.uint8))
+    # Zero outside the box: OpenCV's default border for erosion counts the outside as ink, which would
+    # stretch a stroke that touches the box edge into a "line".
+    outside = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, max(3, int(0.85 * w))), np.uint8), **outside)
+    vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, int(0.85 * h)), 1), np.uint8), **outside)
     is_grid = (_runs_in_band(horizontal, 0, 0, 0.15) and _runs_in_band(horizontal, 0, 0.85, 1.0)) and (
         _runs_in_band(vertical, 1, 0, 0.15) and _runs_in_band(vertical, 1, 0.85, 1.0))
     if not is_grid:
@@ -275,7 +347,9 @@ def merge_fragments(blobs: list[tuple[tuple, np.ndarray]]) -> list[tuple[tuple, 
                 # Pieces of one digit sit above and below each other; a blob inside another (a digit
                 # within the page outline) is not a piece of it.
                 stacked = gap > -0.3 * small
-                if overlap > 0.6 * min(aw, bw) and stacked and gap < 0.25 * height and small < 0.8 * big:
+                digit_shaped = max(aw, bw) <= 1.2 * height  # not a digit plus a ruled line or a page edge
+                if overlap > 0.6 * min(aw, bw) and stacked and gap < 0.25 * height and small < 0.8 * big \
+                        and digit_shaped:
                     blobs[i] = _union(blobs[i], blobs[j])
                     del blobs[j]
                     merged = True
@@ -283,6 +357,29 @@ def merge_fragments(blobs: list[tuple[tuple, np.ndarray]]) -> list[tuple[tuple, 
             if merged:
                 break
     return blobs
+
+
+def attach_flags(digits: list[tuple[tuple, np.ndarray]], pieces: list[tuple[tuple, np.ndarray]],
+                 ) -> list[tuple[tuple, np.ndarray]]:
+    """Join short, detached strokes near the top of a digit to that digit: a 5's flag, a 7's bar.
+
+    A piece (too small to be a digit itself) under half a digit's height, centred in that digit's top 40 %
+    and within a quarter of its height horizontally, belongs to it; otherwise it would be dropped as a
+    speck and the 5 read as a 6.
+    """
+    out = list(digits)
+    for piece in pieces:
+        (x, y, w, h), _ = piece
+        best, best_gap = None, None
+        for k, ((bx, by, bw, bh), _) in enumerate(out):
+            if h >= 0.5 * bh or w > 0.8 * bh or not by - 0.15 * bh <= y + h / 2 <= by + 0.4 * bh:
+                continue
+            gap = max(bx - (x + w), x - (bx + bw), 0)
+            if gap <= 0.25 * bh and (best_gap is None or gap < best_gap):
+                best, best_gap = k, gap
+        if best is not None:
+            out[best] = _union(out[best], piece)
+    return out
 
 
 def is_digit_shape(box: tuple, mask: np.ndarray, frame_shape: tuple[int, int]) -> bool:
@@ -296,6 +393,8 @@ def is_digit_shape(box: tuple, mask: np.ndarray, frame_shape: tuple[int, int]) -
     if fill > 0.85 and h < 3 * w:  # a solid block (a finger, a desk corner); a "1" is a solid thin bar
         return False
     if fill < 0.04:
+        return False
+    if w > 0.6 * fw and h > 0.6 * fh and fill < 0.15:  # the outline of the page, not a digit filling a crop
         return False
     # A desk edge or the paper's shadow runs along the frame border; a digit in a tight crop only touches it.
     border = 0
@@ -324,11 +423,41 @@ def is_edge_band(box: tuple, frame_shape: tuple[int, int], blobs: list) -> bool:
     return max(w, h) > 2.5 * typical or (near_border and max(w, h) > 1.3 * typical)
 
 
+def _step_ratio(mask: np.ndarray, gray: np.ndarray, box: tuple) -> float | None:
+    """Median over thin scan lines of |left - right| / (paper - stroke), scanning rows of `box`."""
+    x, y, w, h = box
+    W = gray.shape[1]
+    ratios = []
+    for f in (0.2, 0.35, 0.5, 0.65, 0.8):
+        r = min(h - 1, int(f * h))
+        on = np.flatnonzero(mask[r])
+        if len(on) == 0 or on[-1] - on[0] + 1 > max(3, 0.3 * max(w, h)):
+            continue  # only thin runs: a 0's full-width row says nothing about steps
+        d = max(2, (on[-1] - on[0] + 1) // 2)
+        left = float(gray[y + r, max(0, x + on[0] - d)])
+        right = float(gray[y + r, min(W - 1, x + on[-1] + d)])
+        centre = float(gray[y + r, x + on[0]:x + on[-1] + 1].min())
+        ratios.append(abs(left - right) / max(max(left, right) - centre, 1.0))
+    return float(np.median(ratios)) if len(ratios) >= 3 else None
+
+
+def is_step_edge(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray) -> bool:
+    """True for a blob that is the edge of a shadow, of the page or of the desk rather than a pen stroke.
+
+    A stroke is a valley: paper on both sides. An edge is a step: paper on one side, darker ground on the
+    other. Tested across thin runs of the blob, along rows and along columns (a page corner is an L).
+    """
+    x, y, w, h = box
+    across_rows = _step_ratio(mask, gray_dark_ink, box)
+    across_cols = _step_ratio(mask.T, gray_dark_ink.T, (y, x, h, w))
+    return any(r is not None and r > 0.6 for r in (across_rows, across_cols))
+
+
 def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
     """Split a blob wider than one digit into n pieces at the thinnest columns near the expected cuts."""
     x, y, w, h = box
     n = int(round(w / (DIGIT_ASPECT * h)))
-    if w < 1.5 * h or n < 2:
+    if w < 1.25 * h or n < 2:
         return [(box, mask)]
     columns = mask.sum(axis=0).astype(np.float32)
     cuts = [0]
@@ -367,38 +496,83 @@ def find_candidates(frame_bgr: np.ndarray, polarity: str = "auto", max_side: int
         resolution) and "scale" (full-resolution px per detection px), for `extract_crops`.
     """
     gray = to_gray(frame_bgr)
+    if max(gray.shape) > FAST_DETECT_SIDE and max_side > FAST_DETECT_SIDE:
+        # Most frames hold digits big enough to find on a thumbnail (2.5x fewer pixels for 640x480); small
+        # digits, or none, send the frame through again at full detection resolution.
+        candidates, context = _detect(gray, polarity, FAST_DETECT_SIDE)
+        heights = [c.det_box[3] for c in candidates]
+        if heights and np.median(heights) >= 2 * MIN_DIGIT_HEIGHT:
+            return candidates, context
+    return _detect(gray, polarity, max_side)
+
+
+def _detect(gray: np.ndarray, polarity: str, max_side: int) -> tuple[list[Candidate], dict]:
+    """`find_candidates` at one detection resolution."""
     fh, fw = gray.shape
     scale = max(1.0, max(fh, fw) / max_side)
     det = gray if scale == 1.0 else cv2.resize(gray, (round(fw / scale), round(fh / scale)),
                                                interpolation=cv2.INTER_AREA)
     strength, paper, dark = ink_strength(det, polarity)
-    binary = binarize(strength) & paper_mask(det if dark else 255 - det)
+    binary, paper = two_scale_ink(det if dark else 255 - det, strength, paper)
+    binary &= paper_mask(det if dark else 255 - det)
     if binary.mean() > MAX_INK_FRACTION:  # noise, a texture or a screen: no page with writing to read
         return [], {"gray": gray if dark else 255 - gray, "paper": paper, "scale": scale, "dark_ink": dark}
     blobs = []
     for box, mask in _components(binary):
         if box[3] < MIN_DIGIT_HEIGHT and box[2] < MIN_DIGIT_HEIGHT:
             continue
-        cleaned = remove_grid_lines(mask)
+        x, y, w, h = box
+        sides = (x == 0) + (y == 0) + (x + w >= binary.shape[1]) + (y + h >= binary.shape[0])
+        # A blob touching three frame sides is the desk around the page, not a printed grid with margins.
+        cleaned = remove_grid_lines(mask) if sides < 3 else None
         if cleaned is None:
             blobs.append((box, mask))
         else:
             blobs.extend(_components(cleaned, offset=box[:2]))
-    blobs = merge_fragments([b for b in blobs if b[0][3] >= MIN_DIGIT_HEIGHT // 2])
+    blobs = merge_fragments([b for b in blobs if max(b[0][2], b[0][3]) >= MIN_DIGIT_HEIGHT // 2])
     dh, dw = binary.shape
-    blobs = [b for b in blobs if is_digit_shape(b[0], b[1], (dh, dw))]
+    shaped = [is_digit_shape(b[0], b[1], (dh, dw)) for b in blobs]
+    median_h = float(np.median([b[0][3] for b, ok in zip(blobs, shaped, strict=True) if ok] or [0]))
+    tall = [ok and b[0][3] >= MIN_RELATIVE_HEIGHT * median_h for b, ok in zip(blobs, shaped, strict=True)]
+    blobs = attach_flags([b for b, ok in zip(blobs, tall, strict=True) if ok],
+                         [b for b, ok in zip(blobs, tall, strict=True) if not ok and b[0][3] < 0.5 * median_h])
     blobs = [b for b in blobs if not is_edge_band(b[0], (dh, dw), blobs)]
+    gray_det = det if dark else 255 - det
+    blobs = [b for b in blobs if not is_step_edge(b[0], b[1], gray_det)]
     if blobs:
         median_h = float(np.median([b[0][3] for b in blobs]))
         blobs = [b for b in blobs if b[0][3] >= MIN_RELATIVE_HEIGHT * median_h]
-    pieces = [p for b in blobs for p in split_touching(*b)]
+    pieces = []  # (box, mask, group, role)
+    for group, b in enumerate(blobs):
+        split = split_touching(*b)
+        if len(split) == 1:
+            pieces.append((*b, None, ""))
+        else:
+            pieces.append((*b, group, "whole"))
+            pieces.extend((*p, group, "piece") for p in split)
     pieces.sort(key=lambda b: b[0][0])
     candidates = []
-    for (x, y, w, h), mask in pieces:
+    for (x, y, w, h), mask, group, role in pieces:
         full = (int(x * scale), int(y * scale), max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-        candidates.append(Candidate(full, mask, (x, y, w, h)))
+        candidates.append(Candidate(full, mask, (x, y, w, h), group, role))
     gray_dark = gray if dark else 255 - gray
     return candidates, {"gray": gray_dark, "paper": paper, "scale": scale, "dark_ink": dark}
+
+
+def choose_alternatives(candidates: list[Candidate], confidences: np.ndarray) -> list[int]:
+    """Indices of the candidates to keep: for each whole-or-split group, the reading the classifier is
+    surer of (the whole blob's confidence against its weakest piece's); ungrouped candidates all stay."""
+    keep, groups = [], {}
+    for i, c in enumerate(candidates):
+        if c.group is None:
+            keep.append(i)
+        else:
+            groups.setdefault(c.group, {"whole": [], "piece": []})[c.role].append(i)
+    for members in groups.values():
+        whole = max((confidences[i] for i in members["whole"]), default=0.0)
+        pieces = min((confidences[i] for i in members["piece"]), default=0.0)
+        keep.extend(members["whole"] if whole >= pieces else members["piece"])
+    return sorted(keep)
 
 
 # ---------------------------------------------------------------------------------------------- crops

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge_app.digits import NUMBER_GAP, as_bgr_uint8, extract_crops, find_candidates, group_digits
+from edge_app.digits import (
+    NUMBER_GAP,
+    as_bgr_uint8,
+    choose_alternatives,
+    extract_crops,
+    find_candidates,
+    group_digits,
+)
 from edge_app.runtime import Classifier
 
 MIN_CONFIDENCE = 0.5  # below this a blob is more likely a scribble, a letter or a smudge than a digit
@@ -108,8 +115,9 @@ class DigitReader:
         probabilities = self.classifier.probabilities(self.classifier.pixels_to_input(crops))  # one batch
         classified = time.perf_counter()
 
+        chosen = choose_alternatives(candidates, probabilities.max(axis=1)) if len(candidates) else []
         kept = [Digit(int(p.argmax()), float(p.max()), (c.box[0] + ox, c.box[1] + oy, c.box[2], c.box[3]))
-                for c, p in zip(candidates, probabilities, strict=True) if p.max() >= self.min_confidence]
+                for c, p in ((candidates[i], probabilities[i]) for i in chosen) if p.max() >= self.min_confidence]
         groups = group_digits([d.box for d in kept], self.gap)
         order = [i for line in groups for number in line for i in number]
         lines = [["".join(str(kept[i].digit) for i in number) for number in line] for line in groups]

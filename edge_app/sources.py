@@ -15,6 +15,7 @@ import glob
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,8 @@ RETRIES = 5  # reopen attempts after a live source fails, with doubling waits
 BACKOFF_S = 0.5  # first wait before reopening; then 1, 2, 4 ... seconds
 FRAME_TIMEOUT_S = 10.0  # a live source that delivers nothing for this long counts as lost
 PICAMERA_LORES = (640, 480)  # inference runs on the camera's low-resolution stream
+SYNTHETIC_REPEAT = 30  # frames per synthetic scene: about a second at camera rates
+SYNTHETIC_FPS = 30.0  # frames/s the synthetic source delivers, like a camera
 
 
 class SourceError(OSError):
@@ -167,19 +170,30 @@ class PiCamera:
 
 
 class Synthetic:
-    """Camera-like scenes rendered from MNIST test digits (`edge_app.scenes`); `.truth` is the last text."""
+    """Camera-like scenes rendered from MNIST test digits (`edge_app.scenes`); `.truth` is the last text.
+
+    Like a camera held over a page: each scene is shown for `repeat` frames (so `--stable-frames` can
+    settle), at most `fps` frames per second (so the capture thread does not spin a core).
+    """
 
     live = True
 
-    def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = 1):
+    def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = SYNTHETIC_REPEAT,
+                 fps: float | None = SYNTHETIC_FPS):
         from edge_app.scenes import scenes
 
-        self.name, self._scenes, self.frames, self.repeat = "synthetic", scenes(seed), frames, repeat
-        self._served, self._frame, self.truth = 0, None, ""
+        self.name, self._scenes, self.frames, self.repeat = "synthetic", scenes(seed), frames, max(1, repeat)
+        self.fps = fps
+        self._served, self._frame, self.truth, self._next_at = 0, None, "", 0.0
 
     def read(self) -> np.ndarray | None:
         if self.frames is not None and self._served >= self.frames:
             return None
+        if self.fps:
+            wait = self._next_at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._next_at = max(self._next_at, time.monotonic()) + 1.0 / self.fps
         if self._served % self.repeat == 0:  # the same scene for `repeat` frames, like a camera held still
             scene = next(self._scenes)
             self._frame, self.truth = scene.frame_bgr, scene.text

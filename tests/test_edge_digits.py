@@ -72,3 +72,91 @@ def test_parse_roi():
     assert parse_roi(None) is None
     with pytest.raises(ValueError, match="four integers"):
         parse_roi("10,20")
+
+
+# ---------------------------------------------------------------------------------------------- finding ink
+
+
+def _page(ink_bgr=(20, 20, 20), paper_bgr=(235, 235, 235), size=(120, 160)):
+    """A page with a hand-drawn-like "7" (two thick strokes)."""
+    import cv2
+
+    page = np.zeros((*size, 3), np.uint8)
+    page[:] = paper_bgr
+    cv2.line(page, (50, 30), (100, 30), ink_bgr, 6)
+    cv2.line(page, (100, 30), (70, 95), ink_bgr, 6)
+    return page
+
+
+def test_polarity_dark_ink_and_chalk():
+    from edge_app.digits import ink_is_dark, to_gray
+
+    page = _page()
+    assert ink_is_dark(to_gray(page))
+    assert not ink_is_dark(to_gray(255 - page))
+
+
+def test_blue_ink_on_a_yellow_note_uses_the_channel_that_shows_it():
+    from edge_app.digits import to_gray
+
+    page = _page(ink_bgr=(170, 60, 30), paper_bgr=(60, 230, 250))  # BGR: blue ink, yellow paper
+    gray = to_gray(page)
+    contrast = int(gray[5, 5]) - int(gray[30, 75])  # paper minus ink
+    assert contrast > 150, f"ink barely visible in the chosen grey (contrast {contrast})"
+
+
+def test_blank_noisy_page_has_no_ink():
+    from edge_app.digits import binarize, ink_strength
+
+    rng = np.random.default_rng(0)
+    page = np.clip(200 + rng.normal(0, 6, (240, 320)), 0, 255).astype(np.uint8)
+    strength, _, _ = ink_strength(page)
+    assert binarize(strength).sum() < 20
+
+
+def test_shadow_edge_is_not_a_stroke_but_a_stroke_is():
+    from edge_app.digits import is_step_edge
+
+    gray = np.full((100, 100), 220, np.uint8)
+    gray[:, :50] = 120  # a shadow on the left half
+    mask = np.ones((60, 3), np.uint8)
+    assert is_step_edge((49, 20, 3, 60), mask, gray)
+    gray = np.full((100, 100), 220, np.uint8)
+    gray[20:80, 49:52] = 40  # a pen stroke, paper on both sides
+    assert not is_step_edge((49, 20, 3, 60), mask, gray)
+
+
+def test_grid_cell_border_is_removed_but_a_serifed_one_is_kept():
+    from edge_app.digits import remove_grid_lines
+
+    cell = np.zeros((60, 50), np.uint8)
+    cell[:2, :] = cell[-2:, :] = cell[:, :2] = cell[:, -2:] = 1  # printed border
+    cell[2:50, 24:27] = 1  # a "1" touching the top border
+    cleaned = remove_grid_lines(cell)
+    assert cleaned is not None and cleaned[:, :4].sum() == 0 and cleaned[:, 20:30].sum() > 100
+    one = np.zeros((60, 40), np.uint8)
+    one[:, 18:22] = 1
+    one[-3:, :] = 1  # base serif
+    assert remove_grid_lines(one) is None
+
+
+def test_a_fives_detached_flag_joins_its_digit():
+    from edge_app.digits import attach_flags
+
+    body = ((10, 20, 30, 40), np.ones((40, 30), np.uint8))
+    flag = ((22, 18, 20, 4), np.ones((4, 20), np.uint8))
+    far = ((200, 18, 20, 4), np.ones((4, 20), np.uint8))
+    (box, _), = attach_flags([body], [flag, far])
+    assert box == (10, 18, 32, 42)
+
+
+def test_whole_or_split_keeps_the_surer_reading():
+    from edge_app.digits import Candidate, choose_alternatives
+
+    m = np.ones((2, 2), np.uint8)
+    cands = [Candidate((0, 0, 1, 1), m, (0, 0, 1, 1)),  # an ordinary digit
+             Candidate((0, 0, 1, 1), m, (0, 0, 1, 1), group=1, role="whole"),
+             Candidate((0, 0, 1, 1), m, (0, 0, 1, 1), group=1, role="piece"),
+             Candidate((0, 0, 1, 1), m, (0, 0, 1, 1), group=1, role="piece")]
+    assert choose_alternatives(cands, np.array([0.9, 0.6, 0.95, 0.8])) == [0, 2, 3]
+    assert choose_alternatives(cands, np.array([0.9, 0.99, 0.95, 0.4])) == [0, 1]

@@ -157,3 +157,12 @@ def test_unreachable_broker_is_a_clear_error(repo):
                              f"127.0.0.1:{_free_port()}"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot reach the MQTT broker" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_synthetic_source_holds_each_scene_like_a_camera():
+    from edge_app.sources import Synthetic
+
+    source = Synthetic(seed=0, frames=4, repeat=2, fps=None)
+    got = [source.read() for _ in range(5)]
+    assert got[0] is got[1] and got[2] is got[3] and got[1] is not got[2] and got[4] is None
+    assert source.truth.isdigit()
