@@ -11,9 +11,11 @@ Pipeline (`find_candidates`, then `extract_crops`):
      a wide estimate so bold, large digits are not hollowed out; `paper_mask` drops a dark desk.
   3. `binarize`: Otsu on the ink strength, clamped so a blank page gives no ink at all.
   4. Connected components, then: printed grid-cell borders removed (`remove_grid_lines`), broken strokes
-     merged (`merge_fragments`), non-digits rejected (`is_digit_shape`, `is_edge_band`, `is_step_edge`),
-     detached 5-flags joined (`attach_flags`), touching digits offered split and whole (`split_touching`;
-     the reader keeps the surer reading with `choose_alternatives`).
+     merged (`merge_fragments`), non-digits rejected (`screen_blobs`: `is_digit_shape`, `is_step_edge`,
+     `is_stroke`, `is_edge_band`) and digits that touched a shadow or page edge peeled off it (`peel_edges`),
+     detached 5-flags joined (`attach_flags`), touching digits offered split and whole (`split_touching`)
+     and broken ones whole and in pieces (`offer_merges`); the reader keeps the surer reading with
+     `choose_alternatives`.
      Detection first runs on a FAST_DETECT_SIDE thumbnail and again at full detection size only when the
      digits found there are small (or none).
   5. `prepare_crop`: MNIST-style, fit in 20x20 keeping the aspect ratio, stroke width normalised, placed in
@@ -40,10 +42,17 @@ MAX_INK_FRACTION = 0.3  # of the frame: handwriting covers far less of a page; m
 WIDE_REACH = 0.1  # of the frame's long side: the wide paper estimate's reach, over half the widest digit
 MIN_FINE_SHARE = 0.35  # a wide-estimate blob is ink if this share of it is also ink in the fine estimate
 MAX_INK_THRESHOLD = 0.5  # Otsu is clamped here so faint, blurred strokes stay connected
-HYSTERESIS = 1.0  # weak ink (this fraction of the threshold) counts where it touches strong ink
+HYSTERESIS = 0.5  # weak ink (this fraction of the threshold) counts where it touches strong ink
+PEEL_VALLEY = 0.4  # of a blob's strongest valleys: weaker is the slope of an edge, not a stroke
+BORDER_MARGIN = 0.05  # of the frame's short side: blobs this close to the border may be desk or shadow
+MIN_STROKE_SHARE = 0.5  # of a blob near the frame border: pixels in a valley, for it to be pen strokes
+PEEL_INK = 0.3  # a peeled stroke's valleys reach this fraction of the paper brightness: ink, not texture
+MAX_LINE_SHARE = 0.1  # of a printed cell's height (width): the thickest its border lines are
 MNIST_BOX = 20  # MNIST digits were fit in a 20x20 box ...
 MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
 MNIST_STROKE = 2.2  # px: median stroke width of MNIST digits in the 20x20 box (area / half the boundary)
+SPLIT_MARGIN = 0.1  # confidence the pieces of a wide blob must gain over the whole blob to be read as two digits
+MERGE_ASPECT = 1.0  # two overlapping blobs whose union is narrower than this many heights may be one digit
 DIGIT_ASPECT = 0.72  # typical width / height of one handwritten digit, used to split touching digits
 NUMBER_GAP = 1.2  # a horizontal gap wider than this many digit heights starts a new number (form cells are wide)
 
@@ -229,7 +238,7 @@ def binarize(strength: np.ndarray) -> np.ndarray:
     otsu, _ = cv2.threshold(strength, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     t = float(np.clip(otsu, MIN_INK_STRENGTH * 255, MAX_INK_THRESHOLD * 255))
     strong = strength > t
-    weak = (strength > HYSTERESIS * t).astype(np.uint8)
+    weak = (strength > max(HYSTERESIS * t, MIN_INK_STRENGTH * 255)).astype(np.uint8)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
     keep = np.zeros(n, np.uint8)
     keep[labels[strong]] = 1
@@ -294,7 +303,10 @@ def remove_grid_lines(mask: np.ndarray) -> np.ndarray | None:
     vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, int(0.85 * h)), 1), np.uint8), **outside)
     is_grid = (_runs_in_band(horizontal, 0, 0, 0.15) and _runs_in_band(horizontal, 0, 0.85, 1.0)) and (
         _runs_in_band(vertical, 1, 0, 0.15) and _runs_in_band(vertical, 1, 0.85, 1.0))
-    if not is_grid:
+    # Printed lines are thin; a bold 0 or 8 can have four straight sides too, but as thick as its strokes.
+    thin = horizontal.any(axis=1).sum() <= 2 * max(2, MAX_LINE_SHARE * h) and \
+        vertical.any(axis=0).sum() <= 2 * max(2, MAX_LINE_SHARE * w)
+    if not (is_grid and thin):
         return None
     lines = cv2.dilate(horizontal | vertical, np.ones((3, 3), np.uint8))
     return mask & (1 - lines)
@@ -416,7 +428,7 @@ def is_edge_band(box: tuple, frame_shape: tuple[int, int], blobs: list) -> bool:
     fh, fw = frame_shape
     if max(w, h) < 2.5 * min(w, h):
         return False
-    margin = 0.05 * min(fh, fw)
+    margin = BORDER_MARGIN * min(fh, fw)
     near_border = x < margin or y < margin or x + w > fw - margin or y + h > fh - margin
     roundish = [b[0][3] for b in blobs if max(b[0][2], b[0][3]) < 2.5 * min(b[0][2], b[0][3])]
     typical = float(np.median(roundish)) if roundish else float(h)
@@ -453,33 +465,92 @@ def is_step_edge(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray) -> boo
     return any(r is not None and r > 0.6 for r in (across_rows, across_cols))
 
 
-def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
-    """Split a blob wider than one digit into n pieces at the thinnest columns near the expected cuts."""
+def valley_depth(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray, digit_height: float | None,
+                 ) -> np.ndarray:
+    """How far a grey closing raises each pixel of the blob's box, as a fraction of the paper brightness.
+
+    A stroke is a valley (paper on both sides), so a closing wider than the stroke fills it; the edge of a
+    shadow or of the page is a step, and a shadow's corner a plateau, which a closing leaves where they are.
+
+    Args:
+        digit_height: the typical digit height at detection resolution (the closing spans a bold stroke),
+            None when no digit was found (three times the blob's own stroke width is used).
+    """
     x, y, w, h = box
-    n = int(round(w / (DIGIT_ASPECT * h)))
-    if w < 1.25 * h or n < 2:
+    k = int(round(0.35 * digit_height)) if digit_height else int(round(3 * stroke_width(mask)))
+    k = max(3, min(k, 41)) | 1
+    H, W = gray_dark_ink.shape
+    x0, y0, x1, y1 = max(0, x - k), max(0, y - k), min(W, x + w + k), min(H, y + h + k)
+    patch = gray_dark_ink[y0:y1, x0:x1]
+    closed = cv2.morphologyEx(patch, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    inner = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
+    paper = closed[inner].astype(np.float32)
+    return (paper - patch[inner].astype(np.float32)) / np.maximum(paper, 40.0)  # as `ink_strength_from`
+
+
+def is_stroke(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray, digit_height: float | None) -> bool:
+    """Whether most of a blob is pen stroke (valleys), not the plateau of a shadow's corner."""
+    depth = valley_depth(box, mask, gray_dark_ink, digit_height)[mask > 0]
+    return bool(depth.size) and float(np.mean(depth >= MIN_INK_STRENGTH)) >= MIN_STROKE_SHARE
+
+
+def peel_edges(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray, digit_height: float | None,
+               ) -> list[tuple[tuple, np.ndarray]]:
+    """The pen strokes inside a blob rejected as a shadow or page edge, as blobs: a digit that touches the
+    edge was rejected with it. Pixels that `valley_depth` raises by less than PEEL_VALLEY of the blob's
+    strongest valleys are edge, not stroke; pieces on the frame border, of the wrong height or faint are
+    dropped."""
+    x, y, w, h = box
+    H, W = gray_dark_ink.shape
+    depth = valley_depth(box, mask, gray_dark_ink, digit_height)
+    inside = depth[mask > 0]
+    if inside.size == 0:
+        return []
+    floor = max(MIN_INK_STRENGTH, PEEL_VALLEY * float(np.percentile(inside, 95)))
+    strokes = cv2.morphologyEx(((mask > 0) & (depth >= floor)).astype(np.uint8), cv2.MORPH_OPEN,
+                               np.ones((2, 2), np.uint8))
+    pieces = []
+    for (px, py, pw, ph), pm in _components(strokes, offset=(x, y)):
+        if px == 0 or py == 0 or px + pw >= W or py + ph >= H:
+            continue  # the frame border: desk, not a digit
+        if digit_height and not 0.6 * digit_height <= ph <= 1.6 * digit_height:
+            continue
+        if max(pw, ph) < MIN_DIGIT_HEIGHT or np.percentile(depth[py - y:py - y + ph, px - x:px - x + pw][pm > 0],
+                                                           90) < PEEL_INK:
+            continue
+        pieces.append(((px, py, pw, ph), pm))
+    return pieces
+
+
+def split_touching(box: tuple, mask: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
+    """Split a blob wider than one digit into n pieces at the thinnest columns near the expected cuts.
+
+    n is the blob's width in typical digit widths, or fewer when a piece would come out short: touching
+    digits each span most of the blob's height; a short piece is a 5's flag or a 7's bar cut off."""
+    x, y, w, h = box
+    if w < 1.25 * h:
         return [(box, mask)]
     columns = mask.sum(axis=0).astype(np.float32)
-    cuts = [0]
-    for k in range(1, n):
-        expected = k * w / n
-        lo, hi = int(expected - 0.3 * w / n), int(expected + 0.3 * w / n) + 1
-        lo, hi = max(lo, cuts[-1] + 1), min(hi, w - 1)
-        cuts.append(lo + int(np.argmin(columns[lo:hi])) if hi > lo else int(expected))
-    cuts.append(w)
-    pieces = []
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-        part = mask[:, a:b]
-        rows = np.flatnonzero(part.any(axis=1))
-        cols = np.flatnonzero(part.any(axis=0))
-        if len(rows) == 0:
-            continue
-        part = part[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        pieces.append(((x + a + int(cols[0]), y + int(rows[0]), part.shape[1], part.shape[0]), part))
-    # Touching digits each span most of the blob's height; a short piece is a 5's flag or a 7's bar.
-    if any(p[0][3] < 0.6 * h for p in pieces):
-        return [(box, mask)]
-    return pieces
+    for n in range(int(round(w / (DIGIT_ASPECT * h))), 1, -1):
+        cuts = [0]
+        for k in range(1, n):
+            expected = k * w / n
+            lo, hi = int(expected - 0.3 * w / n), int(expected + 0.3 * w / n) + 1
+            lo, hi = max(lo, cuts[-1] + 1), min(hi, w - 1)
+            cuts.append(lo + int(np.argmin(columns[lo:hi])) if hi > lo else int(expected))
+        cuts.append(w)
+        pieces = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            part = mask[:, a:b]
+            rows = np.flatnonzero(part.any(axis=1))
+            cols = np.flatnonzero(part.any(axis=0))
+            if len(rows) == 0:
+                continue
+            part = part[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            pieces.append(((x + a + int(cols[0]), y + int(rows[0]), part.shape[1], part.shape[0]), part))
+        if all(p[0][3] >= 0.6 * h for p in pieces):
+            return pieces
+    return [(box, mask)]
 
 
 def find_candidates(frame_bgr: np.ndarray, polarity: str = "auto", max_side: int = MAX_DETECT_SIDE,
@@ -531,25 +602,26 @@ def _detect(gray: np.ndarray, polarity: str, max_side: int) -> tuple[list[Candid
             blobs.extend(_components(cleaned, offset=box[:2]))
     blobs = merge_fragments([b for b in blobs if max(b[0][2], b[0][3]) >= MIN_DIGIT_HEIGHT // 2])
     dh, dw = binary.shape
-    shaped = [is_digit_shape(b[0], b[1], (dh, dw)) for b in blobs]
+    blobs, shaped = screen_blobs(blobs, det if dark else 255 - det)
+    # Shadow edges are out before the typical height is taken: a tall one would make real digits look small.
     median_h = float(np.median([b[0][3] for b, ok in zip(blobs, shaped, strict=True) if ok] or [0]))
     tall = [ok and b[0][3] >= MIN_RELATIVE_HEIGHT * median_h for b, ok in zip(blobs, shaped, strict=True)]
     blobs = attach_flags([b for b, ok in zip(blobs, tall, strict=True) if ok],
                          [b for b, ok in zip(blobs, tall, strict=True) if not ok and b[0][3] < 0.5 * median_h])
     blobs = [b for b in blobs if not is_edge_band(b[0], (dh, dw), blobs)]
-    gray_det = det if dark else 255 - det
-    blobs = [b for b in blobs if not is_step_edge(b[0], b[1], gray_det)]
     if blobs:
         median_h = float(np.median([b[0][3] for b in blobs]))
         blobs = [b for b in blobs if b[0][3] >= MIN_RELATIVE_HEIGHT * median_h]
     pieces = []  # (box, mask, group, role)
+    single = []
     for group, b in enumerate(blobs):
         split = split_touching(*b)
         if len(split) == 1:
-            pieces.append((*b, None, ""))
+            single.append(b)
         else:
             pieces.append((*b, group, "whole"))
             pieces.extend((*p, group, "piece") for p in split)
+    pieces.extend(offer_merges(single, first_group=len(blobs)))
     pieces.sort(key=lambda b: b[0][0])
     candidates = []
     for (x, y, w, h), mask, group, role in pieces:
@@ -559,9 +631,67 @@ def _detect(gray: np.ndarray, polarity: str, max_side: int) -> tuple[list[Candid
     return candidates, {"gray": gray_dark, "paper": paper, "scale": scale, "dark_ink": dark}
 
 
+def screen_blobs(blobs: list[tuple[tuple, np.ndarray]], gray_dark_ink: np.ndarray,
+                 ) -> tuple[list[tuple[tuple, np.ndarray]], list[bool]]:
+    """Which blobs may be digits (`is_digit_shape`, not `is_step_edge`; near the frame border, `is_stroke`),
+    with the strokes peeled off rejected edges (`peel_edges`) appended to the blobs.
+
+    Returns:
+        (blobs, ok): the blobs, then the peeled pieces; and for each, whether it may be a digit.
+    """
+    dh, dw = gray_dark_ink.shape
+
+    def plausible(b):
+        return is_digit_shape(b[0], b[1], (dh, dw)) and not is_step_edge(b[0], b[1], gray_dark_ink)
+
+    ok = [plausible(b) for b in blobs]
+    heights = [b[0][3] for b, good in zip(blobs, ok, strict=True) if good]
+    typical = float(np.median(heights)) if heights else None
+    margin = BORDER_MARGIN * min(dh, dw)
+    for i, ((x, y, w, h), mask) in enumerate(blobs):  # a shadow's corner in the frame's corner is no digit
+        if ok[i] and (x < margin or y < margin or x + w > dw - margin or y + h > dh - margin):
+            ok[i] = is_stroke((x, y, w, h), mask, gray_dark_ink, typical)
+    peeled = [piece for b, good in zip(blobs, ok, strict=True) if not good and max(b[0][2:]) >= 2 * MIN_DIGIT_HEIGHT
+              for piece in peel_edges(*b, gray_dark_ink, typical)]
+    return blobs + peeled, ok + [plausible(p) for p in peeled]
+
+
+def offer_merges(blobs: list[tuple[tuple, np.ndarray]], first_group: int) -> list[tuple]:
+    """(box, mask, group, role) for each blob; two neighbours whose union is no wider than a digit and whose
+    columns overlap (a 6 broken into its stem and its loop), or one of which is a short thin sliver close to
+    the other (a doubled pen stroke), are also offered as one, in a group of their own, for
+    `choose_alternatives` to decide."""
+    blobs = sorted(blobs, key=lambda b: b[0][0])
+    out, k, group = [], 0, first_group
+    while k < len(blobs):
+        if k + 1 < len(blobs):
+            (ax, ay, aw, ah), (bx, by, bw, bh) = blobs[k][0], blobs[k + 1][0]
+            union_w = max(ax + aw, bx + bw) - min(ax, bx)
+            union_h = max(ay + ah, by + bh) - min(ay, by)
+            if (bx < ax + aw or _is_sliver(blobs[k][0], blobs[k + 1][0])) and union_w < MERGE_ASPECT * union_h \
+                    and union_h <= 1.3 * max(ah, bh):
+                out.append((*_union(blobs[k], blobs[k + 1]), group, "whole"))
+                out.extend((*b, group, "piece") for b in blobs[k:k + 2])
+                k, group = k + 2, group + 1
+                continue
+        out.append((*blobs[k], None, ""))
+        k += 1
+    return out
+
+
+def _is_sliver(a: tuple, b: tuple) -> bool:
+    """Whether one of two neighbouring boxes (a left of b) is a short thin stroke hugging the other."""
+    gap = b[0] - (a[0] + a[2])
+    for (sw, sh), (nw, nh) in (((a[2], a[3]), (b[2], b[3])), ((b[2], b[3]), (a[2], a[3]))):
+        if sw < 0.5 * nw and sh < 0.85 * nh and gap < 0.25 * nh:
+            return True
+    return False
+
+
 def choose_alternatives(candidates: list[Candidate], confidences: np.ndarray) -> list[int]:
     """Indices of the candidates to keep: for each whole-or-split group, the reading the classifier is
-    surer of (the whole blob's confidence against its weakest piece's); ungrouped candidates all stay."""
+    surer of (the whole blob's confidence against its weakest piece's, which must win by SPLIT_MARGIN: a wide
+    digit cut in two often reads as two confident halves); ungrouped candidates all stay."""
     keep, groups = [], {}
     for i, c in enumerate(candidates):
         if c.group is None:
@@ -571,7 +701,7 @@ def choose_alternatives(candidates: list[Candidate], confidences: np.ndarray) ->
     for members in groups.values():
         whole = max((confidences[i] for i in members["whole"]), default=0.0)
         pieces = min((confidences[i] for i in members["piece"]), default=0.0)
-        keep.extend(members["whole"] if whole >= pieces else members["piece"])
+        keep.extend(members["piece"] if pieces > whole + SPLIT_MARGIN else members["whole"])
     return sorted(keep)
 
 

@@ -86,6 +86,17 @@ def _illumination(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return light.astype(np.float32)
 
 
+def _corners(box: tuple[int, int, int, int], homography: np.ndarray) -> np.ndarray:
+    """The four corners of an (x, y, w, h) box after the perspective warp, (4, 2) float32."""
+    x, y, w, h = box
+    return cv2.perspectiveTransform(np.float32([[[x, y], [x + w, y], [x + w, y + h], [x, y + h]]]), homography)[0]
+
+
+def _inside(boxes: list, homography: np.ndarray, fw: int, fh: int) -> bool:
+    """Whether every digit box stays whole inside the frame after the warp."""
+    return all(((c >= 0) & (c <= [fw - 1, fh - 1])).all() for c in (_corners(b, homography) for b in boxes))
+
+
 def render_scene(rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE, n_digits: int | None = None,
                  images: np.ndarray | None = None, labels: np.ndarray | None = None) -> Scene:
     """Render one scene.
@@ -143,18 +154,19 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE, n
     desk = rng.random() < 0.3
     shrink = rng.uniform(0.08, 0.16) if desk else 0.0
     src = np.float32([[0, 0], [fw, 0], [fw, fh], [0, fh]])
-    jitter = rng.uniform(-0.05, 0.05, (4, 2)) * [fw, fh]
     inward = np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * shrink * [fw, fh] / 2
-    dst = (src + jitter + inward).astype(np.float32)
-    homography = cv2.getPerspectiveTransform(src, dst)
+    for _ in range(20):  # a digit the warp pushes out of the frame cannot be in the truth: draw again
+        jitter = rng.uniform(-0.05, 0.05, (4, 2)) * [fw, fh]
+        homography = cv2.getPerspectiveTransform(src, (src + jitter + inward).astype(np.float32))
+        if _inside(boxes, homography, fw, fh):
+            break
     desk_colour = tuple(float(c) for c in DESKS[rng.integers(len(DESKS))])
     image = cv2.warpPerspective(np.clip(image, 0, 255).astype(np.uint8), homography, (fw, fh),
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=desk_colour if desk else tuple(float(c) for c in paper))
     warped_boxes = []
-    for bx, by, bw, bh in boxes:
-        corners = np.float32([[bx, by], [bx + bw, by], [bx + bw, by + bh], [bx, by + bh]])[None]
-        pts = cv2.perspectiveTransform(corners, homography)[0]
+    for box in boxes:
+        pts = _corners(box, homography)
         x0, y0 = pts.min(axis=0)
         x1, y1 = pts.max(axis=0)
         warped_boxes.append((int(x0), int(y0), int(x1 - x0), int(y1 - y0)))

@@ -160,3 +160,68 @@ def test_whole_or_split_keeps_the_surer_reading():
              Candidate((0, 0, 1, 1), m, (0, 0, 1, 1), group=1, role="piece")]
     assert choose_alternatives(cands, np.array([0.9, 0.6, 0.95, 0.8])) == [0, 2, 3]
     assert choose_alternatives(cands, np.array([0.9, 0.99, 0.95, 0.4])) == [0, 1]
+
+
+def test_a_bold_digit_with_four_straight_sides_is_not_a_grid_cell():
+    from edge_app.digits import remove_grid_lines
+
+    bold_eight = np.zeros((46, 40), np.uint8)
+    bold_eight[:8, :] = bold_eight[-8:, :] = bold_eight[19:27, :] = 1  # thick top, waist and bottom bars
+    bold_eight[:, :8] = bold_eight[:, -8:] = 1  # thick sides
+    assert remove_grid_lines(bold_eight) is None
+
+
+def test_a_digit_touching_a_shadow_edge_is_peeled_off_it():
+    from edge_app.digits import peel_edges
+
+    gray = np.full((120, 120), 220, np.uint8)
+    gray[:, 70:] = 130  # a shadow over the right of the page
+    gray[30:90, 40:45] = 40  # a pen stroke, a "1" ...
+    gray[58:62, 45:70] = 40  # ... joined to the shadow by a stray stroke
+    mask = np.zeros((120, 120), np.uint8)
+    mask[30:90, 40:45] = mask[58:62, 45:70] = 1
+    mask[:, 66:74] = 1  # the band along the shadow's edge that the paper estimate took for ink
+    box, sub = (40, 0, 34, 120), mask[:, 40:74]
+    pieces = peel_edges(box, sub, gray, digit_height=60.0)
+    assert len(pieces) == 1  # the stroke, without the band along the edge
+    (x, y, w, h), _ = pieces[0]
+    assert 38 <= x <= 42 and 28 <= y <= 32 and 58 <= h <= 62 and x + w <= 72  # the band ran the full height
+
+
+def test_a_shadow_corner_is_no_stroke_but_a_digit_is():
+    from edge_app.digits import is_stroke
+
+    gray = np.full((100, 100), 220, np.uint8)
+    gray[70:, 60:] = 140  # a shadow's corner at the frame's corner
+    corner = np.ones((30, 40), np.uint8)
+    assert not is_stroke((60, 70, 40, 30), corner, gray, digit_height=40.0)
+    gray = np.full((100, 100), 220, np.uint8)
+    gray[60:100, 70:75] = 40  # a "1" written near the bottom edge
+    assert is_stroke((70, 60, 5, 40), np.ones((40, 5), np.uint8), gray, digit_height=40.0)
+
+
+def test_a_broken_digit_or_a_sliver_is_offered_whole_but_neighbours_are_not():
+    from edge_app.digits import offer_merges
+
+    def blob(x, y, w, h):
+        return (x, y, w, h), np.ones((h, w), np.uint8)
+
+    stem, loop = blob(10, 0, 12, 40), blob(16, 18, 20, 22)  # a 6 broken in two, columns overlap
+    sliver, one = blob(60, 8, 3, 28), blob(64, 0, 8, 40)  # a doubled pen stroke beside a "1"
+    far = blob(100, 0, 25, 40)  # an ordinary next digit
+    out = offer_merges([stem, loop, sliver, one, far], first_group=7)
+    roles = [(o[0], o[2], o[3]) for o in out]
+    assert ((10, 0, 26, 40), 7, "whole") in roles and ((60, 0, 12, 40), 8, "whole") in roles
+    assert ((100, 0, 25, 40), None, "") in roles and len(out) == 7
+
+
+def test_touching_digits_split_into_as_many_as_fit_whole():
+    from edge_app.digits import split_touching
+
+    mask = np.zeros((80, 150), np.uint8)
+    for left in (0, 115):  # two "0"s ...
+        mask[:, left:left + 35] = 1
+        mask[6:-6, left + 6:left + 29] = 0
+    mask[72:, 35:115] = 1  # ... joined by a long low stroke: three cuts would leave it a piece of its own
+    pieces = split_touching((0, 0, 150, 80), mask)
+    assert len(pieces) == 2 and all(p[0][3] == 80 for p in pieces)
