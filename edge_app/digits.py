@@ -220,14 +220,18 @@ def ink_strength(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, 
     return strength, paper, dark
 
 
-def ink_strength_from(gray_dark_ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
-    """255 * (paper - pixel) / max(paper, 40), clipped to 0-255 (the floor: black frames are not all ink)."""
+def ink_ratio(gray_dark_ink: np.ndarray, paper: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """scale * (paper - pixel) / max(paper, 40), float32 (the floor: black frames are not all ink)."""
     # numpy, not cv2.divide: IEEE division rounds the same on ARM and x86 (OpenCV's NEON path does not, and a
     # crop then differs between the device and this machine; make pi-check caught it).
     # The floor is only in the divisor: a dark desk whose own brightness is its "paper" is not ink.
     p = paper.astype(np.float32)
-    s = (p - gray_dark_ink.astype(np.float32)) * (255.0 / np.maximum(p, 40.0))
-    return np.clip(s, 0, 255).astype(np.uint8)
+    return (p - gray_dark_ink.astype(np.float32)) * (scale / np.maximum(p, 40.0))
+
+
+def ink_strength_from(gray_dark_ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """`ink_ratio` on the 0-255 scale, clipped, uint8."""
+    return np.clip(ink_ratio(gray_dark_ink, paper, 255.0), 0, 255).astype(np.uint8)
 
 
 def binarize(strength: np.ndarray) -> np.ndarray:
@@ -421,18 +425,23 @@ def is_digit_shape(box: tuple, mask: np.ndarray, frame_shape: tuple[int, int]) -
     return border <= 0.5 * max(w, h)
 
 
+def _near_border(box: tuple, frame_shape: tuple[int, int]) -> bool:
+    """Whether a box comes within BORDER_MARGIN of the frame's short side of any frame border."""
+    x, y, w, h = box
+    fh, fw = frame_shape
+    margin = BORDER_MARGIN * min(fh, fw)
+    return x < margin or y < margin or x + w > fw - margin or y + h > fh - margin
+
+
 def is_edge_band(box: tuple, frame_shape: tuple[int, int], blobs: list) -> bool:
     """A long thin piece of the band where the page meets the desk: elongated, and much longer than the
     typical blob (or, near the frame border, somewhat longer). A "1" is elongated too, but digit-sized."""
-    x, y, w, h = box
-    fh, fw = frame_shape
+    w, h = box[2:]
     if max(w, h) < 2.5 * min(w, h):
         return False
-    margin = BORDER_MARGIN * min(fh, fw)
-    near_border = x < margin or y < margin or x + w > fw - margin or y + h > fh - margin
     roundish = [b[0][3] for b in blobs if max(b[0][2], b[0][3]) < 2.5 * min(b[0][2], b[0][3])]
     typical = float(np.median(roundish)) if roundish else float(h)
-    return max(w, h) > 2.5 * typical or (near_border and max(w, h) > 1.3 * typical)
+    return max(w, h) > 2.5 * typical or (_near_border(box, frame_shape) and max(w, h) > 1.3 * typical)
 
 
 def _step_ratio(mask: np.ndarray, gray: np.ndarray, box: tuple) -> float | None:
@@ -484,8 +493,7 @@ def valley_depth(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray, digit_
     patch = gray_dark_ink[y0:y1, x0:x1]
     closed = cv2.morphologyEx(patch, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
     inner = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
-    paper = closed[inner].astype(np.float32)
-    return (paper - patch[inner].astype(np.float32)) / np.maximum(paper, 40.0)  # as `ink_strength_from`
+    return ink_ratio(patch[inner], closed[inner])
 
 
 def is_stroke(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray, digit_height: float | None) -> bool:
@@ -500,7 +508,7 @@ def peel_edges(box: tuple, mask: np.ndarray, gray_dark_ink: np.ndarray, digit_he
     edge was rejected with it. Pixels that `valley_depth` raises by less than PEEL_VALLEY of the blob's
     strongest valleys are edge, not stroke; pieces on the frame border, of the wrong height or faint are
     dropped."""
-    x, y, w, h = box
+    x, y = box[:2]
     H, W = gray_dark_ink.shape
     depth = valley_depth(box, mask, gray_dark_ink, digit_height)
     inside = depth[mask > 0]
@@ -647,10 +655,9 @@ def screen_blobs(blobs: list[tuple[tuple, np.ndarray]], gray_dark_ink: np.ndarra
     ok = [plausible(b) for b in blobs]
     heights = [b[0][3] for b, good in zip(blobs, ok, strict=True) if good]
     typical = float(np.median(heights)) if heights else None
-    margin = BORDER_MARGIN * min(dh, dw)
-    for i, ((x, y, w, h), mask) in enumerate(blobs):  # a shadow's corner in the frame's corner is no digit
-        if ok[i] and (x < margin or y < margin or x + w > dw - margin or y + h > dh - margin):
-            ok[i] = is_stroke((x, y, w, h), mask, gray_dark_ink, typical)
+    for i, (box, mask) in enumerate(blobs):  # a shadow's corner in the frame's corner is no digit
+        if ok[i] and _near_border(box, (dh, dw)):
+            ok[i] = is_stroke(box, mask, gray_dark_ink, typical)
     peeled = [piece for b, good in zip(blobs, ok, strict=True) if not good and max(b[0][2:]) >= 2 * MIN_DIGIT_HEIGHT
               for piece in peel_edges(*b, gray_dark_ink, typical)]
     return blobs + peeled, ok + [plausible(p) for p in peeled]
