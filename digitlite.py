@@ -17,6 +17,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("train.cli:data_main", "find or fetch MNIST, verify its checksums, summarise it"),
     "train": ("train.cli:train_main", "train a model (default: the dropout CNN) and write its run report"),
+    "train-detector": ("train.cli:train_detector_main", "train the digit detector on rendered scenes"),
     "tune": ("train.cli:tune_main", "hyperparameter search with keras-tuner; saves the best config"),
     "convert": ("convert.cli:convert_main", "Keras model -> float32 and int8 .tflite, shipped only if they pass"),
     "check": ("convert.cli:check_main", "evaluate a .tflite on the MNIST test set against its manifest"),

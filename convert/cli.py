@@ -57,7 +57,17 @@ def convert_main(argv: list[str]) -> int:
                         help="class-balanced training images used to calibrate int8")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
     _add_gate(parser)
+    parser.add_argument("--min-recall", type=float, default=None,
+                        help="detector only: minimum recall of digit boxes at IoU 0.5 (default: DetectorGate's)")
+    parser.add_argument("--min-precision", type=float, default=None,
+                        help="detector only: minimum precision of digit boxes at IoU 0.5 (default: DetectorGate's)")
     args = parser.parse_args(argv)
+
+    from convert.detector_release import is_detector_run
+
+    run_config = is_detector_run(args.model)
+    if run_config is not None:
+        return _convert_detector(args, argv, run_config)
 
     from convert.release import convert_and_release
 
@@ -74,6 +84,30 @@ def convert_main(argv: list[str]) -> int:
     for variant, comp in outcome.comparisons.items():
         print(f"{variant:>8} vs float32: {comp['drop_points']:+.2f} points, {len(comp['disagreements'])} "
               f"disagreements, McNemar p = {comp['mcnemar']['p_value']:.3g}")
+    if not outcome.passed:
+        print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
+        return EXIT_REGRESSION
+    print(f"released into {args.out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
+    return EXIT_OK
+
+
+def _convert_detector(args, argv: list[str], run_config: dict) -> int:
+    """`digitlite convert` of a detector run: its own gate on the fixed validation scenes."""
+    from convert.detector_release import DetectorGate, convert_detector
+
+    defaults = DetectorGate()
+    gate = DetectorGate(args.min_recall if args.min_recall is not None else defaults.min_recall,
+                        args.min_precision if args.min_precision is not None else defaults.min_precision,
+                        args.max_drop if "--max-drop" in argv else defaults.max_drop)
+    try:
+        outcome = convert_detector(args.model, args.out, run_config, gate, data_dir=args.data_dir,
+                                   command="digitlite convert " + shlex.join(argv))
+    except _input_errors() as exc:
+        print(f"digitlite convert: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for name, s in outcome.scores.items():
+        print(f"{name:>8}: precision {s['precision']:.2%}, recall {s['recall']:.2%} (IoU >= {s['min_iou']}), "
+              f"scenes read whole {s['scenes_all_found']:.2%}")
     if not outcome.passed:
         print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
         return EXIT_REGRESSION

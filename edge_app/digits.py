@@ -73,28 +73,6 @@ class Candidate:
 # ---------------------------------------------------------------------------------------------- grey and ink
 
 
-def as_bgr_uint8(frame: np.ndarray) -> np.ndarray:
-    """Any image array (grey, BGR, BGRA; uint8, uint16 or float in [0, 1]) as contiguous BGR uint8.
-
-    Raises:
-        ValueError: for arrays that are not an image (wrong rank, channel count, or empty).
-    """
-    a = np.asarray(frame)
-    if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
-    if a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    elif a.dtype.kind == "f":
-        a = np.clip(np.nan_to_num(a) * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    if a.ndim == 2 or a.shape[2] == 1:
-        return cv2.cvtColor(a.reshape(a.shape[:2]), cv2.COLOR_GRAY2BGR)
-    if a.shape[2] == 4:
-        return cv2.cvtColor(a, cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(a)
-
-
 def _small(image: np.ndarray, long_side: int) -> np.ndarray:
     h, w = image.shape[:2]
     f = long_side / max(h, w)

@@ -14,17 +14,27 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge_app.digits import (
-    NUMBER_GAP,
-    as_bgr_uint8,
-    choose_alternatives,
-    extract_crops,
-    find_candidates,
-    group_digits,
-)
-from edge_app.runtime import Classifier
+from digitdata import heatmap
+from digitdata.frames import Letterbox, as_bgr_uint8, detector_input, to_gray
+from edge_app.crops import digit_crop, ink_is_dark
+from edge_app.layout import NUMBER_GAP, reading_order
+from edge_app.runtime import DEFAULT_DETECTOR, Classifier, Detector
 
-MIN_CONFIDENCE = 0.5  # below this a blob is more likely a scribble, a letter or a smudge than a digit
+MIN_CONFIDENCE = 0.5  # below this a box is more likely a scribble, a letter or a smudge than a digit
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """The reader's tuned numbers, in one place (the detector's own are in its manifest entry)."""
+
+    peak: float = 0.3  # heatmap peak score that makes a detection
+    max_digits: int = 64  # detections per look (bounded work for any picture, noise included)
+    zoom_below_px: float = 14.0  # detections shorter than this (detector input px) get a closer look ...
+    zoom_trigger: float = 0.15  # ... as do weaker peaks of small boxes (a row too small to be sure of)
+    zoom_target_px: float = 36.0  # ... at a scale that makes them about this tall
+    max_upscale: float = 2.0  # the closer look enlarges the picture at most this much
+    max_tiles: int = 4  # closer looks per picture at most
+    duplicate_iou: float = 0.5  # two boxes overlapping more than this are one digit (the surer is kept)
 
 
 @dataclass
@@ -74,30 +84,38 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
 
 
 class DigitReader:
-    """Reads the handwritten numbers in frames with one classifier.
+    """Reads the handwritten numbers in pictures: detect, crop, classify, then lines and numbers.
+
+    detect: the learned detector on the whole picture (letterboxed, grey), then a closer look at rows too
+    small to read at that scale; crop: each box cut from the full-resolution picture and prepared the
+    MNIST way (`edge_app.crops`); classify: one batch through the classifier; order: `edge_app.layout`.
 
     Args:
-        classifier: the LiteRT classifier (built once, outside the frame loop).
-        min_confidence: digits below this are dropped as non-digits.
+        classifier: the LiteRT digit classifier (built once, outside the frame loop).
+        detector: the LiteRT digit detector; default: the released one, with the classifier's threads.
+        min_confidence: digits the classifier is less sure of are dropped as non-digits.
         roi: (x, y, w, h): only this part of each frame is read (boxes stay in frame coordinates).
         polarity: "auto", "dark" (ink darker than paper) or "bright" (chalk on a board).
-        gap: a horizontal gap wider than this many digit heights separates two numbers.
+        gap: a gap wider than this many digit heights separates two numbers.
+        settings: the tuned numbers.
     """
 
-    def __init__(self, classifier: Classifier, min_confidence: float = MIN_CONFIDENCE,
-                 roi: tuple[int, int, int, int] | None = None, polarity: str = "auto", gap: float = NUMBER_GAP):
+    def __init__(self, classifier: Classifier, detector: Detector | None = None,
+                 min_confidence: float = MIN_CONFIDENCE, roi: tuple[int, int, int, int] | None = None,
+                 polarity: str = "auto", gap: float = NUMBER_GAP, settings: ReaderSettings = ReaderSettings()):  # noqa: B008
         if not 0 <= min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
         if polarity not in ("auto", "dark", "bright"):
             raise ValueError(f"polarity {polarity!r}: valid values are auto, dark, bright")
         self.classifier, self.min_confidence, self.roi = classifier, min_confidence, roi
-        self.polarity, self.gap = polarity, gap
+        self.detector = detector or Detector(DEFAULT_DETECTOR, threads=classifier.runtime.threads)
+        self.polarity, self.gap, self.settings = polarity, gap, settings
 
     def read(self, frame) -> Reading:
-        """Read one frame (BGR or grey, uint8 or float; see `digits.as_bgr_uint8`).
+        """Read one picture (BGR or grey, uint8, uint16 or float; see `as_bgr_uint8`).
 
         Raises:
-            ValueError: the array is not an image.
+            ValueError: the array is not an image, or the region of interest lies outside it.
         """
         started = time.perf_counter()
         frame_bgr = as_bgr_uint8(frame)
@@ -109,23 +127,94 @@ class DigitReader:
             if frame_bgr.size == 0:
                 raise ValueError(f"the region of interest {self.roi} lies outside the {frame.shape[1]}x"
                                  f"{frame.shape[0]} frame")
-        candidates, context = find_candidates(frame_bgr, polarity=self.polarity)
-        crops = extract_crops(candidates, context)
+        gray = to_gray(frame_bgr)
+        boxes, scores = self.detect(gray)
         found = time.perf_counter()
-        probabilities = self.classifier.probabilities(self.classifier.pixels_to_input(crops))  # one batch
+        dark = ink_is_dark(gray) if self.polarity == "auto" else self.polarity == "dark"
+        crops = np.stack([digit_crop(gray, b, dark) for b in boxes]) if len(boxes) else np.zeros((0, 28, 28), np.uint8)
+        probabilities = self.classifier.probabilities(self.classifier.pixels_to_input(crops))
         classified = time.perf_counter()
 
-        chosen = choose_alternatives(candidates, probabilities.max(axis=1)) if len(candidates) else []
-        kept = [Digit(int(p.argmax()), float(p.max()), (c.box[0] + ox, c.box[1] + oy, c.box[2], c.box[3]))
-                for c, p in ((candidates[i], probabilities[i]) for i in chosen) if p.max() >= self.min_confidence]
-        groups = group_digits([d.box for d in kept], self.gap)
+        kept = [Digit(int(p.argmax()), float(p.max()), _int_box(b, ox, oy))
+                for b, p in zip(boxes, probabilities, strict=True) if p.max() >= self.min_confidence]
+        groups = reading_order([d.box for d in kept], self.gap)
         order = [i for line in groups for number in line for i in number]
         lines = [["".join(str(kept[i].digit) for i in number) for number in line] for line in groups]
         done = time.perf_counter()
         latency = {"find": (found - started) * 1e3, "classify": (classified - found) * 1e3,
                    "group": (done - classified) * 1e3, "total": (done - started) * 1e3}
-        return Reading([kept[i] for i in order], lines, latency, len(candidates) - len(kept))
+        return Reading([kept[i] for i in order], lines, latency, len(boxes) - len(kept))
 
+    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Digit boxes (N, 4) x, y, w, h in picture pixels and their scores: one look, then closer ones."""
+        s = self.settings
+        boxes, scores, lb = self._look(gray, None, min(s.peak, s.zoom_trigger))
+        height_in = boxes[:, 3] * lb.scale
+        small = (height_in < s.zoom_below_px) & (lb.scale < s.max_upscale)
+        sure = scores >= s.peak
+        if small.any():
+            for region in self._zoom_regions(boxes[small], gray.shape, lb.scale):
+                b, sc, _ = self._look(gray, region, s.peak)
+                inside = _centres_inside(boxes, region)
+                boxes, scores, sure = boxes[~inside], scores[~inside], sure[~inside]
+                boxes, scores = np.concatenate([boxes, b]), np.concatenate([scores, sc])
+                sure = np.concatenate([sure, np.ones(len(sc), bool)])
+        boxes, scores = boxes[sure], scores[sure]
+        keep = _non_duplicates(boxes, scores, s.duplicate_iou)
+        return boxes[keep], scores[keep]
+
+    def _look(self, gray, region, threshold) -> tuple[np.ndarray, np.ndarray, Letterbox]:
+        x, lb = detector_input(gray, self.detector.input_size, region)
+        heat, box = self.detector.maps(x)
+        det = heatmap.decode(heat, box, threshold, self.settings.max_digits)
+        return lb.to_picture(det.boxes), det.scores, lb
+
+    def _zoom_regions(self, small_boxes: np.ndarray, shape, scale: float):
+        """Regions of the picture to look at again, enlarged so the small digits become readable."""
+        s = self.settings
+        h_px = float(np.median(small_boxes[:, 3]))
+        target = min(s.zoom_target_px / max(h_px, 1.0), s.max_upscale)  # detector px per picture px
+        pad = 1.5 * h_px
+        x0 = max(0, int(small_boxes[:, 0].min() - pad))
+        y0 = max(0, int(small_boxes[:, 1].min() - pad))
+        x1 = min(shape[1], int((small_boxes[:, 0] + small_boxes[:, 2]).max() + pad))
+        y1 = min(shape[0], int((small_boxes[:, 1] + small_boxes[:, 3]).max() + pad))
+        in_w, in_h = self.detector.input_size
+        cols = max(1, int(np.ceil((x1 - x0) * target / in_w)))
+        rows = max(1, int(np.ceil((y1 - y0) * target / in_h)))
+        while cols * rows > s.max_tiles:  # too many looks: settle for a smaller enlargement
+            target *= 0.8
+            cols = max(1, int(np.ceil((x1 - x0) * target / in_w)))
+            rows = max(1, int(np.ceil((y1 - y0) * target / in_h)))
+        if target <= scale * 1.15:
+            return []  # no closer than the first look: nothing to gain
+        tw, th = (x1 - x0) / cols, (y1 - y0) / rows
+        overlap = pad  # tiles overlap by a digit so that none is cut in every tile
+        return [(int(max(x0, x0 + c * tw - overlap)), int(max(y0, y0 + r * th - overlap)),
+                 int(min(tw + 2 * overlap, x1 - x0)), int(min(th + 2 * overlap, y1 - y0)))
+                for r in range(rows) for c in range(cols)]
+
+
+def _int_box(b, ox: int, oy: int) -> tuple[int, int, int, int]:
+    x, y, w, h = (float(v) for v in b)
+    return int(round(x)) + ox, int(round(y)) + oy, max(1, int(round(w))), max(1, int(round(h)))
+
+
+def _centres_inside(boxes: np.ndarray, region) -> np.ndarray:
+    x, y, w, h = region
+    cx, cy = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+    return (cx >= x) & (cx < x + w) & (cy >= y) & (cy < y + h)
+
+
+def _non_duplicates(boxes: np.ndarray, scores: np.ndarray, max_iou: float) -> np.ndarray:
+    """Indices of the boxes to keep, best first, dropping any that overlap a kept one by more than max_iou."""
+    order = np.argsort(-scores, kind="stable")
+    overlap = heatmap.iou(boxes, boxes)
+    keep: list[int] = []
+    for i in order:
+        if all(overlap[i, j] <= max_iou for j in keep):
+            keep.append(int(i))
+    return np.array(sorted(keep, key=lambda i: -scores[i]), np.int64)
 
 # ---------------------------------------------------------------------------------------------- live readings
 

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = REPO_MODELS / "digits_int8.tflite"
+DEFAULT_DETECTOR = REPO_MODELS / "detector_int8.tflite"
 MANIFEST_NAME = "manifest.json"
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")  # tried in this order
 MAX_BATCH = 256  # crops per invoke; bounds the interpreter's arena on small devices
@@ -326,6 +327,52 @@ class Classifier:
         """(labels, confidences) for float crops in the model's convention."""
         p = self.probabilities(digits)
         return p.argmax(axis=1), p.max(axis=1)
+
+
+class Detector:
+    """The digit detector around one interpreter: a grey (H, W) uint8 input in, heat and box maps out.
+
+    The input is `digitdata.frames.detector_input` of a picture; the outputs are dequantized with the
+    parameters the model declares and told apart by their channels (heat: 1, box: 4). Decoding the maps
+    into boxes is plain numpy (`digitdata.heatmap.decode`).
+
+    Args:
+        model_path: the detector .tflite file.
+        threads, xnnpack, runtime: as for `Classifier`.
+    """
+
+    def __init__(self, model_path: str | Path, threads: int = 1, xnnpack: bool = True, runtime: str | None = None):
+        self.path = Path(model_path)
+        self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
+        inp = self.interpreter.get_input_details()
+        outputs = {int(d["shape"][-1]): d for d in self.interpreter.get_output_details()}
+        if len(inp) != 1 or sorted(outputs) != [1, 4]:
+            raise ModelError(f"{self.path}: expected one image input and two outputs (heat: 1 channel, box: 4); "
+                             f"this is not a digitlite digit detector.")
+        self._in, self._heat, self._box = inp[0], outputs[1], outputs[4]
+        shape = [int(v) for v in self._in["shape"]]
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 1:
+            raise ModelError(f"{self.path}: input shape {shape} is not (1, H, W, 1) grey")
+        self.input_size = (shape[2], shape[1])  # (width, height)
+        self.entry = find_manifest_entry(self.path)
+
+    def __repr__(self) -> str:
+        return (f"Detector({self.path.name}, input {self.input_size[0]}x{self.input_size[1]}, "
+                f"runtime={self.runtime.name} {self.runtime.version}, threads={self.runtime.threads})")
+
+    def maps(self, image_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """heat (rows, cols) and box (rows, cols, 4) float32 for one (H, W) uint8 detector input."""
+        x = (np.asarray(image_u8, np.float32) / 255.0).reshape(self._in["shape"])
+        q = _quant(self._in)
+        tensor = quantize(x, q, self._in["dtype"]) if q.quantized else x
+        self.interpreter.set_tensor(self._in["index"], tensor.astype(self._in["dtype"], copy=False))
+        self.interpreter.invoke()
+        out = []
+        for detail in (self._heat, self._box):
+            raw = self.interpreter.get_tensor(detail["index"])[0]
+            oq = _quant(detail)
+            out.append(dequantize(raw, oq) if oq.quantized else raw.astype(np.float32))
+        return out[0][..., 0], out[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,3 +157,40 @@ def tune_main(argv: list[str]) -> int:
         return 2
     print(f"best: {best}; train with: digitlite train --config {args.out / 'best_config.json'}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- train-detector
+
+
+def train_detector_main(argv: list[str]) -> int:
+    from dataclasses import asdict
+
+    from train.detector_config import DetectorConfig
+
+    parser = _parser("train-detector", "Train the digit detector on engine scenes (MNIST training digits) and "
+                                       "write its run folder (model, curves, precision/recall report).")
+    for name, value in asdict(DetectorConfig()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--out", type=Path, default=Path("runs/detector"), help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_data_dir(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = DetectorConfig(**{k: getattr(args, k) for k in asdict(DetectorConfig())}).validate()
+    except ValueError as exc:
+        print(f"digitlite train-detector: {exc}", file=sys.stderr)
+        return 2
+
+    from train.detector_trainer import train_detector
+    from train.mnist import MnistError
+    from train.trainer import RunExistsError
+
+    try:
+        scores = train_detector(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
+                                command="digitlite train-detector " + shlex.join(argv))
+    except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
+        print(f"digitlite train-detector: {exc}", file=sys.stderr)
+        return 2
+    print(f"detector: precision {scores['precision']:.2%}, recall {scores['recall']:.2%} at IoU "
+          f"{scores['min_iou']} on {cfg.validation_scenes} validation scenes -> {args.out}")
+    return 0
