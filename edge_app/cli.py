@@ -340,7 +340,7 @@ def eval_main(argv: list[str]) -> int:
                              "and a contact sheet of the misses.")
     parser.add_argument("folder", type=Path, help="the folder with labels.csv (else truth.csv) and the images")
     parser.add_argument("--labels", type=Path, default=None,
-                        help="the labels file (default: FOLDER/labels.csv, else FOLDER/truth.csv)")
+                        help="the labels file; None: FOLDER/labels.csv, else FOLDER/truth.csv")
     _add_eval_options(parser)
     _add_model(parser)
     args = parser.parse_args(argv)
