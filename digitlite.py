@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "read": ("edge_app.cli:read_main", "read the numbers in image files"),
     "run": ("edge_app.cli:run_main", "live loop on a camera, video, stream or synthetic source"),
     "eval-scenes": ("edge_app.cli:eval_scenes_main", "accuracy and speed on camera-like synthetic scenes"),
+    "eval": ("edge_app.cli:eval_main", "accuracy and speed on a folder of labelled images (labels.csv)"),
     "serve": ("edge_app.web.server:serve_main", "web app: live stream, photo upload, draw a digit"),
     "doctor": ("edge_app.doctor:doctor_main", "check this device: runtime, camera, model, and what to fix"),
     "bench": ("benchmarks.cli:bench_main", "latency and throughput, appended to benchmarks/history.jsonl"),

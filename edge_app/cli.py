@@ -1,10 +1,11 @@
-"""Command lines of the edge stage: `digitlite read`, `digitlite run`, `digitlite eval-scenes`.
+"""Command lines of the edge stage: `digitlite read`, `run`, `eval` and `eval-scenes`.
 
 Each `*_main` parses arguments and calls the function that does the work. Never imports TensorFlow.
 
     digitlite read tests/data/golden/*.png --json
     digitlite run --source synthetic --headless --max-frames 30
     digitlite eval-scenes --count 200
+    digitlite eval ../shared/datasets/real-photos --peer ppocr --out runs/eval
 """
 
 from __future__ import annotations
@@ -260,48 +261,96 @@ def run_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- eval-scenes
 
 
-def eval_scenes(reader, count: int = 200, seed: int = 0) -> dict:
-    """Exact-number and per-digit accuracy and reading speed on `count` synthetic scenes (MNIST test digits)."""
+def eval_scenes(readers: dict, count: int = 200, seed: int = 0, thumbnail=None) -> list:
+    """Every reader on `count` synthetic scenes (MNIST test digits), scored by `edge_app.evaluation`.
+
+    A scene's `kind` is its params' "kind" when the generator records one; each frame is rendered, read and
+    dropped in turn (only the misses' thumbnails are kept).
+    """
+    from edge_app.evaluation import Sample, evaluate
     from edge_app.scenes import scenes
 
-    exact = digits_right = digits_total = 0
-    seconds = 0.0
-    failures = []
-    for i, scene in zip(range(count), scenes(seed), strict=False):
-        started = time.perf_counter()
-        reading = reader.read(scene.frame_bgr)
-        seconds += time.perf_counter() - started
-        got = reading.text.replace(" ", "")
-        exact += reading.text == scene.text
-        digits_total += len(scene.text)
-        if len(got) == len(scene.text):  # per-digit credit only when the digit count is right
-            digits_right += sum(a == b for a, b in zip(got, scene.text, strict=True))
-        if reading.text != scene.text and len(failures) < 20:
-            failures.append({"scene": i, "truth": scene.text, "read": reading.text})
-    return {"scenes": count, "seed": seed, "exact_number_accuracy": exact / count,
-            "per_digit_accuracy": digits_right / max(1, digits_total), "frames_per_second": count / seconds,
-            "ms_per_frame": 1e3 * seconds / count, "first_failures": failures}
+    samples = (Sample(f"scene {i}", scene.text, str(scene.params.get("kind", "")), lambda f=scene.frame_bgr: f)
+               for i, scene in zip(range(count), scenes(seed), strict=False))
+    return evaluate(samples, readers, thumbnail)
 
 
 def eval_scenes_main(argv: list[str]) -> int:
-    parser = _parser("eval-scenes", "Accuracy and speed of the reader on camera-like synthetic scenes.")
+    parser = _parser("eval-scenes", "Accuracy and speed of the reader on camera-like synthetic scenes: the "
+                                    "report of `digitlite eval`, with each scene's number as the truth.")
     parser.add_argument("--count", type=int, default=200, help="scenes to render and read")
     parser.add_argument("--seed", type=int, default=0, help="scene generator seed")
-    parser.add_argument("--json", action="store_true")
+    _add_eval_options(parser)
     _add_model(parser)
     args = parser.parse_args(argv)
     if args.count < 1:
         print("digitlite eval-scenes: --count must be at least 1", file=sys.stderr)
         return 2
+    meta = {"command": " ".join(["digitlite eval-scenes", *argv]), "source": f"edge_app.scenes, seed {args.seed}",
+            "scenes": args.count, "seed": args.seed}
+    return _evaluate_and_report("eval-scenes", args, meta,
+                                lambda readers, thumbnail: eval_scenes(readers, args.count, args.seed, thumbnail))
+
+
+# ---------------------------------------------------------------------------------------------- eval
+
+PEERS = {"ppocr": "edge_app.ppocr_peer:PPOCRPeer"}  # --peer name -> its adapter, imported only when asked for
+
+
+def _add_eval_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--peer", choices=sorted(PEERS), default=None,
+                        help="also read every image with this peer and report both (needs the bench extra)")
+    parser.add_argument("--out", type=Path, default=None, help="write report.json, report.md and misses.png here")
+    parser.add_argument("--json", action="store_true", help="print the whole report as JSON, not the summary")
+
+
+def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
+    """Build the readers (ours, and the peer if asked), `run(readers, thumbnail)`, report. Returns the exit code."""
+    import importlib
+
+    from edge_app import eval_report
+    from edge_app.evaluation import from_reader
+
     try:
-        result = eval_scenes(_reader(args), args.count, args.seed)
+        readers = {"digitlite": from_reader(_reader(args))}
     except _model_errors() as exc:
-        print(f"digitlite eval-scenes: {exc}", file=sys.stderr)
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['scenes']} scenes (seed {result['seed']}): numbers read exactly "
-              f"{result['exact_number_accuracy']:.1%}, digits {result['per_digit_accuracy']:.1%}, "
-              f"{result['frames_per_second']:.0f} frames/s ({result['ms_per_frame']:.1f} ms per frame)")
+    about = {"digitlite": f"edge_app.reader.DigitReader, {args.model}, {args.threads} interpreter thread(s)"}
+    if args.peer:
+        module, name = PEERS[args.peer].split(":")
+        try:
+            peer = getattr(importlib.import_module(module), name)()
+        except ImportError as exc:
+            print(f"digitlite {prog}: {exc}", file=sys.stderr)
+            return 3
+        readers[args.peer], about[args.peer] = peer.predict, peer.description
+    results = run(readers, eval_report.thumbnail)
+    report = eval_report.build_report(results, about, meta)
+    if args.out is not None:
+        eval_report.write_report(args.out, report, results)
+    print(json.dumps(report) if args.json else eval_report.summary_text(report, args.out))
     return 0
+
+
+def eval_main(argv: list[str]) -> int:
+    parser = _parser("eval", "Accuracy and speed on a folder of labelled images: labels.csv (file,label[,kind]; "
+                             "labels are digit strings, leading zeros count) beside the images or an images/ "
+                             "folder. Exact-number and per-digit accuracy, overall and per kind, time per image, "
+                             "and a contact sheet of the misses.")
+    parser.add_argument("folder", type=Path, help="the folder with labels.csv (else truth.csv) and the images")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="the labels file; None: FOLDER/labels.csv, else FOLDER/truth.csv")
+    _add_eval_options(parser)
+    _add_model(parser)
+    args = parser.parse_args(argv)
+    from edge_app.evaluation import LabelsError, evaluate, labelled_samples
+
+    try:
+        labels, samples = labelled_samples(args.folder, decode_image, args.labels)
+    except (LabelsError, OSError) as exc:
+        print(f"digitlite eval: {exc}", file=sys.stderr)
+        return 2
+    meta = {"command": " ".join(["digitlite eval", *argv]), "folder": str(args.folder), "labels": str(labels)}
+    return _evaluate_and_report("eval", args, meta,
+                                lambda readers, thumbnail: evaluate(samples, readers, thumbnail))

@@ -49,7 +49,7 @@ def test_importing_every_edge_app_module_pulls_in_no_tensorflow():
     assert not {k: v for k, v in result["failed"].items() if "tensorflow" in v or "keras" in v}
 
 
-@pytest.mark.parametrize("command", ["read", "run", "eval-scenes", "doctor"])
+@pytest.mark.parametrize("command", ["read", "run", "eval-scenes", "eval", "doctor"])
 def test_edge_commands_help_without_tensorflow(command):
     extra = textwrap.dedent(
         f"""
