@@ -37,8 +37,8 @@ MNIST_INK = 60  # of 255: MNIST pixels above this are the digit's ink (for its b
 class EngineConfig:
     """The ranges the engine draws from. Probabilities are per scene unless said otherwise."""
 
-    frame_share: float = 0.55  # camera frames (640x480); the rest are crops of any size
-    tight_share: float = 0.35  # of crops: one digit with a small margin (a tight crop)
+    frame_share: float = 0.5  # camera frames (640x480); the rest are crops of any size
+    tight_share: float = 0.45  # of crops: one digit with a small margin (a tight crop)
     max_digits: int = 12  # per line
     long_share: float = 0.2  # lines of 7..max_digits digits
     single_share: float = 0.25  # one digit in the picture (besides tight crops)

@@ -17,6 +17,8 @@ import numpy as np
 STRIDE = 4  # input pixels per heatmap cell
 SIGMA_PER_HEIGHT = 0.1  # a peak's Gaussian sigma, as a fraction of the digit height (touching digits stay apart)
 MIN_SIGMA = 0.6  # cells: the smallest digits still get a peak wider than one cell
+SAME_DIGIT = 0.3  # two peaks closer than this share of a box's width and height are one digit (touching
+# digits' centres are about 0.6 of a height apart, a digit's own peak plateau is far narrower)
 BOX_CHANNELS = 5  # targets: mask, offset x, offset y, log width, log height (in cells)
 
 
@@ -69,17 +71,29 @@ def local_maxima(heat: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
 def decode(heat: np.ndarray, box: np.ndarray, threshold: float, max_boxes: int) -> Detections:
     """Boxes from the model's maps: heat (rows, cols) in [0, 1], box (rows, cols, 4) offsets and log sizes.
 
+    Peaks are local maxima; a peak whose centre lies near the centre of a stronger one (closer than
+    SAME_DIGIT of either box's size) is the same digit, as happens on the broad peak of a large digit.
     At most `max_boxes`, best first (bounded work for any input, noise included).
     """
     iy, ix = local_maxima(heat, threshold)
     scores = heat[iy, ix]
-    order = np.argsort(-scores, kind="stable")[:max_boxes]
+    order = np.argsort(-scores, kind="stable")[:4 * max_boxes]
     iy, ix, scores = iy[order], ix[order], scores[order]
     b = box[iy, ix]
     w, h = np.exp(b[:, 2]) * STRIDE, np.exp(b[:, 3]) * STRIDE
     cx, cy = (ix + b[:, 0]) * STRIDE, (iy + b[:, 1]) * STRIDE
-    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1).astype(np.float32)
-    return Detections(boxes, scores.astype(np.float32))
+    keep: list[int] = []
+    for i in range(len(scores)):
+        if len(keep) == max_boxes:
+            break
+        k = np.asarray(keep, np.int64)
+        near = ((np.abs(cx[k] - cx[i]) < SAME_DIGIT * np.maximum(w[k], w[i]))
+                & (np.abs(cy[k] - cy[i]) < SAME_DIGIT * np.maximum(h[k], h[i])))
+        if not near.any():
+            keep.append(i)
+    k = np.asarray(keep, np.int64)
+    boxes = np.stack([cx[k] - w[k] / 2, cy[k] - h[k] / 2, w[k], h[k]], axis=1).astype(np.float32)
+    return Detections(boxes.reshape(-1, 4), scores[k].astype(np.float32))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from digitdata import engine, frames, heatmap
+from digitdata import crops, engine, frames, heatmap
 from train.mnist import Mnist, cache_dir, find_mnist  # digitdata.mnist after the move (issue 12)
 
 VALIDATION_DIGITS = 5000  # training images held out, as for the classifier (same split, same seed)
 SPLIT_SEED = 42
-CHUNK = 250  # scenes per worker task
+CHUNK = 250  # scenes per worker task (and per cache file)
+BOX_JITTER = 0.08  # of the digit height: how far a detector's box may sit from the truth (crops are made so)
 
 
 @dataclass
@@ -56,7 +57,7 @@ def digit_split(data: Mnist, part: str) -> tuple[np.ndarray, np.ndarray]:
     return data.x_train[idx], data.y_train[idx]
 
 
-def _render_chunk(task: tuple) -> tuple:
+def _render_chunk(task: tuple) -> dict:
     seed, start, count, part, data_dir, cfg_dict, size = task
     images, labels = digit_split(find_mnist(data_dir), part)
     cfg = engine.EngineConfig(**cfg_dict)
@@ -70,40 +71,88 @@ def _render_chunk(task: tuple) -> tuple:
         counts.append(len(b))
         texts.append(scene.text)
         kinds.append(scene.kind)
-    return np.stack(inputs), np.concatenate(boxes), counts, texts, kinds
+    return {"inputs": np.stack(inputs), "boxes": np.concatenate(boxes), "counts": np.asarray(counts),
+            "texts": np.array(texts), "kinds": np.array(kinds)}
+
+
+def _crops_chunk(task: tuple) -> dict:
+    seed, start, count, part, data_dir, cfg_dict, _ = task
+    images, labels = digit_split(find_mnist(data_dir), part)
+    cfg = engine.EngineConfig(**cfg_dict)
+    crops_out, labels_out = [], []
+    for i in range(start, start + count):
+        rng = np.random.default_rng([seed, i])
+        scene = engine.render(rng, images, labels, cfg)
+        gray = frames.to_gray(scene.image_bgr)
+        dark = crops.ink_is_dark(gray)
+        for (x, y, w, h), digit in zip(scene.boxes, scene.digits, strict=True):
+            dx, dy, dw, dh = rng.normal(0, BOX_JITTER, 4) * h
+            crops_out.append(crops.digit_crop(gray, (x + dx, y + dy, max(1.0, w + dw), max(1.0, h + dh)), dark))
+            labels_out.append(digit)
+    return {"crops": np.stack(crops_out), "labels": np.asarray(labels_out, np.uint8)}
+
+
+def _chunks(render, name: str, count: int, seed: int, part: str, data_dir, cfg: engine.EngineConfig,
+            size: tuple[int, int], workers: int | None, cache: bool) -> list[dict]:
+    """`render` over CHUNK-scene slices, in parallel; each slice cached on its own, so a larger set reuses
+    a smaller one's scenes (scene i always comes from the seed [seed, i])."""
+    recipe = {"what": name, "seed": seed, "part": part, "engine": asdict(cfg), "size": list(size),
+              "stride": heatmap.STRIDE, "jitter": BOX_JITTER, "version": 2}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    folder = cache_dir().parent / "scenes"
+    paths = [folder / f"{name}-{part}-{seed}-{start}-{min(CHUNK, count - start)}-{key}.npz"
+             for start in range(0, count, CHUNK)]
+    missing = [i for i, path in enumerate(paths) if not (cache and path.is_file())]
+    if missing:
+        data_dir = str(find_mnist(data_dir).directory) if data_dir is None else str(data_dir)
+        tasks = [(seed, i * CHUNK, min(CHUNK, count - i * CHUNK), part, data_dir, asdict(cfg), size) for i in missing]
+        workers = workers or min(len(tasks), os.cpu_count() or 1)
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                done = list(pool.map(render, tasks))
+        else:
+            done = [render(t) for t in tasks]
+        if cache:
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, arrays in zip(missing, done, strict=True):
+                tmp = paths[i].with_suffix(".tmp.npz")
+                np.savez(tmp, **arrays)
+                os.replace(tmp, paths[i])
+        fresh = dict(zip(missing, done, strict=True))
+    else:
+        fresh = {}
+    out = []
+    for i, path in enumerate(paths):
+        if i in fresh:
+            out.append(fresh[i])
+        else:
+            with np.load(path) as z:
+                out.append({k: z[k] for k in z.files})
+    return out
 
 
 def render_set(count: int, seed: int, part: str, data_dir: str | Path | None = None,
                cfg: engine.EngineConfig | None = None, size: tuple[int, int] = frames.DETECTOR_SIZE,
                workers: int | None = None, cache: bool = True) -> SceneSet:
     """`count` scenes from `seed` with the `part` digits, rendered in parallel (or loaded from the cache)."""
-    cfg = cfg or engine.EngineConfig()
-    recipe = {"count": count, "seed": seed, "part": part, "engine": asdict(cfg), "size": list(size),
-              "stride": heatmap.STRIDE, "version": 1}
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir().parent / "scenes" / f"{part}-{count}-{seed}-{key}.npz"
-    if cache and path.is_file():
-        with np.load(path) as z:
-            return SceneSet(z["inputs"], z["boxes"], z["first_box"], list(z["texts"]), list(z["kinds"]))
-    data_dir = str(find_mnist(data_dir).directory) if data_dir is None else str(data_dir)
-    tasks = [(seed, s, min(CHUNK, count - s), part, data_dir, asdict(cfg), size) for s in range(0, count, CHUNK)]
-    workers = workers or min(len(tasks), os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_render_chunk, tasks))
-    else:
-        parts = [_render_chunk(t) for t in tasks]
-    counts = [c for p in parts for c in p[2]]
-    scene_set = SceneSet(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                         np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                         [t for p in parts for t in p[3]], [k for p in parts for k in p[4]])
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, inputs=scene_set.inputs, boxes=scene_set.boxes, first_box=scene_set.first_box,
-                 texts=np.array(scene_set.texts), kinds=np.array(scene_set.kinds))
-        os.replace(tmp, path)
-    return scene_set
+    parts = _chunks(_render_chunk, "detector", count, seed, part, data_dir, cfg or engine.EngineConfig(), size,
+                    workers, cache)
+    counts = np.concatenate([p["counts"] for p in parts])
+    return SceneSet(np.concatenate([p["inputs"] for p in parts]), np.concatenate([p["boxes"] for p in parts]),
+                    np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                    [str(t) for p in parts for t in p["texts"]], [str(k) for p in parts for k in p["kinds"]])
+
+
+def render_crops(scenes: int, seed: int, part: str = "train", data_dir: str | Path | None = None,
+                 cfg: engine.EngineConfig | None = None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's view of the digits in `scenes` engine scenes: (N, 28, 28) uint8 crops made by the
+    device's `digitdata.crops.digit_crop` from slightly misplaced boxes (as a detector gives), and labels.
+
+    Cached like `render_set`. Training digits only unless `part` says otherwise.
+    """
+    parts = _chunks(_crops_chunk, "crops", scenes, seed, part, data_dir, cfg or engine.EngineConfig(),
+                    frames.DETECTOR_SIZE, workers, True)
+    return np.concatenate([p["crops"] for p in parts]), np.concatenate([p["labels"] for p in parts])
 
 
 def detection_scores(heats: np.ndarray, boxes: np.ndarray, scene_set: SceneSet, threshold: float,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.runtime import DEFAULT_MODEL
+from edge_app.runtime import DEFAULT_DETECTOR, DEFAULT_MODEL
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -34,14 +34,22 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="interpreter (XNNPACK) threads")
     parser.add_argument("--min-confidence", type=float, default=0.5, help="digits below this are dropped")
     parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
+    parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR, help="the .tflite digit detector")
+    parser.add_argument("--reader", choices=["learned", "classic"], default="classic",
+                        help="learned: the detector finds the digits; classic: tuned thresholds (transition)")
 
 
 def _reader(args):
     from edge_app.reader import DigitReader, parse_roi
-    from edge_app.runtime import Classifier
+    from edge_app.runtime import Classifier, Detector
 
-    return DigitReader(Classifier(args.model, threads=args.threads), min_confidence=args.min_confidence,
-                       roi=parse_roi(args.roi))
+    classifier = Classifier(args.model, threads=args.threads)
+    if getattr(args, "reader", "learned") == "classic":
+        from edge_app.classic_reader import ClassicReader
+
+        return ClassicReader(classifier, min_confidence=args.min_confidence, roi=parse_roi(args.roi))
+    return DigitReader(classifier, Detector(args.detector, threads=args.threads),
+                       min_confidence=args.min_confidence, roi=parse_roi(args.roi))
 
 
 def _model_errors():
@@ -316,7 +324,9 @@ def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
     except _model_errors() as exc:
         print(f"digitlite {prog}: {exc}", file=sys.stderr)
         return 2
-    about = {"digitlite": f"edge_app.reader.DigitReader, {args.model}, {args.threads} interpreter thread(s)"}
+    about = {"digitlite": f"{args.reader} reader, {args.model}"
+                          + (f" + {args.detector}" if args.reader == "learned" else "")
+                          + f", {args.threads} interpreter thread(s)"}
     if args.peer:
         module, name = PEERS[args.peer].split(":")
         try:

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from digitdata import heatmap
+from digitdata.crops import digit_crop, ink_is_dark
 from digitdata.frames import Letterbox, as_bgr_uint8, detector_input, to_gray
-from edge_app.crops import digit_crop, ink_is_dark
 from edge_app.layout import NUMBER_GAP, reading_order
 from edge_app.runtime import DEFAULT_DETECTOR, Classifier, Detector
 
@@ -34,7 +34,9 @@ class ReaderSettings:
     zoom_target_px: float = 36.0  # ... at a scale that makes them about this tall
     max_upscale: float = 2.0  # the closer look enlarges the picture at most this much
     max_tiles: int = 4  # closer looks per picture at most
-    duplicate_iou: float = 0.5  # two boxes overlapping more than this are one digit (the surer is kept)
+    zoom_when_empty: float = 0.5  # a first look that found nothing, shrinking the picture more than this, looks closer
+    duplicate_iou: float = 0.5  # two boxes overlapping more than this are one digit (the surer is kept) ...
+    duplicate_cover: float = 0.7  # ... as is a box lying more than this share inside a surer one
 
 
 @dataclass
@@ -88,7 +90,7 @@ class DigitReader:
 
     detect: the learned detector on the whole picture (letterboxed, grey), then a closer look at rows too
     small to read at that scale; crop: each box cut from the full-resolution picture and prepared the
-    MNIST way (`edge_app.crops`); classify: one batch through the classifier; order: `edge_app.layout`.
+    MNIST way (`digitdata.crops`); classify: one batch through the classifier; order: `edge_app.layout`.
 
     Args:
         classifier: the LiteRT digit classifier (built once, outside the frame loop).
@@ -146,21 +148,34 @@ class DigitReader:
         return Reading([kept[i] for i in order], lines, latency, len(boxes) - len(kept))
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Digit boxes (N, 4) x, y, w, h in picture pixels and their scores: one look, then closer ones."""
+        """Digit boxes (N, 4) x, y, w, h in picture pixels and their scores, best first.
+
+        One look at the whole picture; then closer looks (at most `max_tiles`) where it found digits too
+        small to be sure of, or, in a large picture where it found nothing, over the whole picture.
+        """
         s = self.settings
         boxes, scores, lb = self._look(gray, None, min(s.peak, s.zoom_trigger))
-        height_in = boxes[:, 3] * lb.scale
-        small = (height_in < s.zoom_below_px) & (lb.scale < s.max_upscale)
+        small = (boxes[:, 3] * lb.scale < s.zoom_below_px) & (lb.scale < s.max_upscale)
         sure = scores >= s.peak
         if small.any():
-            for region in self._zoom_regions(boxes[small], gray.shape, lb.scale):
-                b, sc, _ = self._look(gray, region, s.peak)
-                inside = _centres_inside(boxes, region)
-                boxes, scores, sure = boxes[~inside], scores[~inside], sure[~inside]
-                boxes, scores = np.concatenate([boxes, b]), np.concatenate([scores, sc])
-                sure = np.concatenate([sure, np.ones(len(sc), bool)])
-        boxes, scores = boxes[sure], scores[sure]
-        keep = _non_duplicates(boxes, scores, s.duplicate_iou)
+            h_px = float(np.median(boxes[small, 3]))
+            b = boxes[small]
+            area = (b[:, 0].min(), b[:, 1].min(), (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max())
+            regions = self._tiles(area, s.zoom_target_px / max(h_px, 1.0), 1.5 * h_px, gray.shape, lb.scale)
+        elif not sure.any() and lb.scale < s.zoom_when_empty:
+            regions = self._tiles((0, 0, gray.shape[1], gray.shape[0]), 2 * lb.scale, 0.0, gray.shape, lb.scale)
+        else:
+            regions = []
+        if regions:  # the closer looks replace what the first look found there
+            seen = np.zeros(len(boxes), bool)
+            for region in regions:
+                seen |= _centres_inside(boxes, region)
+            closer = [self._look(gray, region, s.peak)[:2] for region in regions]
+            boxes = np.concatenate([boxes[sure & ~seen], *(c[0] for c in closer)])
+            scores = np.concatenate([scores[sure & ~seen], *(c[1] for c in closer)])
+        else:
+            boxes, scores = boxes[sure], scores[sure]
+        keep = _non_duplicates(boxes, scores, s.duplicate_iou, s.duplicate_cover)
         return boxes[keep], scores[keep]
 
     def _look(self, gray, region, threshold) -> tuple[np.ndarray, np.ndarray, Letterbox]:
@@ -169,30 +184,33 @@ class DigitReader:
         det = heatmap.decode(heat, box, threshold, self.settings.max_digits)
         return lb.to_picture(det.boxes), det.scores, lb
 
-    def _zoom_regions(self, small_boxes: np.ndarray, shape, scale: float):
-        """Regions of the picture to look at again, enlarged so the small digits become readable."""
+    def _tiles(self, area, target: float, pad: float, shape, first_scale: float) -> list[tuple[int, int, int, int]]:
+        """Overlapping regions covering `area` (x0, y0, x1, y1) at `target` detector px per picture px.
+
+        At most `max_tiles` (the enlargement shrinks to fit); none if that is no closer than the first look.
+        """
         s = self.settings
-        h_px = float(np.median(small_boxes[:, 3]))
-        target = min(s.zoom_target_px / max(h_px, 1.0), s.max_upscale)  # detector px per picture px
-        pad = 1.5 * h_px
-        x0 = max(0, int(small_boxes[:, 0].min() - pad))
-        y0 = max(0, int(small_boxes[:, 1].min() - pad))
-        x1 = min(shape[1], int((small_boxes[:, 0] + small_boxes[:, 2]).max() + pad))
-        y1 = min(shape[0], int((small_boxes[:, 1] + small_boxes[:, 3]).max() + pad))
+        target = min(target, s.max_upscale)
+        x0, y0 = max(0, int(area[0] - pad)), max(0, int(area[1] - pad))
+        x1, y1 = min(shape[1], int(area[2] + pad)), min(shape[0], int(area[3] + pad))
         in_w, in_h = self.detector.input_size
-        cols = max(1, int(np.ceil((x1 - x0) * target / in_w)))
-        rows = max(1, int(np.ceil((y1 - y0) * target / in_h)))
-        while cols * rows > s.max_tiles:  # too many looks: settle for a smaller enlargement
-            target *= 0.8
+        while True:
             cols = max(1, int(np.ceil((x1 - x0) * target / in_w)))
             rows = max(1, int(np.ceil((y1 - y0) * target / in_h)))
-        if target <= scale * 1.15:
-            return []  # no closer than the first look: nothing to gain
+            if cols * rows <= s.max_tiles:
+                break
+            target *= 0.8  # too many looks: settle for a smaller enlargement
+        if target <= first_scale * 1.15:
+            return []
         tw, th = (x1 - x0) / cols, (y1 - y0) / rows
-        overlap = pad  # tiles overlap by a digit so that none is cut in every tile
-        return [(int(max(x0, x0 + c * tw - overlap)), int(max(y0, y0 + r * th - overlap)),
-                 int(min(tw + 2 * overlap, x1 - x0)), int(min(th + 2 * overlap, y1 - y0)))
-                for r in range(rows) for c in range(cols)]
+        overlap = max(pad, 0.1 * min(tw, th))  # tiles overlap so that no digit is cut in every tile
+        tiles = []
+        for r in range(rows):
+            for c in range(cols):
+                tx0, ty0 = max(x0, int(x0 + c * tw - overlap)), max(y0, int(y0 + r * th - overlap))
+                tx1, ty1 = min(x1, int(x0 + (c + 1) * tw + overlap)), min(y1, int(y0 + (r + 1) * th + overlap))
+                tiles.append((tx0, ty0, tx1 - tx0, ty1 - ty0))
+        return tiles
 
 
 def _int_box(b, ox: int, oy: int) -> tuple[int, int, int, int]:
@@ -206,13 +224,20 @@ def _centres_inside(boxes: np.ndarray, region) -> np.ndarray:
     return (cx >= x) & (cx < x + w) & (cy >= y) & (cy < y + h)
 
 
-def _non_duplicates(boxes: np.ndarray, scores: np.ndarray, max_iou: float) -> np.ndarray:
-    """Indices of the boxes to keep, best first, dropping any that overlap a kept one by more than max_iou."""
+def _non_duplicates(boxes: np.ndarray, scores: np.ndarray, max_iou: float, max_cover: float) -> np.ndarray:
+    """Indices of the boxes to keep, best first: a box is dropped if it overlaps a kept one by more than
+    `max_iou`, or lies more than `max_cover` inside it (a digit cut by a tile's edge, seen whole in another)."""
     order = np.argsort(-scores, kind="stable")
     overlap = heatmap.iou(boxes, boxes)
+    area = boxes[:, 2] * boxes[:, 3]
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    x1 = np.minimum(boxes[:, None, 0] + boxes[:, None, 2], boxes[None, :, 0] + boxes[None, :, 2])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    y1 = np.minimum(boxes[:, None, 1] + boxes[:, None, 3], boxes[None, :, 1] + boxes[None, :, 3])
+    cover = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None) / np.maximum(area[:, None], 1e-6)
     keep: list[int] = []
     for i in order:
-        if all(overlap[i, j] <= max_iou for j in keep):
+        if all(overlap[i, j] <= max_iou and cover[i, j] <= max_cover for j in keep):
             keep.append(int(i))
     return np.array(sorted(keep, key=lambda i: -scores[i]), np.int64)
 

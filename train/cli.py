@@ -170,7 +170,10 @@ def train_detector_main(argv: list[str]) -> int:
     parser = _parser("train-detector", "Train the digit detector on engine scenes (MNIST training digits) and "
                                        "write its run folder (model, curves, precision/recall report).")
     for name, value in asdict(DetectorConfig()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        if isinstance(value, bool):
+            parser.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=value)
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--out", type=Path, default=Path("runs/detector"), help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_data_dir(parser)

@@ -43,7 +43,17 @@ def _lateral(x, filters: int):
     return layers.BatchNormalization(momentum=BN_MOMENTUM)(layers.Conv2D(filters, 1, use_bias=False)(x))
 
 
-def build_detector(width: int = 16) -> keras.Model:
+def _upsample(x, size):
+    """Nearest-neighbour x2. With a fixed input shape it is a Resizing layer, which converts to LiteRT's
+    RESIZE_NEAREST_NEIGHBOR (XNNPACK runs it); UpSampling2D would become TILE/RESHAPE ops that split the
+    graph into slow non-delegated pieces. Training (variable input size) uses UpSampling2D; neither has weights.
+    """
+    if None in tuple(size):
+        return layers.UpSampling2D(2, interpolation="nearest")(x)
+    return layers.Resizing(int(size[0]), int(size[1]), interpolation="nearest")(x)
+
+
+def build_detector(width: int = 16, input_shape: tuple = INPUT_SHAPE) -> keras.Model:
     """The detector for a (256, 320, 1) grey input in [0, 1]; outputs `heat` (64, 80, 1), `box` (64, 80, 4).
 
     The stem cuts the picture into 4x4 patches (a strided 4x4 convolution, as ConvNeXt does): everything
@@ -51,7 +61,7 @@ def build_detector(width: int = 16) -> keras.Model:
     stage with the same multiply-adds. `width` scales every layer (16: about 70 k parameters, 41 M MACs).
     """
     w = width
-    inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs = keras.Input(input_shape, name="image")
     x = _bn_relu(layers.Conv2D(int(1.5 * w), 4, strides=4, use_bias=False)(inputs))  # stride 4: 4x4 patches
     s4 = _separable(x, int(1.5 * w))
     x = _separable(s4, int(2.5 * w), 2)
@@ -62,7 +72,7 @@ def build_detector(width: int = 16) -> keras.Model:
     x = _separable(_separable(x, 6 * w), 6 * w)  # stride 32: sees a digit as large as the input
 
     for skip, filters in ((s16, 3 * w), (s8, 2 * w), (s4, int(1.5 * w))):  # back up to stride 4
-        x = layers.UpSampling2D(2, interpolation="nearest")(_lateral(x, filters))
+        x = _upsample(_lateral(x, filters), skip.shape[1:3])
         x = layers.ReLU(6.0)(layers.Add()([x, _lateral(skip, filters)]))
         x = _separable(x, filters)
 
@@ -77,11 +87,16 @@ def build_detector(width: int = 16) -> keras.Model:
 
 
 def focal_loss(y_true, y_pred):
-    """CenterNet's focal loss on the heatmap, normalised by the number of digits in the batch."""
+    """CenterNet's focal loss on the heatmap, normalised by the number of digits in the batch.
+
+    y_true holds the target heatmap and a weight (0 where a training crop cut a digit: neither digit nor
+    background there).
+    """
+    target, weight = y_true[..., :1], y_true[..., 1:2]
     p = ops.clip(y_pred, 1e-4, 1 - 1e-4)
-    positive = ops.cast(y_true >= 0.999, p.dtype)
+    positive = ops.cast(target >= 0.999, p.dtype) * weight
     pos = -ops.log(p) * (1 - p) ** FOCAL_ALPHA * positive
-    neg = -ops.log(1 - p) * p**FOCAL_ALPHA * (1 - y_true) ** FOCAL_BETA * (1 - positive)
+    neg = -ops.log(1 - p) * p**FOCAL_ALPHA * (1 - target) ** FOCAL_BETA * (1 - positive) * weight
     return (ops.sum(pos) + ops.sum(neg)) / ops.maximum(ops.sum(positive), 1.0)
 
 

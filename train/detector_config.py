@@ -19,6 +19,7 @@ class DetectorConfig:
     width: int = 16  # the network's width multiplier (see train.detector.build_detector)
     threshold: float = 0.3  # heatmap peak score that counts as a detection (evaluation and the device)
     max_boxes: int = 64  # detections kept per picture at most
+    windows: bool = True  # scenes of small digits train as 128x160 windows (see train.detector_trainer.Batches)
     invert_p: float = 0.05  # batches' share of pictures flipped to bright ink on dark, on top of the engine's
     seed: int = 0  # training scenes and shuffling
     validation_seed: int = 1_000_000  # never a training seed

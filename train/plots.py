@@ -26,11 +26,12 @@ def save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def curves(history: dict[str, list[float]], path: str | Path, title: str = "") -> None:
-    """Accuracy and loss per epoch, training vs validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+def curves(history: dict[str, list[float]], path: str | Path, title: str = "",
+           metrics: Sequence[str] = ("accuracy", "loss")) -> None:
+    """Each metric per epoch (one panel each), training vs validation."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             if key in history:
                 ax.plot(epochs, history[key], marker="o", ms=3, label=label)

@@ -49,13 +49,26 @@ def to_input(images_u8: np.ndarray) -> np.ndarray:
     return (images_u8.astype(np.float32) * PIXELS["scale"] + PIXELS["offset"])[..., None]
 
 
-def split(data: mnist_data.Mnist, cfg: TrainConfig):
-    """(x_train, y_train, x_val, y_val) from the training set only, shuffled with the run's seed."""
+def split(data: mnist_data.Mnist, cfg: TrainConfig, data_dir: str | Path | None = None):
+    """(x_train, y_train, x_val, y_val) from the training set only, shuffled with the run's seed.
+
+    With `cfg.reader_crops`, the digits of that many engine scenes, cropped the way the reader crops them
+    (from training digits outside the validation split), join the training images.
+    """
     order = np.random.default_rng(cfg.seed).permutation(len(data.y_train))
     val_idx, train_idx = order[: cfg.validation], order[cfg.validation :]
     if cfg.subset:
         train_idx = train_idx[: cfg.subset]
-    return (to_input(data.x_train[train_idx]), data.y_train[train_idx].astype(np.int64),
+    x, y = data.x_train[train_idx], data.y_train[train_idx]
+    if cfg.reader_crops:
+        from digitdata.scene_sets import SPLIT_SEED, VALIDATION_DIGITS, render_crops
+
+        if (cfg.seed, cfg.validation) != (SPLIT_SEED, VALIDATION_DIGITS):
+            raise ValueError(f"--reader-crops needs the scenes' validation split (--seed {SPLIT_SEED} "
+                             f"--validation {VALIDATION_DIGITS}) so that no validation digit is drawn in them")
+        crops, labels = render_crops(cfg.reader_crops, cfg.seed, "train", data_dir)
+        x, y = np.concatenate([x, crops]), np.concatenate([y, labels])
+    return (to_input(x), y.astype(np.int64),
             to_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
 
 
@@ -148,7 +161,7 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed)
-    x_train, y_train, x_val, y_val = split(data, cfg)
+    x_train, y_train, x_val, y_val = split(data, cfg, data_dir)
     model, weights = _build(cfg)
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     compile_model(model, cfg, steps)

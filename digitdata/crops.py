@@ -4,9 +4,10 @@
 closing or opening estimates the paper, so shadows and uneven light are not ink), keeps the strokes that
 belong to this box (a neighbour's strokes and printed lines that run through are left out), and hands the
 ink to `mnist_style`: fit in 20x20 keeping the aspect, stroke width normalised, placed in 28x28 by centre
-of mass, white on black, uint8.
+of mass, white on black, uint8. The device reads with it and the classifier trains on its output
+(`digitdata.scene_sets.render_crops`), so both see the same crops.
 
-    python -c "from edge_app.crops import digit_crop; help(digit_crop)"
+    python -c "from digitdata.crops import digit_crop; help(digit_crop)"
 """
 
 from __future__ import annotations
@@ -23,16 +24,23 @@ PAPER_REACH = 0.45  # of the box height: the paper estimate's window, wider than
 MIN_INK = 0.12  # ink strength (fraction of the paper's brightness) below which nothing is ink
 INSIDE_SHARE = 0.4  # a stroke belongs to the box if at least this share of it lies inside the box ...
 CLIP_GROW = 0.08  # ... and is kept up to this fraction of the box height outside it (touching neighbours)
+POLARITY_SIDE = 256  # px: polarity is judged on a thumbnail this long
 LINE_LENGTH = 1.1  # a straight run longer than this many box widths (heights) is a printed line, not ink
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper, False for bright ink on a dark ground.
 
-    Paper is most of a picture; ink is the heavier tail of the deviations from its median.
+    Ink is the heavier side of the deviations from the local background (a median filter wider than a
+    stroke, on a thumbnail), summed so that a few strokes outweigh symmetric sensor noise; shadows, glare
+    and gradients are part of the background. Ties go to dark ink, the common case.
     """
-    lo, mid, hi = np.percentile(gray, (2, 50, 98))
-    return bool(mid - lo >= hi - mid)
+    h, w = gray.shape[:2]
+    f = min(1.0, POLARITY_SIDE / max(h, w))
+    small = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    k = max(3, min(31, (min(small.shape) // 6) | 1))
+    deviation = small.astype(np.float32) - cv2.medianBlur(small, k).astype(np.float32)
+    return bool(np.clip(-deviation, 0, None).sum() >= np.clip(deviation, 0, None).sum())
 
 
 def ink_strength(gray: np.ndarray, dark_ink: bool, reach: int) -> np.ndarray:
