@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -154,7 +153,7 @@ def opencv_dnn(path: Path) -> Predict:
 def _digits(n: int, seed: int = 0) -> np.ndarray | None:
     """n real MNIST test digits (N, 28, 28) uint8, or None when MNIST is not available offline."""
     try:
-        from train.mnist import load_mnist
+        from digitdata.mnist import load_mnist
 
         x_test = load_mnist(offline=True).x_test
     except Exception as exc:  # noqa: BLE001 - agreement is optional; say why it is missing
@@ -204,10 +203,10 @@ def run_peers(float32: Path | None, int8: Path | None, keras_path: Path | None, 
     Returns:
         {"rows": [...], "conversion": {...}, "peak_rss_mib": float}
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf
+    from digitlite import load_tensorflow
 
+    try:
+        tf = load_tensorflow()
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf_missing = None

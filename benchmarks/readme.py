@@ -32,7 +32,7 @@ def splice(readme: str, root: Path = REPO) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.atomic import write_text
+    from digitdata.atomic import write_text
 
     path = REPO / "README.md"
     try:

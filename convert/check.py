@@ -16,9 +16,9 @@ import numpy as np
 from convert import manifest as manifest_io
 from convert.evaluate import evaluate
 from convert.release import Gate, comparison_markdown, write_comparison
+from digitdata.atomic import write_json, write_text
+from digitdata.mnist import FILES, find_mnist
 from edge_app.runtime import Classifier
-from train.atomic import write_json, write_text
-from train.mnist import FILES, find_mnist
 
 
 @dataclass

@@ -262,7 +262,7 @@ def run_main(argv: list[str]) -> int:
 
 def eval_scenes(reader, count: int = 200, seed: int = 0) -> dict:
     """Exact-number and per-digit accuracy and reading speed on `count` synthetic scenes (MNIST test digits)."""
-    from edge_app.scenes import scenes
+    from digitdata.scenes import scenes
 
     exact = digits_right = digits_total = 0
     seconds = 0.0

@@ -170,7 +170,7 @@ class PiCamera:
 
 
 class Synthetic:
-    """Camera-like scenes rendered from MNIST test digits (`edge_app.scenes`); `.truth` is the last text.
+    """Camera-like scenes rendered from MNIST test digits (`digitdata.scenes`); `.truth` is the last text.
 
     Like a camera held over a page: each scene is shown for `repeat` frames (so `--stable-frames` can
     settle), at most `fps` frames per second (so the capture thread does not spin a core).
@@ -180,7 +180,7 @@ class Synthetic:
 
     def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = SYNTHETIC_REPEAT,
                  fps: float | None = SYNTHETIC_FPS):
-        from edge_app.scenes import scenes
+        from digitdata.scenes import scenes
 
         self.name, self._scenes, self.frames, self.repeat = "synthetic", scenes(seed), frames, max(1, repeat)
         self.fps = fps

@@ -1,4 +1,4 @@
-"""Training defaults in one place, and the pixel convention every stage shares.
+"""Training defaults in one place.
 
 A run's resolved config is saved beside its model (`config.json`); `train --config FILE` reads one back
 (a run's config.json or the best config `digitlite tune` writes), and command-line flags win over it.
@@ -12,12 +12,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-# The one definition of the model input. convert copies it into models/manifest.json and the edge app
-# reads it from there: x = pixel * scale + offset, shape (N, 28, 28, 1), white digit on black like MNIST.
-PIXELS = {"scale": 1 / 255, "offset": 0.0, "polarity": "white-on-black", "height": 28, "width": 28,
-          "layout": "NHWC", "dtype": "float32"}
-
-
+# The architectures `train/models.py` builds, by name (here so that a bad --arch is refused before Keras loads).
+ARCHITECTURES = ("logistic", "dense", "basic-cnn", "dropout-cnn", "mobilenet")
 @dataclass
 class TrainConfig:
     arch: str = "dropout-cnn"  # logistic | dense | basic-cnn | dropout-cnn | mobilenet
@@ -50,10 +46,11 @@ class TrainConfig:
         return cls(**data)
 
     def validate(self) -> TrainConfig:
-        from train.models import ARCHITECTURES
-
+        if self.arch == "all":
+            raise ValueError("--arch all is its own command: `digitlite architectures` trains every architecture "
+                             "the same way (same flags, e.g. --epochs 3 --out runs/all)")
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown --arch {self.arch!r}; valid: {', '.join(ARCHITECTURES)} (or 'all')")
+            raise ValueError(f"unknown --arch {self.arch!r}; valid: {', '.join(ARCHITECTURES)}")
         if self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

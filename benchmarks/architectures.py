@@ -1,26 +1,28 @@
-"""`digitlite train --arch all`: every architecture trained the same way, side by side.
+"""`digitlite architectures`: every architecture trained the same way, side by side.
 
 The table (test accuracy, parameters, int8 .tflite size, training time) is written to
-benchmarks/architectures.md and .json; README's architecture table is copied from that file.
+benchmarks/architectures.md and .json; README's architecture table is copied from that file. It lives in
+benchmarks because it needs both stages, training and conversion, which never import each other.
 
-    digitlite train --arch all --epochs 3 --out runs/all
+    digitlite architectures --epochs 3 --out runs/all
 """
 
 from __future__ import annotations
 
+import argparse
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from train.atomic import write_json, write_text
-from train.config import TrainConfig
-from train.mnist import find_mnist
-from train.models import ARCHITECTURES
+from digitdata.atomic import write_json, write_text
+from digitdata.mnist import Mnist
+from train.config import ARCHITECTURES, TrainConfig
 
 REPORTED = {"logistic": None, "dense": 0.976, "basic-cnn": 0.982, "dropout-cnn": 0.984, "mobilenet": 0.979}
-TABLE = Path(__file__).resolve().parents[1] / "benchmarks" / "architectures"
+TABLE = Path(__file__).resolve().parent / "architectures"
 
 
-def int8_size(model_path: Path, data) -> int:
+def int8_size(model_path: Path, data: Mnist) -> int:
     """Bytes of the model's full-integer .tflite (converted only to measure it)."""
     import keras
 
@@ -30,12 +32,11 @@ def int8_size(model_path: Path, data) -> int:
     return len(convert_variant(model, "int8", calibration_sample(data.x_train, data.y_train, 200)))
 
 
-def train_all(cfg: TrainConfig, out: str | Path, data_dir=None, command: str = "", table: Path = TABLE) -> str:
+def train_all(cfg: TrainConfig, out: str | Path, data: Mnist, command: str = "", table: Path = TABLE) -> str:
     """Train every architecture with `cfg` (arch aside) under `out/<arch>`; write and return the table."""
     from train.trainer import train
 
     out = Path(out)
-    data = find_mnist(data_dir)
     rows = []
     for arch in ARCHITECTURES:
         run = replace(cfg, arch=arch)
@@ -55,3 +56,21 @@ def train_all(cfg: TrainConfig, out: str | Path, data_dir=None, command: str = "
     write_text(table.with_suffix(".md"), markdown)
     write_json(table.with_suffix(".json"), {"command": command, "rows": rows})
     return markdown
+
+
+def architectures_main(argv: list[str]) -> int:
+    from digitlite import HelpFormatter
+    from train.cli import add_training_flags, ready_to_train
+
+    parser = argparse.ArgumentParser(prog="digitlite architectures", formatter_class=HelpFormatter,
+                                     description="Train every architecture with the same flags, convert each to "
+                                                 "int8 to measure it, and write benchmarks/architectures.md.")
+    add_training_flags(parser, skip=("arch",))
+    parser.add_argument("--out", type=Path, default=Path("runs/all"), help="one run folder per architecture here")
+    args = parser.parse_args(argv)
+    ready = ready_to_train(args, "architectures")
+    if ready is None:
+        return 2
+    cfg, data = ready
+    print(train_all(cfg, args.out, data, command="digitlite architectures " + shlex.join(argv)))
+    return 0
