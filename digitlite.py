@@ -103,12 +103,12 @@ def load_tensorflow():
     if "tensorflow" in sys.modules or os.environ.get(TF_LOG_ENV, "0") == "0":
         import tensorflow
         return tensorflow
-    with capture_native_stderr() as lines:
-        try:
+    try:
+        with capture_native_stderr() as lines:
             import tensorflow
-        except ImportError:
-            print("\n".join(lines), file=sys.stderr)
-            raise
+    except ImportError:
+        print("\n".join(lines), file=sys.stderr)  # filled when the capture ends, before this runs
+        raise
     return tensorflow
 
 
