@@ -93,22 +93,29 @@ def capture_native_stderr() -> Iterator[list[str]]:
             lines.extend(tmp.read().decode(errors="replace").splitlines())
 
 
-def load_tensorflow():
-    """`import tensorflow`, its C++ start-up lines (the oneDNN note, "All log messages before
-    absl::InitializeLog()") kept off the terminal unless TF_CPP_MIN_LOG_LEVEL is 0 (`--log-level debug`).
-
-    They are written while TensorFlow's shared libraries load, before its log threshold applies, so they are
-    taken off file descriptor 2 for the import; an import error still shows what was written.
-    """
-    if "tensorflow" in sys.modules or os.environ.get(TF_LOG_ENV, "0") == "0":
-        import tensorflow
-        return tensorflow
+@contextmanager
+def native_lines_off() -> Iterator[None]:
+    """Keep what native code writes to stderr in this block off the terminal, unless TF_CPP_MIN_LOG_LEVEL is 0
+    (`--log-level debug`). If the block fails, what was written is shown with the error."""
+    if os.environ.get(TF_LOG_ENV, "0") == "0":
+        yield
+        return
+    lines: list[str] = []
     try:
         with capture_native_stderr() as lines:
-            import tensorflow
-    except ImportError:
-        print("\n".join(lines), file=sys.stderr)  # filled when the capture ends, before this runs
+            yield
+    except BaseException:
+        if lines:  # filled when the capture ends, before this runs
+            print("\n".join(lines), file=sys.stderr)
         raise
+
+
+def load_tensorflow():
+    """`import tensorflow`, its C++ start-up lines (the oneDNN note, "All log messages before
+    absl::InitializeLog()") kept off the terminal unless `--log-level debug`: they are written while its
+    shared libraries load, before TensorFlow's own log threshold applies."""
+    with native_lines_off():
+        import tensorflow
     return tensorflow
 
 

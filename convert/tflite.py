@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import numpy as np
 
 from digitdata.pixels import to_model_input
-from digitlite import load_tensorflow
+from digitlite import load_tensorflow, native_lines_off
 
 VARIANTS = ("float32", "int8", "float16", "dynamic")
 DEFAULT_VARIANTS = ("float32", "int8")
@@ -60,6 +61,9 @@ def convert_variant(model, variant: str, calibration: np.ndarray | None = None) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    # Keras prints the exported signature (dozens of TensorSpec lines) while converting; keep it off stdout.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # Keras prints the exported signature (dozens of TensorSpec lines) while converting and the quantizer its
+    # settings ("fully_quantize: 0, ..."): off the terminal unless --log-level debug. The converter also warns
+    # that the int8 input has no statistics: the representative dataset above calibrates it.
+    with contextlib.redirect_stdout(io.StringIO()), native_lines_off(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return converter.convert()

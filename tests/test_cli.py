@@ -88,3 +88,20 @@ def test_tensorflow_commands_take_log_level(command, capsys):
     with pytest.raises(SystemExit):
         digitlite.main([command, "--help"])
     assert "--log-level {debug,info,warning,error}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_native_lines_are_kept_off_unless_debug_and_shown_when_the_block_fails(capfd, monkeypatch):
+    import os
+
+    monkeypatch.setenv(digitlite.TF_LOG_ENV, "3")
+    with digitlite.native_lines_off():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on\n")
+    assert "oneDNN" not in capfd.readouterr().err
+    with pytest.raises(ImportError), digitlite.native_lines_off():
+        os.write(2, b"E0000 could not load libtensorflow\n")
+        raise ImportError("libtensorflow")
+    assert "could not load libtensorflow" in capfd.readouterr().err
+    monkeypatch.setenv(digitlite.TF_LOG_ENV, "0")  # --log-level debug
+    with digitlite.native_lines_off():
+        os.write(2, b"I0000 shown at debug\n")
+    assert "shown at debug" in capfd.readouterr().err
