@@ -26,10 +26,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODEL_NAME = "digits_int8.tflite"  # the product: full-integer, the fast path on the Pi's ARM cores
-# Interpreter (XNNPACK) threads for every command, the configuration file and the web view. Two halve the
-# invoke time of one (benchmarks/latest.md) and leave the other cores of a Pi 4/5 to the camera thread,
-# OpenCV's digit finding (most of a frame's time) and the web server; never more threads than cores.
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+# Interpreter (XNNPACK) threads for every command, the configuration file, the web view and the benchmarks.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)  # two halve one's invoke time; other cores: camera, OpenCV, web
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")  # tried in this order
 MAX_BATCH = 256  # crops per invoke; bounds the interpreter's arena on small devices
 
