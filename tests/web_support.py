@@ -32,7 +32,6 @@ def model_path() -> Path:
 def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2, max_fps: float = 10.0):
     """A WebState with the real reader around `classifier`, and a live feed when a source is given."""
     from edge_app.reader import DigitReader, annotate
-
     from edge_app.web.app import WebState
     from edge_app.web.live import LiveFeed
     from edge_app.web.uploads import UploadLimits
