@@ -75,7 +75,8 @@ def _cli(*args):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--arch", "resnet"], "unknown --arch 'resnet'; valid: logistic, dense, basic-cnn, dropout-cnn, mobilenet"),
+        (["--arch", "resnet"], "unknown --arch 'resnet'; valid: logistic, dense, basic-cnn, dropout-cnn, mobilenet, "
+                               "svm, knn, random-forest (or 'all', or 'classical' for the last three)"),
         (["--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a folder"),
     ],

@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from train.config import TrainConfig
+from train.config import CLASSICAL, TrainConfig
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -101,20 +101,27 @@ def train_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     command = "digitlite train " + shlex.join(argv)
 
+    from train.mnist import MnistError
+
     try:
         cfg = _resolve_config(args)
-        if cfg.arch == "all":
+        if cfg.arch in ("all", "classical"):
             from train.compare import train_all
 
-            table = train_all(cfg, args.out or Path("runs/all"), data_dir=args.data_dir, command=command)
+            table = train_all(cfg, args.out or Path("runs") / cfg.arch, data_dir=args.data_dir, command=command)
             print(table)
             return 0
+        if cfg.arch in CLASSICAL:  # checks its own settings, before importing TensorFlow
+            from train.classical import fit_classical
+
+            out = args.out or Path("runs") / cfg.arch
+            print(fit_classical(cfg, out, data_dir=args.data_dir, resume=args.resume, command=command).summary())
+            return 0
         cfg.validate()
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+    except (ValueError, FileNotFoundError, json.JSONDecodeError, MnistError) as exc:
         print(f"digitlite train: {exc}", file=sys.stderr)
         return 2
 
-    from train.mnist import MnistError
     from train.trainer import RunExistsError, train
 
     out = args.out or Path("runs") / cfg.arch
