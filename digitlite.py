@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("train.cli:data_main", "find or fetch MNIST, verify its checksums, summarise it"),
     "train": ("train.cli:train_main", "train a model (default: the dropout CNN) and write its run report"),
     "architectures": ("benchmarks.architectures:architectures_main",
-                      "train every architecture the same way; table in benchmarks/architectures.md"),
+                      "train every network and classical baseline the same way; benchmarks/architectures.md"),
     "tune": ("train.cli:tune_main", "hyperparameter search with keras-tuner; saves the best config"),
     "convert": ("convert.cli:convert_main", "Keras model -> float32 and int8 .tflite, shipped only if they pass"),
     "check": ("convert.cli:check_main", "evaluate a .tflite on the MNIST test set against its manifest"),

@@ -76,7 +76,11 @@ def _cli(*args):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--arch", "resnet"], "unknown --arch 'resnet'; valid: logistic, dense, basic-cnn, dropout-cnn, mobilenet"),
+        (["--arch", "resnet"], "unknown --arch 'resnet'; valid: logistic, dense, basic-cnn, dropout-cnn, mobilenet, "
+                               "svm, knn, random-forest"),
+        (["--arch", "all"], "--arch all is its own command: `digitlite architectures` trains every architecture"),
+        (["--arch", "classical"], "--arch classical: `digitlite architectures --only classical` fits svm, knn and "
+                                  "random-forest"),
         (["--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a folder"),
     ],

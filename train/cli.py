@@ -1,11 +1,12 @@
 """Command lines of the training stage: `digitlite data`, `digitlite train`, `digitlite tune`.
 
 Each `*_main` only parses arguments and calls the function that does the work. Bad arguments and a missing
-MNIST are reported before TensorFlow is imported (seconds, not a minute); only the commands that train
-import it, quietly (`--log-level debug` shows its C++ log lines).
+MNIST are reported before TensorFlow is imported (seconds, not a minute); only the commands that train a
+network import it, quietly (`--log-level debug` shows its C++ log lines): the classical baselines never do.
 
     digitlite data --json
     digitlite train --out runs/release
+    digitlite train --arch knn --out runs/knn
     digitlite tune --max-trials 6
 """
 
@@ -15,11 +16,12 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from digitdata.mnist import Mnist
 from digitlite import HelpFormatter, add_log_level, load_tensorflow, setup_logging
-from train.config import TrainConfig
+from train.config import CLASSICAL, ClassicalParams, TrainConfig
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -100,11 +102,26 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
     add_log_level(parser)
 
 
-def ready_to_train(args: argparse.Namespace, prog: str) -> tuple[TrainConfig, Mnist] | None:
-    """(config, MNIST) with TensorFlow loaded, in an order that reports a bad flag or a missing MNIST in a second,
-    before TensorFlow's import; None after printing why not (the caller exits 2)."""
+def check_settings(cfg: TrainConfig, archs: tuple[str, ...], resume: bool = False) -> None:
+    """Raise ValueError for the first of `archs` that `cfg` cannot train (a network) or fit (a classical
+    baseline), so that a bad flag is refused before anything is trained, not after an hour of it."""
+    for arch in archs:
+        run = replace(cfg, arch=arch).validate()
+        if arch in CLASSICAL:
+            from train.classical import validate  # scikit-learn, only when a baseline is asked for
+
+            validate(run, ClassicalParams(), resume)
+
+
+def ready_to_train(args: argparse.Namespace, prog: str, archs: tuple[str, ...] = (),
+                   resume: bool = False) -> tuple[TrainConfig, Mnist] | None:
+    """(config, MNIST) in an order that reports a bad flag or a missing MNIST in a second, then TensorFlow loaded
+    if a network is among `archs` (default: the config's --arch; the classical baselines never need it). None
+    after printing why not (the caller exits 2)."""
     try:
-        cfg = resolve_config(args).validate()
+        cfg = resolve_config(args)
+        archs = archs or (cfg.arch,)
+        check_settings(cfg, archs, resume)
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"digitlite {prog}: {exc}", file=sys.stderr)
         return None
@@ -112,7 +129,8 @@ def ready_to_train(args: argparse.Namespace, prog: str) -> tuple[TrainConfig, Mn
     data = mnist_or_error(args.data_dir, prog)
     if data is None:
         return None
-    load_tensorflow()
+    if any(arch not in CLASSICAL for arch in archs):
+        load_tensorflow()
     return cfg, data
 
 
@@ -134,13 +152,24 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     args = parser.parse_args(argv)
     command = "digitlite train " + shlex.join(argv)
-    ready = ready_to_train(args, "train")
+    ready = ready_to_train(args, "train", resume=args.resume)
     if ready is None:
         return 2
     cfg, data = ready
+    out = args.out or Path("runs") / cfg.arch
+    if cfg.arch in CLASSICAL:  # scikit-learn: TensorFlow was not loaded
+        from train.classical import fit_classical
+
+        try:
+            fitted = fit_classical(cfg, out, data_dir=data.directory, command=command)
+        except ValueError as exc:
+            print(f"digitlite train: {exc}", file=sys.stderr)
+            return 2
+        print(fitted.summary())
+        return 0
+
     from train.trainer import RunExistsError, train
 
-    out = args.out or Path("runs") / cfg.arch
     try:
         result = train(cfg, out, data_dir=data.directory, resume=args.resume, command=command)
     except (RunExistsError, FileNotFoundError, ValueError) as exc:

@@ -42,25 +42,33 @@ def metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
     }
 
 
-def markdown(m: dict, title: str) -> str:
+def markdown(m: dict, title: str, figures: tuple[str, ...] = ("curves.png", "confusion.png", "misclassified.png"),
+             notes: list[str] | tuple[str, ...] = ()) -> str:
     lines = [f"# {title}", "", f"Test accuracy: **{m['accuracy']:.4%}** ({m['errors']} errors of "
              f"{sum(v['support'] for v in m['per_class'].values())}), macro F1 {m['macro_f1']:.4f}", "",
+             *(line for note in notes for line in (note, "")),
              "| class | precision | recall | F1 | ROC AUC | support |", "|---|---|---|---|---|---|"]
     for c, v in m["per_class"].items():
         auc = f"{v['roc_auc']:.5f}" if v["roc_auc"] is not None else "-"
         lines.append(f"| {c} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {auc} | {v['support']} |")
-    lines += ["", "Figures: curves.png, confusion.png, misclassified.png."]
+    lines += ["", f"Figures: {', '.join(figures)}."]
     return "\n".join(lines) + "\n"
 
 
-def write_run_report(model, data: Mnist, out: str | Path, history: dict, title: str = "") -> float:
-    """Evaluate `model` on the full test set, write the report files into `out`; return test accuracy."""
+def write_run_report(model, data: Mnist, out: str | Path, history: dict, title: str = "",
+                     notes: list[str] | tuple[str, ...] = ()) -> float:
+    """Evaluate `model` on the full test set, write the report files into `out`; return test accuracy.
+
+    `model` needs only Keras' `predict(x, batch_size=, verbose=)` returning per-class scores (the classical
+    baselines pass an adapter); without a `history` there is no curves.png. `notes` are lines for report.md.
+    """
     out = Path(out)
     probabilities = model.predict(to_model_input(data.x_test), batch_size=1000, verbose=0)
     y = data.y_test.astype(np.int64)
     m = metrics(y, probabilities)
     write_json(out / "report.json", {"title": title, **m})
-    write_text(out / "report.md", markdown(m, f"Run report: {title}"))
+    figures = (("curves.png",) if history else ()) + ("confusion.png", "misclassified.png")
+    write_text(out / "report.md", markdown(m, f"Run report: {title}", figures, notes))
     if history:
         plots.curves(history, out / "curves.png", title)
     plots.confusion([np.array(m["confusion"])], [f"{title}: test accuracy {m['accuracy']:.2%}"],

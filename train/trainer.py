@@ -1,4 +1,4 @@
-"""One training run: seeded data split, augmentation, fit with checkpoints, and the run's artifacts.
+"""One training run: augmentation, fit with checkpoints, and the run's artifacts (the split: train/split.py).
 
 A run folder (`--out runs/NAME`) ends up holding model.keras, config.json, history.json, curves.png,
 confusion.png, report.md, report.json and misclassified.png, each written atomically. While training,
@@ -23,9 +23,10 @@ import tensorflow as tf
 
 from digitdata import mnist as mnist_data
 from digitdata.atomic import atomic_path, write_json
-from digitdata.pixels import PIXELS, to_model_input
+from digitdata.pixels import PIXELS
 from train.config import TrainConfig
 from train.models import build_model
+from train.split import split
 
 
 class RunExistsError(FileExistsError):
@@ -40,16 +41,6 @@ class RunResult:
     train_seconds: float
     epochs_run: int
     weights: str  # what the model started from: "scratch" or "imagenet"
-
-
-def split(data: mnist_data.Mnist, cfg: TrainConfig):
-    """(x_train, y_train, x_val, y_val) from the training set only, shuffled with the run's seed."""
-    order = np.random.default_rng(cfg.seed).permutation(len(data.y_train))
-    val_idx, train_idx = order[: cfg.validation], order[cfg.validation :]
-    if cfg.subset:
-        train_idx = train_idx[: cfg.subset]
-    return (to_model_input(data.x_train[train_idx]), data.y_train[train_idx].astype(np.int64),
-            to_model_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
 
 
 def augmenter(cfg: TrainConfig) -> keras.Sequential:

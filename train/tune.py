@@ -20,7 +20,8 @@ from digitdata.atomic import write_json, write_text
 from digitdata.mnist import find_mnist
 from train.config import TrainConfig
 from train.models import build_model
-from train.trainer import compile_model, dataset, seed_everything, split
+from train.split import split
+from train.trainer import compile_model, dataset, seed_everything
 
 SPACE = {"filters": [32, 64, 128], "units": [32, 64, 128], "learning_rate": [1e-2, 1e-3, 1e-4]}
 
