@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXTRAS := edge,train,web,dev,bench
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint readme pi-check system-deps clean
+.PHONY: install demo test lint readme pi-check wheel-check system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests use (MQTT broker, browser, aarch64 emulation); needs root, skipped otherwise.
+# Debian packages the tests use (.ci/apt-packages: MQTT broker, browser, shellcheck, aarch64 emulation), installed
+# when run as root. Otherwise, or when apt cannot install them, one line says so and the tests that need them
+# are skipped, each with its reason.
 system-deps:
 	@missing=$$(grep -v '^#' .ci/apt-packages | xargs -r -n1 sh -c 'dpkg -s "$$0" >/dev/null 2>&1 || echo "$$0"'); \
+	missing=$$(echo $$missing); \
 	if [ -z "$$missing" ]; then echo "system packages: all present"; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "system packages missing (install as root): $$missing"; fi
+	elif [ "$$(id -u)" != 0 ]; then echo "system packages missing: $$missing (not root: the tests that need them are skipped; sudo make system-deps installs them)"; \
+	elif ! command -v apt-get >/dev/null; then echo "system packages missing: $$missing (no apt-get here: the tests that need them are skipped)"; \
+	else echo "system packages: installing $$missing"; log=$$(mktemp); \
+	  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } >$$log 2>&1; then \
+	    tail -n 3 $$log; echo "system packages: apt-get could not install $$missing; the tests that need them are skipped"; \
+	  fi; rm -f $$log; fi
 
 # The main job, end to end, in a few minutes: a short training run (the release used `digitlite train
 # --out runs/release`, 15 epochs), its gated conversion, the check, reading sample photos, a quick benchmark.
@@ -37,7 +44,7 @@ demo: install
 	@echo "demo done: $(DEMO)/ holds the short run's model, report and converted files."
 	@echo "The released model was trained with:  .venv/bin/digitlite train --out runs/release  (15 epochs)"
 
-test: install
+test: install system-deps
 	$(PY) -m pytest -q
 
 # README's tables are copied from the files the commands wrote (benchmarks/latest.md, architectures.md, ...).
@@ -47,11 +54,15 @@ readme: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The device install as a Pi user gets it: the wheel built from this checkout, installed with only [edge] in a
+# clean virtualenv (no TensorFlow there), reads tests/data/golden/ with the model it carries, from another folder.
+wheel-check: install
+	$(PY) -m tools.wheel_check
+
 # Emulated Raspberry Pi OS (arm64 bookworm, Python 3.11) check of the [edge] install, `digitlite read` and the
 # int8 model's outputs against this machine; root fs and wheels cached in ~/.cache/digitlite/pi-check.
-.PHONY: pi-check
 pi-check: install system-deps
-	$(PY) -m edge_app.deploy.pi_check
+	$(PY) -m tools.pi_check
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,7 +1,9 @@
 """The `digitlite` command: one entry point, a subcommand per job, each stage imported only when used.
 
 The registry below names where each subcommand lives, as strings, so that `digitlite read` on a
-Raspberry Pi with only the `[edge]` extra never imports the training stage (and TensorFlow).
+Raspberry Pi with only the `[edge]` extra never imports the training stage (and TensorFlow). This module
+also owns what every subcommand's command line shares: the help formatter, `--log-level`, and keeping
+native libraries' start-up lines off the terminal.
 
     digitlite --help
     digitlite data --json
@@ -10,14 +12,22 @@ Raspberry Pi with only the `[edge]` extra never imports the training stage (and 
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import logging
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # name -> ("module:function", one-line help). The function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("train.cli:data_main", "find or fetch MNIST, verify its checksums, summarise it"),
     "train": ("train.cli:train_main", "train a model (default: the dropout CNN) and write its run report"),
     "train-detector": ("train.cli:train_detector_main", "train the digit detector on rendered scenes"),
+    "architectures": ("benchmarks.architectures:architectures_main",
+                      "train every network and classical baseline the same way; benchmarks/architectures.md"),
     "tune": ("train.cli:tune_main", "hyperparameter search with keras-tuner; saves the best config"),
     "convert": ("convert.cli:convert_main", "Keras model -> float32 and int8 .tflite, shipped only if they pass"),
     "check": ("convert.cli:check_main", "evaluate a .tflite on the MNIST test set against its manifest"),
@@ -33,6 +43,82 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Which extra provides each stage, for the error when it is not installed.
 EXTRA_FOR_PACKAGE = {"train": "train", "convert": "train", "edge_app": "edge", "benchmarks": "train"}
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ log threshold: 0 everything, 3 nothing
+
+
+# ---------------------------------------------------------------------------------------------- conventions
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """ArgumentDefaultsHelpFormatter, except for options whose default is None: their help says in words what
+    happens when they are not given, and "(default: None)" after it would only contradict it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS,
+                        help="what is logged; debug also shows TensorFlow's C++ log lines")
+
+
+def setup_logging(level: str) -> None:
+    """Python logging at `level` (one of LOG_LEVELS), and TensorFlow's C++ lines only at debug."""
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if level == "debug":
+        os.environ[TF_LOG_ENV] = "0"
+    else:
+        os.environ.setdefault(TF_LOG_ENV, "3")
+
+
+@contextmanager
+def capture_native_stderr() -> Iterator[list[str]]:
+    """Collect what native code writes to file descriptor 2 (C++ log lines) into a list, instead of the terminal."""
+    lines: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield lines
+        return
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+@contextmanager
+def native_lines_off() -> Iterator[None]:
+    """Keep what native code writes to stderr in this block off the terminal, unless TF_CPP_MIN_LOG_LEVEL is 0
+    (`--log-level debug`). If the block fails, what was written is shown with the error."""
+    if os.environ.get(TF_LOG_ENV, "0") == "0":
+        yield
+        return
+    lines: list[str] = []
+    try:
+        with capture_native_stderr() as lines:
+            yield
+    except BaseException:
+        if lines:  # filled when the capture ends, before this runs
+            print("\n".join(lines), file=sys.stderr)
+        raise
+
+
+def load_tensorflow():
+    """`import tensorflow`, its C++ start-up lines (the oneDNN note, "All log messages before
+    absl::InitializeLog()") kept off the terminal unless `--log-level debug`: they are written while its
+    shared libraries load, before TensorFlow's own log threshold applies."""
+    with native_lines_off():
+        import tensorflow
+    return tensorflow
 
 
 def usage(commands: dict[str, tuple[str, str]], prog: str) -> str:

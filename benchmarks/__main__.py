@@ -1,7 +1,7 @@
-"""`python -m benchmarks bench`: latency and throughput records."""
+"""`python -m benchmarks bench|architectures`: latency and throughput records, the architectures side by side."""
 
 import sys
 
 from digitlite import main
 
-sys.exit(main(only=("bench",), prog="python -m benchmarks"))
+sys.exit(main(only=("bench", "architectures"), prog="python -m benchmarks"))

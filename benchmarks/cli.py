@@ -30,6 +30,8 @@ from benchmarks import boards, history, report
 from benchmarks.invoke import BATCHES, THREADS, discover_models, find_row, parse_model_specs, run_invoke
 from benchmarks.machine import describe
 from benchmarks.timing import peak_rss_mib, time_reference
+from digitlite import TF_LOG_ENV, HelpFormatter
+from edge_app.runtime import models_dir
 
 log = logging.getLogger("benchmarks")
 
@@ -207,15 +209,15 @@ def summary(record: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="digitlite bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="digitlite bench", formatter_class=HelpFormatter,
         description="Latency and throughput of the models, the reading pipeline and peer engines; "
                     "appends one record to the history. With --check/--plot/--table/--board it acts on the "
                     "history instead (add --run to measure first).")
     run = parser.add_argument_group("what to measure")
-    run.add_argument("--model", action="append", default=[], metavar="VARIANT=PATH",
-                     help="a model to measure (repeatable); default: every models/digits_*.tflite")
-    run.add_argument("--models-dir", default=str(REPO / "models"), help="where digits_<variant>.tflite live")
-    run.add_argument("--keras", default=None, help="Keras model for the peers; None: MODELS_DIR/digits.keras")
+    run.add_argument("--model", action="append", default=None, metavar="VARIANT=PATH",
+                     help="a model to measure (repeatable); without it, every digits_*.tflite in --models-dir")
+    run.add_argument("--models-dir", default=str(models_dir()), help="where digits_<variant>.tflite live")
+    run.add_argument("--keras", default=None, help="the Keras model for the peers (default: MODELS_DIR/digits.keras)")
     run.add_argument("--parts", nargs="+", choices=("invoke", "pipeline", "peers"),
                      default=["invoke", "pipeline", "peers"], help="which benchmarks to run")
     run.add_argument("--threads", type=int, nargs="+", default=list(THREADS), help="interpreter threads")
@@ -269,7 +271,7 @@ def bench_main(argv: list[str]) -> int:
         parser.set_defaults(**QUICK)  # flags given explicitly still win
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault(TF_LOG_ENV, "3")  # the peers child imports TensorFlow: its C++ lines stay off
     acting = args.check or args.plot or args.table or args.board or args.write_band
     status = 0
     if args.run or not acting:

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import summarize, time_calls
+from digitlite import HelpFormatter
+from edge_app.runtime import models_dir
 
 log = logging.getLogger(__name__)
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR = models_dir()  # the released models, as every command finds them
 VARIANT_ORDER = ("int8", "float32", "float16", "dynamic")  # released variants, reported in this order
-THREADS = (1, 2, 4)
+THREADS = (1, 2, 4)  # one, the device default (runtime.DEFAULT_THREADS) and every core of a Pi 4/5
 BATCHES = (1, 32)
 RUNS = 2000  # timed invokes per configuration at batch 1 (fewer at larger batches, see runs_for)
 WARMUP = 50  # untimed invokes first: XNNPACK packs weights and the thread pool spins up on the first calls
@@ -39,7 +41,7 @@ class InvokeCase:
     xnnpack: bool
 
 
-def discover_models(models_dir: str | Path = REPO_MODELS) -> dict[str, Path]:
+def discover_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
     """{variant: path} for every `digits_<variant>.tflite` in `models_dir`, released variants first."""
     found = {p.stem.removeprefix("digits_"): p for p in sorted(Path(models_dir).glob("digits_*.tflite"))}
     order = [v for v in VARIANT_ORDER if v in found] + [v for v in found if v not in VARIANT_ORDER]
@@ -134,10 +136,10 @@ def find_row(rows: list[dict], variant: str, threads: int = 1, batch: int = 1, x
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Interpreter invoke latency of .tflite models.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", action="append", default=[], metavar="VARIANT=PATH",
-                        help="a model to time (repeatable); default: every models/digits_*.tflite")
-    parser.add_argument("--models-dir", default=str(REPO_MODELS), help="where digits_<variant>.tflite live")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--model", action="append", default=None, metavar="VARIANT=PATH",
+                        help="a model to time (repeatable); without it, every digits_*.tflite in --models-dir")
+    parser.add_argument("--models-dir", default=str(MODELS_DIR), help="where digits_<variant>.tflite live")
     parser.add_argument("--threads", type=int, nargs="+", default=list(THREADS), help="interpreter threads")
     parser.add_argument("--batch", type=int, nargs="+", default=list(BATCHES), help="images per invoke")
     parser.add_argument("--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate")

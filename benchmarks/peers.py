@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -31,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import emit_json, peak_rss_mib, summarize, time_calls
+from edge_app.runtime import models_dir
 
 log = logging.getLogger(__name__)
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR = models_dir()  # the released models, as every command finds them
 BATCHES = (1, 32)
 RUNS = 500  # timed calls per peer at batch 1 (batch 32: runs // 32, at least 20)
 WARMUP = 20
@@ -154,7 +154,7 @@ def opencv_dnn(path: Path) -> Predict:
 def _digits(n: int, seed: int = 0) -> np.ndarray | None:
     """n real MNIST test digits (N, 28, 28) uint8, or None when MNIST is not available offline."""
     try:
-        from train.mnist import load_mnist
+        from digitdata.mnist import load_mnist
 
         x_test = load_mnist(offline=True).x_test
     except Exception as exc:  # noqa: BLE001 - agreement is optional; say why it is missing
@@ -204,10 +204,10 @@ def run_peers(float32: Path | None, int8: Path | None, keras_path: Path | None, 
     Returns:
         {"rows": [...], "conversion": {...}, "peak_rss_mib": float}
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf
+    from digitlite import load_tensorflow
 
+    try:
+        tf = load_tensorflow()
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf_missing = None
@@ -291,9 +291,9 @@ def run_peers(float32: Path | None, int8: Path | None, keras_path: Path | None, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The same network on other engines, relative to LiteRT int8.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--float32", default=str(REPO_MODELS / "digits_float32.tflite"), help=".tflite float32")
-    parser.add_argument("--int8", default=str(REPO_MODELS / "digits_int8.tflite"), help=".tflite int8")
-    parser.add_argument("--keras", default=str(REPO_MODELS / "digits.keras"), help="the Keras model")
+    parser.add_argument("--float32", default=str(MODELS_DIR / "digits_float32.tflite"), help=".tflite float32")
+    parser.add_argument("--int8", default=str(MODELS_DIR / "digits_int8.tflite"), help=".tflite int8")
+    parser.add_argument("--keras", default=str(MODELS_DIR / "digits.keras"), help="the Keras model")
     parser.add_argument("--batch", type=int, nargs="+", default=list(BATCHES), help="images per call")
     parser.add_argument("--runs", type=int, default=RUNS, help="timed calls at batch 1")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="untimed calls first")

@@ -1,6 +1,6 @@
 """End-to-end reading pipeline on camera-like 640x480 frames: latency per stage and frames per second.
 
-Frames are synthetic scenes (`edge_app.scenes`: MNIST test digits photographed badly), rendered before
+Frames are synthetic scenes (`digitdata.scenes`: MNIST test digits photographed badly), rendered before
 timing starts; "capture" is taking the next frame from that ring as a fresh buffer, as a camera driver
 hands one over, so the figure is the device's work per frame and not the scene renderer's. The reader
 (`edge_app.reader.DigitReader`) reports its own stages (find, classify, total); the benchmark adds capture
@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+from digitlite import HelpFormatter
+from edge_app.runtime import models_dir
+
+MODELS_DIR = models_dir()  # the released models, as every command finds them
 FRAMES = 500  # timed frames
 WARMUP = 20  # untimed frames first
 DISTINCT_SCENES = 24  # rendered once, then cycled; enough variety in digit count and clutter
@@ -58,13 +61,13 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     import numpy as np
 
     from benchmarks.timing import peak_rss_mib, summarize
+    from digitdata.scenes import render_scene
     from edge_app.reader import DigitReader
-    from edge_app.runtime import Classifier
-    from edge_app.scenes import render_scene
+    from edge_app.runtime import DEFAULT_THREADS, Classifier
 
     cpus = sorted(os.sched_getaffinity(0))
-    threads = len(cpus)
-    cv2.setNumThreads(threads)
+    cv2.setNumThreads(len(cpus))
+    threads = min(len(cpus), DEFAULT_THREADS)  # as the device runs it, within the CPUs this run may use
     classifier = Classifier(model_path, threads=threads)
     reader = DigitReader(classifier)
     rng = np.random.default_rng(seed)
@@ -123,8 +126,8 @@ def _digit_count(reading) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="End-to-end reading pipeline latency and FPS on 640x480 frames.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", default=str(REPO_MODELS / "digits_int8.tflite"), help="the .tflite classifier")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--model", default=str(MODELS_DIR / "digits_int8.tflite"), help="the .tflite classifier")
     parser.add_argument("--cores", type=int, default=None, help="pin to this many CPUs (default: all allowed)")
     parser.add_argument("--frames", type=int, default=FRAMES, help="timed frames")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="untimed frames first")

@@ -1,8 +1,8 @@
 """Splices generated tables into README.md between `<!-- BEGIN path -->` and `<!-- END path -->` markers.
 
 Every figure in README comes from a file a command wrote (benchmarks/latest.md from `digitlite bench`,
-benchmarks/architectures.md from `digitlite train --arch all`, models/conversion.md from `digitlite
-convert`); this copies them in, so README never holds a hand-typed number.
+benchmarks/architectures.md from `digitlite architectures`, models/conversion.md from `digitlite convert`);
+this copies them in, so README never holds a hand-typed number.
 
     python -m benchmarks.readme            # make readme
 """
@@ -32,7 +32,7 @@ def splice(readme: str, root: Path = REPO) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.atomic import write_text
+    from digitdata.atomic import write_text
 
     path = REPO / "README.md"
     try:

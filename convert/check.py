@@ -16,9 +16,9 @@ import numpy as np
 from convert import manifest as manifest_io
 from convert.evaluate import evaluate
 from convert.release import Gate, comparison_markdown, write_comparison
+from digitdata.atomic import write_json, write_text
+from digitdata.mnist import FILES, find_mnist
 from edge_app.runtime import Classifier
-from train.atomic import write_json, write_text
-from train.mnist import FILES, find_mnist
 
 
 @dataclass
@@ -51,6 +51,7 @@ def check_model(model_path: str | Path, manifest_path: str | Path | None = None,
     model_path = Path(model_path)
     manifest_path = Path(manifest_path) if manifest_path else model_path.parent / "manifest.json"
     entry = manifest_io.read(manifest_path)["models"].get(model_path.name) if manifest_path.exists() else None
+    Classifier(model_path, threads=1)  # a missing, corrupt or non-digit model is reported before MNIST is sought
     data = find_mnist(data_dir)
     ev = evaluate(model_path, data, manifest_path=manifest_path)
     sha = manifest_io.sha256_file(model_path)
@@ -88,6 +89,8 @@ def compare_models(a_path: str | Path, b_path: str | Path, out: str | Path,
     a_path, b_path, out = Path(a_path), Path(b_path), Path(out)
     if a_path.name == b_path.name:
         raise ValueError(f"both models are named {a_path.name}; copy one under another name to compare them")
+    for path in (a_path, b_path):
+        Classifier(path, threads=1)  # bad models are reported before MNIST is sought
     data = find_mnist(data_dir)
     a, b = evaluate(a_path, data), evaluate(b_path, data)
     out.mkdir(parents=True, exist_ok=True)

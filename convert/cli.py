@@ -17,13 +17,20 @@ import sys
 from pathlib import Path
 
 from convert.release import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, Gate
-
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+from digitlite import HelpFormatter, add_log_level, setup_logging
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=FORMATTER,
-                                   epilog="exit codes: 0 passed, 2 bad input, 4 accuracy regression")
+    parser = argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=HelpFormatter,
+                                     epilog="exit codes: 0 passed, 2 bad input, 4 accuracy regression")
+    add_log_level(parser)
+    return parser
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder with the four MNIST IDX files (default: $DIGITLITE_MNIST_DIR, the cache, "
+                             "then download)")
 
 
 def _add_gate(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +39,13 @@ def _add_gate(parser: argparse.ArgumentParser) -> None:
                         help="percentage points int8 (and other variants) may lose against float32")
     parser.add_argument("--min-accuracy", type=float, default=defaults.min_accuracy,
                         help="minimum test accuracy of every model (fraction)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default: the usual search)")
+    _add_data_dir(parser)
 
 
 def _input_errors():
     from convert.release import ModelLoadError
+    from digitdata.mnist import MnistError
     from edge_app.runtime import ModelError, RuntimeNotFound
-    from train.mnist import MnistError
 
     return (ModelError, RuntimeNotFound, MnistError, ModelLoadError, FileNotFoundError, ValueError)
 
@@ -62,6 +69,7 @@ def convert_main(argv: list[str]) -> int:
     parser.add_argument("--min-precision", type=float, default=None,
                         help="detector only: minimum precision of digit boxes at IoU 0.5 (default: DetectorGate's)")
     args = parser.parse_args(argv)
+    setup_logging(args.log_level)
 
     from convert.detector_release import is_detector_run
 
@@ -119,12 +127,14 @@ def check_main(argv: list[str]) -> int:
     parser = _parser("check", "Evaluate a .tflite on the MNIST test set through LiteRT and compare it with its "
                               "manifest entry and the accuracy gate.")
     parser.add_argument("model", type=Path, help="the .tflite model")
-    parser.add_argument("--manifest", type=Path, default=None, help="manifest (default: manifest.json beside it)")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="manifest (default: manifest.json beside the model)")
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="percentage points the accuracy may fall below the manifest's")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_gate(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.log_level)
 
     from convert.check import check_model
 
@@ -150,11 +160,12 @@ def check_main(argv: list[str]) -> int:
 
 def compare_main(argv: list[str]) -> int:
     parser = _parser("compare", "Side-by-side report of two .tflite models on the MNIST test set (Markdown + PNG).")
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path)
+    parser.add_argument("a", type=Path, help="the first .tflite model (A)")
+    parser.add_argument("b", type=Path, help="the second .tflite model (B)")
     parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="report folder")
-    parser.add_argument("--data-dir", type=Path, default=None)
+    _add_data_dir(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.log_level)
 
     from convert.check import compare_models
 

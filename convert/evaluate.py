@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from edge_app.runtime import Classifier, PixelConvention
-from train.mnist import Mnist, load_mnist
+from digitdata.mnist import Mnist, load_mnist
+from edge_app.runtime import DEFAULT_THREADS, Classifier, PixelConvention
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Evaluation:
         return cm
 
 
-def evaluate(model_path: str | Path, data: Mnist | None = None, threads: int = 2,
+def evaluate(model_path: str | Path, data: Mnist | None = None, threads: int = DEFAULT_THREADS,
              manifest_path: str | Path | None = None, pixels: dict | None = None) -> Evaluation:
     """Run every MNIST test image through `model_path` with LiteRT (pixels: a convention dict, else the
     manifest's)."""

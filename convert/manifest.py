@@ -14,9 +14,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from digitdata.atomic import write_json
+from digitdata.mnist import FILES
 from edge_app.runtime import Classifier, PixelConvention
-from train.atomic import write_json
-from train.mnist import FILES
 
 SCHEMA = 1
 

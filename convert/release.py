@@ -21,11 +21,12 @@ import numpy as np
 
 from convert import manifest
 from convert.evaluate import Evaluation, evaluate, paired
-from convert.tflite import DEFAULT_VARIANTS, FILE_NAMES, calibration_sample, convert_variant, to_float_input
-from train import plots
-from train.atomic import write_json, write_text
-from train.config import PIXELS
-from train.mnist import Mnist, find_mnist
+from convert.tflite import DEFAULT_VARIANTS, FILE_NAMES, calibration_sample, convert_variant
+from digitdata import plots
+from digitdata.atomic import write_json, write_text
+from digitdata.mnist import Mnist, find_mnist
+from digitdata.pixels import PIXELS, to_model_input
+from digitlite import load_tensorflow
 
 # Exit codes of convert and check (3 is the dispatcher's "extra not installed").
 EXIT_OK = 0
@@ -62,6 +63,7 @@ def load_keras(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"Keras model {path} not found; train one with `digitlite train`.")
+    load_tensorflow()
     import keras
 
     try:
@@ -143,7 +145,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
     data = find_mnist(data_dir)
     train_cfg = training_config(keras_path)
     pixels = train_cfg.get("pixels", PIXELS)
-    keras_pred = model.predict(to_float_input(data.x_test), batch_size=1000, verbose=0).argmax(axis=1)
+    keras_pred = model.predict(to_model_input(data.x_test, pixels), batch_size=1000, verbose=0).argmax(axis=1)
     calibration = calibration_sample(data.x_train, data.y_train, calibration_size, seed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
 
 
 def _converter_versions() -> dict:
-    import tensorflow as tf
+    tf = load_tensorflow()
 
     try:
         from importlib.metadata import version

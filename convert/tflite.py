@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
+import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from train.config import PIXELS  # noqa: E402
+from digitdata.pixels import to_model_input
+from digitlite import load_tensorflow, native_lines_off
 
 VARIANTS = ("float32", "int8", "float16", "dynamic")
 DEFAULT_VARIANTS = ("float32", "int8")
@@ -35,18 +33,15 @@ def calibration_sample(x_train_u8: np.ndarray, y_train: np.ndarray, size: int = 
         per_class = size // 10 + (1 if c < size % 10 else 0)
         picks.append(rng.choice(np.flatnonzero(y_train == c), per_class, replace=False))
     idx = rng.permutation(np.concatenate(picks))
-    return to_float_input(x_train_u8[idx])
-
-
-def to_float_input(images_u8: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in the pixel convention the model was trained with."""
-    return (images_u8.astype(np.float32) * PIXELS["scale"] + PIXELS["offset"])[..., None]
+    return to_model_input(x_train_u8[idx])
 
 
 def convert_variant(model, variant: str, calibration: np.ndarray | None = None) -> bytes:
     """Convert a Keras model to one .tflite variant (see VARIANTS)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    tf = load_tensorflow()  # here, not at import: `digitlite check` and `convert --help` never load it
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -66,6 +61,9 @@ def convert_variant(model, variant: str, calibration: np.ndarray | None = None) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    # Keras prints the exported signature (dozens of TensorSpec lines) while converting; keep it off stdout.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # Keras prints the exported signature (dozens of TensorSpec lines) while converting and the quantizer its
+    # settings ("fully_quantize: 0, ..."): off the terminal unless --log-level debug. The converter also warns
+    # that the int8 input has no statistics: the representative dataset above calibrates it.
+    with contextlib.redirect_stdout(io.StringIO()), native_lines_off(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return converter.convert()

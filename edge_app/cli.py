@@ -2,7 +2,7 @@
 
 Each `*_main` parses arguments and calls the function that does the work. Never imports TensorFlow.
 
-    digitlite read tests/data/golden/*.png --json
+    digitlite read tests/data/golden/ --json
     digitlite run --source synthetic --headless --max-frames 30
     digitlite eval-scenes --count 200
     digitlite eval ../shared/datasets/real-photos --peer ppocr --out runs/eval
@@ -20,18 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.runtime import DEFAULT_DETECTOR, DEFAULT_MODEL
-
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+from digitlite import HelpFormatter
+from edge_app.runtime import DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_THREADS
+from edge_app.sources import SOURCE_HELP
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=FORMATTER)
+    return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=HelpFormatter)
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the .tflite model")
-    parser.add_argument("--threads", type=int, default=1, help="interpreter (XNNPACK) threads")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="the .tflite model; by default the int8 model installed with digitlite")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
     parser.add_argument("--min-confidence", type=float, default=0.5, help="digits below this are dropped")
     parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
     parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR, help="the .tflite digit detector")
@@ -199,9 +200,9 @@ def _can_show() -> bool:
 def run_main(argv: list[str]) -> int:
     parser = _parser("run", "Live loop: read numbers from a camera, stream, video, images or synthetic scenes, "
                             "and report each reading once it is stable.")
-    parser.add_argument("--source", default="picamera", help="picamera, 0, /dev/video0, a video file, a URL, "
-                                                              "images (file, folder, glob) or synthetic")
-    parser.add_argument("--headless", action="store_true", help="no preview window: JSON lines of stable readings")
+    parser.add_argument("--source", default="picamera", help=SOURCE_HELP)
+    parser.add_argument("--headless", action="store_true",
+                        help="no preview window (for a service; stable readings are printed as JSON lines either way)")
     parser.add_argument("--save", type=Path, default=None, help="write the annotated frames to this .mp4")
     parser.add_argument("--stable-frames", type=int, default=3, help="frames a reading must hold to be reported")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
@@ -270,16 +271,18 @@ def run_main(argv: list[str]) -> int:
 
 
 def eval_scenes(readers: dict, count: int = 200, seed: int = 0, thumbnail=None) -> list:
-    """Every reader on `count` synthetic scenes (MNIST test digits), scored by `edge_app.evaluation`.
+    """Every reader on `count` engine scenes written with MNIST *test* digits, scored by `edge_app.evaluation`.
 
-    A scene's `kind` is its params' "kind" when the generator records one; each frame is rendered, read and
-    dropped in turn (only the misses' thumbnails are kept).
+    A scene's kind is the main condition it was made for (tight, small, frame, ...); each picture is
+    rendered, read and dropped in turn (only the misses' thumbnails are kept).
     """
+    from digitdata.engine import scenes
+    from digitdata.mnist import load_mnist
     from edge_app.evaluation import Sample, evaluate
-    from edge_app.scenes import scenes
 
-    samples = (Sample(f"scene {i}", scene.text, str(scene.params.get("kind", "")), lambda f=scene.frame_bgr: f)
-               for i, scene in zip(range(count), scenes(seed), strict=False))
+    mnist = load_mnist()
+    samples = (Sample(f"scene {i}", scene.text, scene.kind, lambda f=scene.image_bgr: f)
+               for i, scene in zip(range(count), scenes(seed, mnist.x_test, mnist.y_test), strict=False))
     return evaluate(samples, readers, thumbnail)
 
 

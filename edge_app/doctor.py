@@ -22,13 +22,13 @@ import os
 import platform
 import struct
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from digitlite import HelpFormatter, capture_native_stderr
 from edge_app import runtime, settings
+from edge_app.sources import PICAMERA_NAMES
 
 MIN_PYTHON = (3, 11)  # Raspberry Pi OS Bookworm's Python; the code uses tomllib and 3.11 typing
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
@@ -199,18 +199,18 @@ def check_cameras(source: str | None, on_pi: bool) -> Check:
     if denied:
         fixes.append(f"permission denied on {', '.join(denied)}: add the user to the video group "
                      f"(sudo usermod -aG video $USER, then log in again)")
-    if picam_problem and (on_pi or source == "picamera2"):
+    wanted = _configured_camera(source)
+    if picam_problem and (on_pi or wanted == "picamera"):
         if "not installed" in picam_problem:
             picam_problem += ("; on Raspberry Pi OS: sudo apt install python3-picamera2 and use a venv made "
                               "with --system-site-packages")
         fixes.append(picam_problem)
-    elif picams == [] and (on_pi or source == "picamera2"):
+    elif picams == [] and (on_pi or wanted == "picamera"):
         fixes.append("no camera module detected: check the ribbon cable (contacts facing the right way), "
                      "then `rpicam-hello --list-cameras`")
 
-    wanted = _configured_camera(source)
     status = "ok" if found else "warn"
-    if wanted == "picamera2" and not picams:
+    if wanted == "picamera" and not picams:
         status = "fail"
     elif isinstance(wanted, int) and not any(d["device"] == f"/dev/video{wanted}" and d.get("capture")
                                              for d in v4l2):
@@ -227,11 +227,11 @@ def check_cameras(source: str | None, on_pi: bool) -> Check:
 
 
 def _configured_camera(source: str | None) -> str | int | None:
-    """'picamera2', a V4L2 index, or None for files, URLs and synthetic sources."""
+    """'picamera', a V4L2 index, or None for files, URLs and synthetic sources."""
     if source is None:
         return None
-    if source.lower() in ("picamera2", "picamera", "pi"):
-        return "picamera2"
+    if source.lower() in PICAMERA_NAMES:
+        return "picamera"
     if source.isdigit():
         return int(source)
     if source.startswith("/dev/video") and source[10:].isdigit():
@@ -269,9 +269,9 @@ def check_model(model: Path, manifest: Path | None = None) -> Check:
     try:
         runtime.check_tflite_file(model)
     except runtime.ModelError as exc:
-        return Check("model", "fail", str(exc), "copy the released models: sudo install -m 0644 "
-                     "models/digits_int8.tflite models/manifest.json /opt/digitlite/models/, or set model = "
-                     "\"...\" in the configuration file / --model", data)
+        return Check("model", "fail", str(exc), "reinstall digitlite to restore the model installed with it "
+                     "(pip install --force-reinstall 'digitlite[edge]'), or name an existing one: model = "
+                     "\"...\" in the configuration file, or --model", data)
     data["sha256"] = digest = sha256_file(model)
     data["bytes"] = model.stat().st_size
     manifest_path = manifest or model.parent / runtime.MANIFEST_NAME
@@ -304,34 +304,12 @@ def check_model(model: Path, manifest: Path | None = None) -> Check:
     return Check("model", "ok", f"{model} (sha256 {digest[:12]}... matches the manifest{extra})", data=data)
 
 
-@contextmanager
-def _capture_fd2():
-    """Collect what native code writes to file descriptor 2 (LiteRT's INFO lines) into a list."""
-    lines: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield lines
-        return
-    with tempfile.TemporaryFile() as tmp:
-        sys.stderr.flush()
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode(errors="replace").splitlines())
-
-
 def check_inference(model: Path, threads: int) -> Check:
     """Build the interpreter with `threads` XNNPACK threads and time one inference on a blank digit."""
     import numpy as np
 
     try:
-        with _capture_fd2() as native_log:
+        with capture_native_stderr() as native_log:
             clf = runtime.Classifier(model, threads=threads)
             x = clf.pixels_to_input(np.zeros((1, 28, 28), np.uint8))
             clf.raw_output(x)  # the first invoke prepares XNNPACK's packed weights
@@ -357,13 +335,14 @@ def run_checks(model: str | None = None, config: str | None = None,
     """Every check, in report order.
 
     Args:
-        model: the .tflite to check; default: the configuration's `model`, else the released int8 model.
+        model: the .tflite to check; default: the configuration's `model`, else the int8 model installed with
+            digitlite (what `digitlite run` would load).
         config: the configuration file; default: $DIGITLITE_CONFIG, else /etc/digitlite.toml when present.
-        threads: interpreter threads; default: the configuration's `threads`, else min(4, cores).
+        threads: interpreter threads; default: the configuration's `threads`, else runtime.DEFAULT_THREADS.
     """
     config_check, run_config = check_config(config)
     model_path = Path(model or run_config.get("model") or runtime.DEFAULT_MODEL)
-    threads = int(threads or run_config.get("threads") or min(4, os.cpu_count() or 1))
+    threads = int(threads or run_config.get("threads") or runtime.DEFAULT_THREADS)
     board = check_board()
     checks = [check_python(), check_runtime(), check_cpu(threads), board, config_check,
               check_cameras(run_config.get("source"), on_pi="Raspberry Pi" in board.data.get("model", "")),
@@ -400,15 +379,16 @@ def format_report(checks: list[Check], quiet: bool = False) -> str:
 
 def doctor_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="digitlite doctor", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--model", default=None,
-                        help=f"the .tflite to check (default: the configuration's model, else "
-                             f"{runtime.DEFAULT_MODEL})")
+                        help=f"the .tflite to check (default: the configuration's model, else the one installed "
+                             f"with digitlite, {runtime.DEFAULT_MODEL})")
     parser.add_argument("--config", default=None,
                         help=f"configuration file (default: ${settings.CONFIG_ENV}, else "
                              f"{settings.DEFAULT_CONFIG} when present)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="interpreter threads (default: the configuration's, else min(4, cores))")
+                        help=f"interpreter threads (default: the configuration's, else "
+                             f"{runtime.DEFAULT_THREADS})")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and failures")
     args = parser.parse_args(argv)

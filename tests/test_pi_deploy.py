@@ -1,6 +1,6 @@
 """Raspberry Pi deployment files: the systemd unit, the installer, and the pure parts of the aarch64 check.
 
-The emulated check itself runs with `make pi-check` (edge_app/deploy/pi_check.py), not here.
+The emulated check itself runs with `make pi-check` (tools/pi_check.py), not here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app.deploy import pi_check
+from tools import pi_check
 
 DEPLOY = Path(__file__).resolve().parents[1] / "edge_app" / "deploy"
 UNIT = DEPLOY / "digitlite.service"
@@ -88,7 +88,15 @@ def test_installer_dry_run_lists_every_step(tmp_path):
              "digitlite doctor --config " + str(tmp_path / "digitlite.toml")]
     for step in steps:
         assert step in out, f"step {step!r} missing from the dry run:\n{out}"
+    assert "s|^# model = |model = |" in out  # the configuration names the models given with --models
     assert not (tmp_path / "digitlite.toml").exists()  # a dry run changes nothing
+
+
+def test_installer_without_models_uses_the_ones_in_the_package(tmp_path):
+    proc = dry_run("--config", str(tmp_path / "digitlite.toml"), "--prefix", "/opt/dl")
+    assert proc.returncode == 0, proc.stderr
+    assert "/opt/dl/models" not in proc.stdout and ".tflite" not in proc.stdout
+    assert "model = " not in proc.stdout  # the example's model line stays commented out: the packaged model
 
 
 def test_installer_pypi_source_and_no_start(tmp_path):

@@ -59,11 +59,11 @@ def test_reports_this_machine(capsys, model, tmp_path, monkeypatch):
 
 
 def test_text_report_fails_on_the_configured_camera(capsys, model):
-    example = REPO / "edge_app" / "deploy" / "digitlite.toml"  # source = "picamera2": no camera here
+    example = REPO / "edge_app" / "deploy" / "digitlite.toml"  # source = "picamera": no camera here
     assert doctor.doctor_main(["--model", str(model), "--config", str(example)]) == 1
     out = capsys.readouterr().out
     assert "[ ok ] runtime" in out and "[ ok ] model" in out and "[FAIL] camera" in out
-    assert "1 problem(s) stop `digitlite run`:\n  - camera: no camera found (configured source: picamera2)" in out
+    assert "1 problem(s) stop `digitlite run`:\n  - camera: no camera found (configured source: picamera)" in out
 
 
 def test_missing_model_fails_with_a_clear_list(capsys, tmp_path):
@@ -73,7 +73,7 @@ def test_missing_model_fails_with_a_clear_list(capsys, tmp_path):
     assert code == 1
     assert "1 problem(s) stop `digitlite run`:" in out
     assert f"  - model: model file {missing} not found" in out
-    assert "-> copy the released models" in out
+    assert "-> reinstall digitlite to restore the model installed with it" in out
 
 
 def test_model_that_does_not_match_its_manifest_fails(capsys, model):
@@ -153,8 +153,9 @@ def test_board_model_from_the_device_tree(tmp_path, monkeypatch):
 def test_configured_camera_that_is_missing_fails(monkeypatch, tmp_path):
     monkeypatch.setattr(doctor, "list_picamera2_cameras", lambda: (None, "picamera2 is not installed"))
     monkeypatch.setattr(doctor, "list_v4l2_devices", lambda: [])
-    check = doctor.check_cameras("picamera2", on_pi=True)
-    assert check.status == "fail" and "sudo apt install python3-picamera2" in check.fix
+    for name in ("picamera", "picamera2"):  # the name the examples use, and the library's, an accepted alias
+        check = doctor.check_cameras(name, on_pi=False)
+        assert check.status == "fail" and "sudo apt install python3-picamera2" in check.fix, name
     check = doctor.check_cameras("0", on_pi=False)
     assert check.status == "fail" and "/dev/video0" in check.fix
     assert doctor.check_cameras("synthetic", on_pi=False).status == "warn"
@@ -180,3 +181,13 @@ def test_v4l2_listing_reports_unopenable_nodes(tmp_path):
     assert devices[0]["device"] == "/dev/video0" and devices[0]["name"] == "cam"
     if not Path("/dev/video0").exists():
         assert "error" in devices[0]
+
+
+def test_without_a_model_or_configuration_doctor_checks_the_installed_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITLITE_CONFIG", "")
+    monkeypatch.setattr(doctor.settings, "DEFAULT_CONFIG", tmp_path / "absent.toml")
+    code, report = run_doctor(capsys)
+    checks = by_name(report)
+    assert checks["model"]["data"]["path"] == str(doctor.runtime.DEFAULT_MODEL)
+    assert checks["model"]["status"] == "ok" and checks["inference"]["status"] == "ok", report
+    assert checks["inference"]["data"]["threads"] == doctor.runtime.DEFAULT_THREADS

@@ -11,13 +11,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from digitdata.pixels import to_model_input  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.models import ARCHITECTURES, build_model  # noqa: E402
-from train.trainer import RunExistsError, read_history, to_input, train  # noqa: E402
+from train.trainer import RunExistsError, read_history, train  # noqa: E402
 
 
 def _accuracy(model, mnist, n=2000) -> float:
-    probabilities = model.predict(to_input(mnist.x_test[:n]), batch_size=500, verbose=0)
+    probabilities = model.predict(to_model_input(mnist.x_test[:n]), batch_size=500, verbose=0)
     return float((probabilities.argmax(axis=1) == mnist.y_test[:n]).mean())
 
 
@@ -35,7 +36,7 @@ def test_one_epoch_on_2000_images_beats_80_percent(tmp_path, mnist):
 
 
 @pytest.mark.slow
-def test_same_seed_same_weights(tmp_path):
+def test_same_seed_same_weights(tmp_path, mnist_dir):
     cfg = TrainConfig(epochs=1, subset=512, batch_size=64, validation=256, seed=7)
     weights = []
     for name in ("a", "b"):
@@ -53,7 +54,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_resume_continues_from_checkpoint(tmp_path):
+def test_resume_continues_from_checkpoint(tmp_path, mnist_dir):
     cfg = TrainConfig(epochs=3, subset=512, batch_size=64, validation=256, patience=10)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -75,7 +76,11 @@ def _cli(*args):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--arch", "resnet"], "unknown --arch 'resnet'; valid: logistic, dense, basic-cnn, dropout-cnn, mobilenet"),
+        (["--arch", "resnet"], "unknown --arch 'resnet'; valid: logistic, dense, basic-cnn, dropout-cnn, mobilenet, "
+                               "svm, knn, random-forest"),
+        (["--arch", "all"], "--arch all is its own command: `digitlite architectures` trains every architecture"),
+        (["--arch", "classical"], "--arch classical: `digitlite architectures --only classical` fits svm, knn and "
+                                  "random-forest"),
         (["--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a folder"),
     ],
@@ -103,7 +108,7 @@ def test_every_architecture_builds_for_28x28_and_ours_is_small():
 
 
 @pytest.mark.slow
-def test_tune_writes_a_config_train_accepts(tmp_path):
+def test_tune_writes_a_config_train_accepts(tmp_path, mnist_dir):
     from train.tune import tune
 
     best = tune(tmp_path, max_trials=2, epochs=1, subset=300, seed=1)

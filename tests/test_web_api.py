@@ -1,6 +1,6 @@
 """The web view's JSON API over real HTTP on 127.0.0.1: readings, refusals (4xx, never 5xx), token, fuzzing.
 
-    DIGITLITE_MNIST_DIR=../shared/datasets/mnist .venv/bin/pytest tests/test_web_api.py
+    .venv/bin/pytest tests/test_web_api.py
 """
 
 from __future__ import annotations

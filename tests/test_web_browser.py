@@ -3,7 +3,7 @@ stream, reads an uploaded photo, and classifies a digit drawn on the canvas with
 
 Playwright never downloads a browser here: it drives /usr/bin/chromium (`make system-deps` installs it).
 
-    DIGITLITE_MNIST_DIR=../shared/datasets/mnist .venv/bin/pytest -m browser tests/test_web_browser.py
+    .venv/bin/pytest -m browser tests/test_web_browser.py
     DIGITLITE_SCREENSHOT=/tmp/digitlite-web.png ...   # also keep a screenshot of the page
 """
 

@@ -1,6 +1,6 @@
 """`digitlite serve` as a user runs it: options, errors that say how to fix them, a real process stopped by Ctrl-C.
 
-    DIGITLITE_MNIST_DIR=../shared/datasets/mnist .venv/bin/pytest tests/test_web_cli.py
+    .venv/bin/pytest tests/test_web_cli.py
 """
 
 from __future__ import annotations
@@ -105,8 +105,7 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def test_serve_with_token_and_synthetic_source_then_ctrl_c():
-    pytest.importorskip("edge_app.sources", reason="the frame sources are not there yet")
+def test_serve_with_token_and_synthetic_source_then_ctrl_c(mnist_dir):
     proc, url = start_serve("--source", "synthetic", "--token", "t0k3n", "--max-fps", "5")
     try:
         status, body = get_json(url + "api/health")

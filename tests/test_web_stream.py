@@ -1,6 +1,6 @@
 """The live side of the web view: stable readings, the MJPEG stream, clients that vanish mid-stream, shutdown.
 
-    DIGITLITE_MNIST_DIR=../shared/datasets/mnist .venv/bin/pytest tests/test_web_stream.py
+    .venv/bin/pytest tests/test_web_stream.py
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from web_support import clear_examples, make_state, model_path, number_page, request, running_server
 
-from edge_app.web.live import History, StableText
+from edge_app.web.live import History
 
 pytest.importorskip("fastapi", reason="the [web] extra is not installed")
 
@@ -46,15 +46,6 @@ def wait_for(condition, what: str, timeout: float = WAIT_S):
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
-
-
-def test_stable_text_needs_consecutive_frames():
-    stable = StableText(3)
-    assert [stable.update(t) for t in ["12", "12", "17", "17", "17", "17", "", "", ""]] == \
-        [False, False, False, False, True, False, False, False, True]
-    assert stable.stable == ""
-    with pytest.raises(ValueError, match="at least 1"):
-        StableText(0)
 
 
 def test_history_is_newest_first_and_bounded():

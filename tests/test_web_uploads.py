@@ -1,6 +1,6 @@
 """edge_app.web.uploads: untrusted image bytes are checked before decoding; drawings become MNIST-style crops.
 
-    DIGITLITE_MNIST_DIR=../shared/datasets/mnist .venv/bin/pytest tests/test_web_uploads.py
+    .venv/bin/pytest tests/test_web_uploads.py
 """
 
 from __future__ import annotations
@@ -128,8 +128,3 @@ def test_drawing_becomes_the_same_crop_as_mnist_in_either_polarity(mnist):
     # Centred by centre of mass like MNIST: ink is inside the 28x28 with a margin.
     assert crop_a[:2].max() == 0 and crop_a[-2:].max() == 0 and crop_a[:, :2].max() == 0
 
-
-def test_blank_drawing_is_a_422():
-    with pytest.raises(UploadError) as info:
-        drawing_to_crop(np.full((280, 280, 3), 255, np.uint8))
-    assert info.value.status == 422 and "blank" in info.value.message

@@ -1,5 +1,3 @@
-"""Training stage: MNIST (found, fetched, verified) and the models trained on it.
-
-`train.mnist` needs only numpy and the standard library; TensorFlow is imported by the modules that
-train, never at package import.
+"""Training stage: the models trained on MNIST (found and verified by `digitdata.mnist`), their reports and
+the hyperparameter search. TensorFlow is imported by the modules that train, never at package import.
 """

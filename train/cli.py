@@ -1,10 +1,12 @@
 """Command lines of the training stage: `digitlite data`, `digitlite train`, `digitlite tune`.
 
-Each `*_main` only parses arguments and calls the function that does the work; TensorFlow is imported
-only by the commands that train.
+Each `*_main` only parses arguments and calls the function that does the work. Bad arguments and a missing
+MNIST are reported before TensorFlow is imported (seconds, not a minute); only the commands that train a
+network import it, quietly (`--log-level debug` shows its C++ log lines): the classical baselines never do.
 
     digitlite data --json
     digitlite train --out runs/release
+    digitlite train --arch knn --out runs/knn
     digitlite tune --max-trials 6
 """
 
@@ -14,18 +16,19 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from train.config import TrainConfig
-
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+from digitdata.mnist import Mnist
+from digitlite import HelpFormatter, add_log_level, load_tensorflow, setup_logging
+from train.config import CLASSICAL, ClassicalParams, TrainConfig
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=FORMATTER)
+    return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=HelpFormatter)
 
 
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder with the four MNIST IDX files (default: $DIGITLITE_MNIST_DIR, the cache, "
                              "then download)")
@@ -36,14 +39,14 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def data_main(argv: list[str]) -> int:
     parser = _parser("data", "Find or fetch MNIST, verify it against the canonical checksums, summarise it.")
-    _add_data_dir(parser)
+    add_data_dir(parser)
     parser.add_argument("--offline", action="store_true", help="never download: folder and cache only")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--eda", type=Path, default=None, metavar="PNG",
                         help="also write an EDA sheet (class counts, mean image per class) to this PNG")
     args = parser.parse_args(argv)
 
-    from train.mnist import MnistError, find_mnist
+    from digitdata.mnist import MnistError, find_mnist
 
     try:
         data = find_mnist(args.data_dir, offline=args.offline)
@@ -72,55 +75,104 @@ def data_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- train
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults come from the config (a file given by --config, else built-in)."""
-    defaults = TrainConfig()
-    for name, value in defaults.to_dict().items():
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (but `skip`); a flag not given keeps the value of --config, else the
+    built-in default shown in the help."""
+    for name, value in TrainConfig().to_dict().items():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(default {value})")
-        else:
-            parser.add_argument(flag, type=type(value), default=None, help=f"(default {value})")
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(value, bool) else {"type": type(value)}
+        parser.add_argument(flag, default=None, help=f"(default: {value})", **kind)
 
 
-def _resolve_config(args: argparse.Namespace) -> TrainConfig:
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
     base = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in vars(args).items() if k in base.to_dict() and v is not None}
     return TrainConfig(**{**base.to_dict(), **overrides})
 
 
-def train_main(argv: list[str]) -> int:
-    parser = _parser("train", "Train a digit classifier on MNIST and write its run folder (model, curves, report).")
-    _add_config_flags(parser)
+def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The flags of every command that trains: one per TrainConfig field (but `skip`), --config, --data-dir,
+    --log-level."""
+    add_config_flags(parser, skip)
     parser.add_argument("--config", type=Path, default=None,
                         help="JSON config (a run's config.json or tune's best_config.json); flags win over it")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<arch>)")
+    add_data_dir(parser)
+    add_log_level(parser)
+
+
+def check_settings(cfg: TrainConfig, archs: tuple[str, ...], resume: bool = False) -> None:
+    """Raise ValueError for the first of `archs` that `cfg` cannot train (a network) or fit (a classical
+    baseline), so that a bad flag is refused before anything is trained, not after an hour of it."""
+    for arch in archs:
+        run = replace(cfg, arch=arch).validate()
+        if arch in CLASSICAL:
+            from train.classical import validate  # scikit-learn, only when a baseline is asked for
+
+            validate(run, ClassicalParams(), resume)
+
+
+def ready_to_train(args: argparse.Namespace, prog: str, archs: tuple[str, ...] = (),
+                   resume: bool = False) -> tuple[TrainConfig, Mnist] | None:
+    """(config, MNIST) in an order that reports a bad flag or a missing MNIST in a second, then TensorFlow loaded
+    if a network is among `archs` (default: the config's --arch; the classical baselines never need it). None
+    after printing why not (the caller exits 2)."""
+    try:
+        cfg = resolve_config(args)
+        archs = archs or (cfg.arch,)
+        check_settings(cfg, archs, resume)
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
+        return None
+    setup_logging(args.log_level)
+    data = mnist_or_error(args.data_dir, prog)
+    if data is None:
+        return None
+    if any(arch not in CLASSICAL for arch in archs):
+        load_tensorflow()
+    return cfg, data
+
+
+def mnist_or_error(data_dir: Path | None, prog: str):
+    """MNIST found (or fetched) and verified, or None after printing why not."""
+    from digitdata.mnist import MnistError, find_mnist
+
+    try:
+        return find_mnist(data_dir)
+    except MnistError as exc:
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
+        return None
+
+
+def train_main(argv: list[str]) -> int:
+    parser = _parser("train", "Train a digit classifier on MNIST and write its run folder (model, curves, report).")
+    add_training_flags(parser)
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<arch>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    _add_data_dir(parser)
     args = parser.parse_args(argv)
     command = "digitlite train " + shlex.join(argv)
-
-    try:
-        cfg = _resolve_config(args)
-        if cfg.arch == "all":
-            from train.compare import train_all
-
-            table = train_all(cfg, args.out or Path("runs/all"), data_dir=args.data_dir, command=command)
-            print(table)
-            return 0
-        cfg.validate()
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
-        print(f"digitlite train: {exc}", file=sys.stderr)
+    ready = ready_to_train(args, "train", resume=args.resume)
+    if ready is None:
         return 2
+    cfg, data = ready
+    out = args.out or Path("runs") / cfg.arch
+    if cfg.arch in CLASSICAL:  # scikit-learn: TensorFlow was not loaded
+        from train.classical import fit_classical
 
-    from train.mnist import MnistError
+        try:
+            fitted = fit_classical(cfg, out, data_dir=data.directory, command=command)
+        except ValueError as exc:
+            print(f"digitlite train: {exc}", file=sys.stderr)
+            return 2
+        print(fitted.summary())
+        return 0
+
     from train.trainer import RunExistsError, train
 
-    out = args.out or Path("runs") / cfg.arch
     try:
-        result = train(cfg, out, data_dir=args.data_dir, resume=args.resume, command=command)
-    except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
+        result = train(cfg, out, data_dir=data.directory, resume=args.resume, command=command)
+    except (RunExistsError, FileNotFoundError, ValueError) as exc:
         print(f"digitlite train: {exc}", file=sys.stderr)
         return 2
     print(f"{cfg.arch}: test accuracy {result.test_accuracy:.4%}, {result.params} parameters, "
@@ -140,21 +192,22 @@ def tune_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--arch", default="basic-cnn", choices=["basic-cnn", "dropout-cnn"],
                         help="architecture whose filters/units/learning rate are searched")
-    _add_data_dir(parser)
+    add_data_dir(parser)
+    add_log_level(parser)
     args = parser.parse_args(argv)
     if args.max_trials < 1 or args.epochs < 1:
         print("digitlite tune: --max-trials and --epochs must be at least 1", file=sys.stderr)
         return 2
+    setup_logging(args.log_level)
+    data = mnist_or_error(args.data_dir, "tune")
+    if data is None:
+        return 2
 
-    from train.mnist import MnistError
+    load_tensorflow()
     from train.tune import tune
 
-    try:
-        best = tune(args.out, max_trials=args.max_trials, epochs=args.epochs, subset=args.subset,
-                    seed=args.seed, arch=args.arch, data_dir=args.data_dir)
-    except MnistError as exc:
-        print(f"digitlite tune: {exc}", file=sys.stderr)
-        return 2
+    best = tune(args.out, max_trials=args.max_trials, epochs=args.epochs, subset=args.subset,
+                seed=args.seed, arch=args.arch, data_dir=data.directory)
     print(f"best: {best}; train with: digitlite train --config {args.out / 'best_config.json'}")
     return 0
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-INPUT_SHAPE = (28, 28, 1)  # MNIST: one grey channel, see train.config.PIXELS for the value convention
+from train.config import ARCHITECTURES as ARCH_NAMES
+
+INPUT_SHAPE = (28, 28, 1)  # MNIST: one grey channel, see digitdata.pixels.PIXELS for the value convention
 NUM_CLASSES = 10
 BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the moving statistics far off after short runs (val 67 % after epoch 1)
 
@@ -110,13 +112,8 @@ def mobilenet(alpha: float = 0.5, weights: str | None = None) -> keras.Model:
     return keras.Model(inputs, outputs, name="mobilenet")
 
 
-ARCHITECTURES = {
-    "logistic": logistic,
-    "dense": dense,
-    "basic-cnn": basic_cnn,
-    "dropout-cnn": dropout_cnn,
-    "mobilenet": mobilenet,
-}
+# name -> builder, in the order of train.config.ARCHITECTURES (the names are checked there, before Keras loads)
+ARCHITECTURES = dict(zip(ARCH_NAMES, (logistic, dense, basic_cnn, dropout_cnn, mobilenet), strict=True))
 
 
 def build_model(arch: str, **hyper) -> keras.Model:

@@ -4,7 +4,7 @@ Writes report.json / report.md (per-class precision, recall, F1, one-vs-rest ROC
 confusion.png and misclassified.png into the run folder. The test set is only reported on here; nothing
 is chosen with it.
 
-    python -c "import keras; from train.mnist import load_mnist; from train.report import write_run_report; \
+    python -c "import keras; from digitdata.mnist import load_mnist; from train.report import write_run_report; \
 write_run_report(keras.saving.load_model('models/digits.keras'), load_mnist(), 'runs/eval', {})"
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
 
-from train import plots
-from train.atomic import write_json, write_text
-from train.config import PIXELS
-from train.mnist import Mnist
+from digitdata import plots
+from digitdata.atomic import write_json, write_text
+from digitdata.mnist import Mnist
+from digitdata.pixels import to_model_input
 
 
 def metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -42,26 +42,33 @@ def metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
     }
 
 
-def markdown(m: dict, title: str) -> str:
+def markdown(m: dict, title: str, figures: tuple[str, ...] = ("curves.png", "confusion.png", "misclassified.png"),
+             notes: list[str] | tuple[str, ...] = ()) -> str:
     lines = [f"# {title}", "", f"Test accuracy: **{m['accuracy']:.4%}** ({m['errors']} errors of "
              f"{sum(v['support'] for v in m['per_class'].values())}), macro F1 {m['macro_f1']:.4f}", "",
+             *(line for note in notes for line in (note, "")),
              "| class | precision | recall | F1 | ROC AUC | support |", "|---|---|---|---|---|---|"]
     for c, v in m["per_class"].items():
         auc = f"{v['roc_auc']:.5f}" if v["roc_auc"] is not None else "-"
         lines.append(f"| {c} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {auc} | {v['support']} |")
-    lines += ["", "Figures: curves.png, confusion.png, misclassified.png."]
+    lines += ["", f"Figures: {', '.join(figures)}."]
     return "\n".join(lines) + "\n"
 
 
-def write_run_report(model, data: Mnist, out: str | Path, history: dict, title: str = "") -> float:
-    """Evaluate `model` on the full test set, write the report files into `out`; return test accuracy."""
+def write_run_report(model, data: Mnist, out: str | Path, history: dict, title: str = "",
+                     notes: list[str] | tuple[str, ...] = ()) -> float:
+    """Evaluate `model` on the full test set, write the report files into `out`; return test accuracy.
+
+    `model` needs only Keras' `predict(x, batch_size=, verbose=)` returning per-class scores (the classical
+    baselines pass an adapter); without a `history` there is no curves.png. `notes` are lines for report.md.
+    """
     out = Path(out)
-    x = (data.x_test.astype(np.float32) * PIXELS["scale"] + PIXELS["offset"])[..., None]
-    probabilities = model.predict(x, batch_size=1000, verbose=0)
+    probabilities = model.predict(to_model_input(data.x_test), batch_size=1000, verbose=0)
     y = data.y_test.astype(np.int64)
     m = metrics(y, probabilities)
     write_json(out / "report.json", {"title": title, **m})
-    write_text(out / "report.md", markdown(m, f"Run report: {title}"))
+    figures = (("curves.png",) if history else ()) + ("confusion.png", "misclassified.png")
+    write_text(out / "report.md", markdown(m, f"Run report: {title}", figures, notes))
     if history:
         plots.curves(history, out / "curves.png", title)
     plots.confusion([np.array(m["confusion"])], [f"{title}: test accuracy {m['accuracy']:.2%}"],

@@ -1,4 +1,4 @@
-"""One training run: seeded data split, augmentation, fit with checkpoints, and the run's artifacts.
+"""One training run: augmentation, fit with checkpoints, and the run's artifacts (the split: train/split.py).
 
 A run folder (`--out runs/NAME`) ends up holding model.keras, config.json, history.json, curves.png,
 confusion.png, report.md, report.json and misclassified.png, each written atomically. While training,
@@ -10,7 +10,6 @@ confusion.png, report.md, report.json and misclassified.png, each written atomic
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import sys
@@ -18,16 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not our output
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from train import mnist as mnist_data  # noqa: E402
-from train.atomic import atomic_path, write_json  # noqa: E402
-from train.config import PIXELS, TrainConfig  # noqa: E402
-from train.models import build_model  # noqa: E402
+from digitdata import mnist as mnist_data
+from digitdata.atomic import atomic_path, write_json
+from digitdata.pixels import PIXELS
+from train.config import TrainConfig
+from train.models import build_model
+from train.split import split
 
 
 class RunExistsError(FileExistsError):
@@ -42,34 +41,6 @@ class RunResult:
     train_seconds: float
     epochs_run: int
     weights: str  # what the model started from: "scratch" or "imagenet"
-
-
-def to_input(images_u8: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in the shared pixel convention."""
-    return (images_u8.astype(np.float32) * PIXELS["scale"] + PIXELS["offset"])[..., None]
-
-
-def split(data: mnist_data.Mnist, cfg: TrainConfig, data_dir: str | Path | None = None):
-    """(x_train, y_train, x_val, y_val) from the training set only, shuffled with the run's seed.
-
-    With `cfg.reader_crops`, the digits of that many engine scenes, cropped the way the reader crops them
-    (from training digits outside the validation split), join the training images.
-    """
-    order = np.random.default_rng(cfg.seed).permutation(len(data.y_train))
-    val_idx, train_idx = order[: cfg.validation], order[cfg.validation :]
-    if cfg.subset:
-        train_idx = train_idx[: cfg.subset]
-    x, y = data.x_train[train_idx], data.y_train[train_idx]
-    if cfg.reader_crops:
-        from digitdata.scene_sets import SPLIT_SEED, VALIDATION_DIGITS, render_crops
-
-        if (cfg.seed, cfg.validation) != (SPLIT_SEED, VALIDATION_DIGITS):
-            raise ValueError(f"--reader-crops needs the scenes' validation split (--seed {SPLIT_SEED} "
-                             f"--validation {VALIDATION_DIGITS}) so that no validation digit is drawn in them")
-        crops, labels = render_crops(cfg.reader_crops, cfg.seed, "train", data_dir)
-        x, y = np.concatenate([x, crops]), np.concatenate([y, labels])
-    return (to_input(x), y.astype(np.int64),
-            to_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
 
 
 def augmenter(cfg: TrainConfig) -> keras.Sequential:
@@ -138,16 +109,17 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
     Args:
         cfg: the training configuration (validated here).
         out: the run folder; its `checkpoint/` makes the run resumable.
-        data_dir: where MNIST is (default: the usual search, see train.mnist.find_mnist).
+        data_dir: where MNIST is (default: the usual search, see digitdata.mnist.find_mnist).
         resume: continue from `out/checkpoint` (required when one exists).
-        verbose: Keras' progress output ("auto", 0, 1, 2).
+        verbose: Keras' progress output: 0 none, 1 a progress bar, 2 one line per epoch; "auto" is 1 on a
+            terminal and 2 otherwise (a log file gets one line per epoch, not thousands of bar redraws).
         command: the command line to record in config.json.
         report: write the evaluation report and figures (tests turn it off for speed).
         callbacks: extra Keras callbacks, run after the checkpointing ones.
 
     Raises:
         ValueError: bad configuration. RunExistsError: an interrupted run is there and resume is False.
-        train.mnist.MnistError: MNIST not found or not valid.
+        digitdata.mnist.MnistError: MNIST not found or not valid.
     """
     cfg.validate()
     out = Path(out)
@@ -174,8 +146,8 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
         *(callbacks or []),
     ]
     started = time.perf_counter()
-    model.fit(dataset(x_train, y_train, cfg), epochs=cfg.epochs, validation_data=validation,
-              callbacks=run_callbacks, verbose=verbose)
+    model.fit(dataset(x_train, y_train, cfg), epochs=cfg.epochs, validation_data=validation, shuffle=False,
+              callbacks=run_callbacks, verbose=progress_verbosity(verbose))  # the dataset shuffles itself
     train_seconds = time.perf_counter() - started
 
     history = read_history(out / "history.csv")
@@ -204,6 +176,13 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
     shutil.rmtree(checkpoint, ignore_errors=True)  # the run finished: nothing left to resume
     return RunResult(out, test_accuracy, int(model.count_params()), train_seconds,
                      len(history.get("epoch", [])), weights)
+
+
+def progress_verbosity(verbose: int | str) -> int:
+    """Keras' `verbose` for `fit`: "auto" becomes a progress bar on a terminal, one line per epoch otherwise."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
 
 
 def read_history(csv_path: Path) -> dict[str, list[float]]:

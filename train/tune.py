@@ -16,11 +16,12 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from train.atomic import write_json, write_text
+from digitdata.atomic import write_json, write_text
+from digitdata.mnist import find_mnist
 from train.config import TrainConfig
-from train.mnist import find_mnist
 from train.models import build_model
-from train.trainer import compile_model, dataset, seed_everything, split
+from train.split import split
+from train.trainer import compile_model, dataset, seed_everything
 
 SPACE = {"filters": [32, 64, 128], "units": [32, 64, 128], "learning_rate": [1e-2, 1e-3, 1e-4]}
 
@@ -45,7 +46,8 @@ def tune(out: str | Path, max_trials: int = 6, epochs: int = 2, subset: int = 10
     shutil.rmtree(work, ignore_errors=True)  # a fresh search each time; results below are the record
     tuner = kt.RandomSearch(build, objective="val_accuracy", max_trials=max_trials, seed=seed,
                             directory=str(work), project_name=arch, overwrite=True)
-    tuner.search(dataset(x_train, y_train, base), validation_data=(x_val, y_val), epochs=epochs, verbose=0)
+    tuner.search(dataset(x_train, y_train, base), validation_data=(x_val, y_val), epochs=epochs, verbose=0,
+                 shuffle=False)  # the dataset shuffles itself
 
     rows = []
     for trial in tuner.oracle.get_best_trials(num_trials=max_trials):

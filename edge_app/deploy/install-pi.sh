@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install digitlite on Raspberry Pi OS Bookworm (64-bit) as a boot-time service.
 #
-#   sudo edge_app/deploy/install-pi.sh                    # from this checkout (models from ./models)
+#   sudo edge_app/deploy/install-pi.sh                    # from this checkout (the models come with it)
 #   sudo edge_app/deploy/install-pi.sh --from-pypi        # pip install 'digitlite[edge]' from PyPI
 #   edge_app/deploy/install-pi.sh --dry-run               # print the steps, change nothing
 #
 # Steps: apt packages (python3-venv, python3-picamera2), a service user in the video group, a venv
 # with --system-site-packages (so apt's picamera2 and libcamera are importable), digitlite[edge] in
-# it, the released models, /etc/digitlite.toml (kept if it exists), the systemd unit, enabled and
-# started, and a final `digitlite doctor` (which also checks the models' sha256 against the manifest).
+# it (the released models are part of the package; --models installs others beside it),
+# /etc/digitlite.toml (kept if it exists), the systemd unit, enabled and started, and a final
+# `digitlite doctor` (which also checks the model's sha256 against its manifest).
 # Safe to run again: each step checks what is already there.
 set -euo pipefail
 
@@ -16,12 +17,12 @@ args_given="$*"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
-prefix=/opt/digitlite             # venv, models and README live here
+prefix=/opt/digitlite             # venv, README (and --models) live here
 service_user=digitlite
 config=/etc/digitlite.toml
 unit_dir=/etc/systemd/system
 source_spec=""                    # what pip installs; default: this checkout if it is one
-models_dir=""                     # default: <checkout>/models
+models_dir=""                     # default: none, the models installed with the package
 start=1
 camera=1
 dry_run=0
@@ -32,7 +33,8 @@ usage: $0 [options]
 
   --from-repo DIR     pip install DIR[edge] (default: $repo when it has a pyproject.toml)
   --from-pypi [SPEC]  pip install SPEC from PyPI (default SPEC: 'digitlite[edge]')
-  --models DIR        folder with digits_int8.tflite and manifest.json (default: <repo>/models)
+  --models DIR        use other models: digits_int8.tflite and manifest.json from DIR, copied to
+                      PREFIX/models and named in a new configuration (default: the ones in the package)
   --prefix DIR        install folder (default: $prefix)
   --user NAME         service user, created if missing (default: $service_user)
   --config FILE       configuration file (default: $config; an existing file is kept)
@@ -71,7 +73,6 @@ if [ -z "$source_spec" ]; then
   [ -f "$repo/pyproject.toml" ] || die "no checkout at $repo; pass --from-repo DIR or --from-pypi"
   source_spec="${repo}[edge]"
 fi
-[ -n "$models_dir" ] || models_dir="$repo/models"
 venv="$prefix/venv"
 
 # ------------------------------------------------------------------------------------------ checks
@@ -87,9 +88,11 @@ esac
 command -v python3 >/dev/null || die "python3 not found; install it with: sudo apt-get install python3"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "Python $(python3 -c 'import platform; print(platform.python_version())') is too old; digitlite needs 3.11 (Raspberry Pi OS Bookworm or newer)"
-for f in digits_int8.tflite manifest.json; do
-  [ -f "$models_dir/$f" ] || die "$models_dir/$f not found; pass --models DIR with the released models (digits_int8.tflite, manifest.json), or run 'digitlite convert' first"
-done
+if [ -n "$models_dir" ]; then
+  for f in digits_int8.tflite manifest.json; do
+    [ -f "$models_dir/$f" ] || die "$models_dir/$f not found; pass --models DIR with a folder holding digits_int8.tflite and manifest.json (digitlite convert writes both), or leave --models out to use the models installed with digitlite"
+  done
+fi
 
 # ------------------------------------------------------------------------------------------ apt
 packages=(python3-venv)
@@ -129,10 +132,13 @@ if [ "$camera" = 1 ]; then
 fi
 
 # ------------------------------------------------------------------------------------------ models
-run install -d -m 0755 "$prefix/models"
-run install -m 0644 "$models_dir/digits_int8.tflite" "$models_dir/manifest.json" "$prefix/models/"
-if [ -f "$models_dir/digits_float32.tflite" ]; then
-  run install -m 0644 "$models_dir/digits_float32.tflite" "$prefix/models/"
+# The released models are installed with the package; --models puts others beside the venv.
+if [ -n "$models_dir" ]; then
+  run install -d -m 0755 "$prefix/models"
+  run install -m 0644 "$models_dir/digits_int8.tflite" "$models_dir/manifest.json" "$prefix/models/"
+  if [ -f "$models_dir/digits_float32.tflite" ]; then
+    run install -m 0644 "$models_dir/digits_float32.tflite" "$prefix/models/"
+  fi
 fi
 if [ -f "$here/README.md" ]; then
   run install -m 0644 "$here/README.md" "$prefix/README.md"
@@ -144,10 +150,12 @@ if [ -f "$config" ]; then
   run install -m 0644 "$here/digitlite.toml" "$config.example"
 else
   note "writing $config"
+  edits=(-e "s|/opt/digitlite/|$prefix/|")
+  [ -z "$models_dir" ] || edits+=(-e "s|^# model = |model = |")   # --models: the configuration names them
   if [ "$dry_run" = 1 ]; then
-    echo "+ sed 's|/opt/digitlite/|$prefix/|' $here/digitlite.toml > $config"
+    echo "+ sed ${edits[*]} $here/digitlite.toml > $config"
   else
-    sed "s|/opt/digitlite/|$prefix/|" "$here/digitlite.toml" > "$config"
+    sed "${edits[@]}" "$here/digitlite.toml" > "$config"
     chmod 0644 "$config"
   fi
 fi

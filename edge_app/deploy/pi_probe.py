@@ -16,10 +16,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from edge_app.runtime import Classifier
+from edge_app.runtime import DEFAULT_THREADS, Classifier
 
 # (name, threads, xnnpack): XNNPACK as the app runs it, and the built-in reference kernels.
-SETTINGS = (("xnnpack_2_threads", 2, True), ("builtin_1_thread", 1, False))
+SETTINGS = (("xnnpack_default_threads", DEFAULT_THREADS, True), ("builtin_1_thread", 1, False))
 
 
 def probe(model: str, digits_u8: np.ndarray) -> dict:

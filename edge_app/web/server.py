@@ -25,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from edge_app.runtime import DEFAULT_MODEL
+from digitlite import HelpFormatter
+from edge_app.runtime import DEFAULT_MODEL, DEFAULT_THREADS
 from edge_app.web.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------- defaults
 HOST = "127.0.0.1"  # loopback only: reaching the camera from the network is a choice (--host 0.0.0.0)
 PORT = 8080
-THREADS = 2  # interpreter threads; the rest of a Pi's cores decode uploads and encode the stream
 STABLE_FRAMES = 3  # frames a reading must repeat before it is the stable reading
 MAX_FPS = 15.0  # live frames processed per second at most; a phone sees no difference above this
 TOKEN_ENV = "DIGITLITE_TOKEN"  # the token can come from the environment, to keep it out of `ps`
@@ -248,15 +248,18 @@ def _close(source) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edge_app.sources import SOURCE_HELP
+
     parser = argparse.ArgumentParser(
-        prog="digitlite serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="digitlite serve", formatter_class=HelpFormatter,
         description="Serve the web view: the live annotated stream, photo upload and a canvas to draw a digit, "
                     "with a JSON API (/api/read, /api/latest, /api/health; schema at /openapi.json).")
     parser.add_argument("--source", default=None,
-                        help="live frame source: picamera2, a camera index, a video file, an http/rtsp URL, or "
-                             "synthetic. Without it the page offers photo upload and drawing only.")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the .tflite digit classifier")
-    parser.add_argument("--threads", type=int, default=THREADS, help="interpreter threads")
+                        help="live frame source, as for `digitlite run`: " + SOURCE_HELP + ". Without it the page "
+                             "offers photo upload and drawing only.")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="the .tflite model; by default the int8 model installed with digitlite")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
     parser.add_argument("--host", default=HOST,
                         help="address to listen on; 0.0.0.0 makes the page reachable from the network")
     parser.add_argument("--port", type=int, default=PORT, help="TCP port (0: any free port)")

@@ -6,7 +6,7 @@ paper colours, digit size and stroke width, spacing, perspective (sometimes show
 edges), uneven light and a shadow, blur, sensor noise and JPEG compression. Only test-set digits are used,
 so evaluation never sees a digit the model was trained on.
 
-    python -m edge_app.scenes --count 8 --seed 1 --out /tmp/scenes   # writes PNGs and truth.csv
+    python -m digitdata.scenes --count 8 --seed 1 --out /tmp/scenes   # writes PNGs and truth.csv
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from digitdata.mnist import load_mnist
 
 FRAME_SIZE = (640, 480)  # (width, height) px: the camera's low-resolution stream
 MAX_DIGITS = 6
@@ -43,14 +45,8 @@ class Scene:
 
 @lru_cache(maxsize=1)
 def mnist_test_digits() -> tuple[np.ndarray, np.ndarray]:
-    """MNIST test images (10000, 28, 28) uint8 and labels, through the project's one verified loader.
-
-    `train.mnist` needs only numpy and the standard library (no TensorFlow), and it is the single place
-    that finds and checksums MNIST; importing it lazily keeps the edge app's import graph free of `train`
-    unless scenes are actually rendered.
-    """
-    from train.mnist import load_mnist
-
+    """MNIST test images (10000, 28, 28) uint8 and labels, through the project's one verified loader
+    (`digitdata.mnist`), read on the first scene rendered."""
     m = load_mnist()
     return m.x_test, m.y_test
 

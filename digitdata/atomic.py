@@ -1,6 +1,6 @@
 """Atomic outputs: a file is either the old one or the whole new one, never half-written.
 
-    python -c "from train.atomic import write_json; write_json('x.json', {'a': 1})"
+    python -c "from digitdata.atomic import write_json; write_json('x.json', {'a': 1})"
 """
 
 from __future__ import annotations

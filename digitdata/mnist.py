@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.atomic import write_bytes
+from digitdata.atomic import write_bytes
 
 ENV_DIR = "DIGITLITE_MNIST_DIR"
 

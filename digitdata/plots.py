@@ -1,8 +1,9 @@
 """Figures shared by the training and conversion reports: curves, confusion matrices, digit grids, EDA.
 
-Every figure is saved atomically as PNG with matplotlib's non-interactive backend.
+Every figure is saved atomically as PNG with matplotlib's non-interactive backend. Needs matplotlib (the
+`[train]` extra): train and convert import this module, the device never does.
 
-    python -c "import numpy as np; from train import plots; plots.digit_grid(np.zeros((4, 28, 28)), '1234', 'g.png')"
+    python -c "import numpy as np; from digitdata import plots; plots.digit_grid(np.zeros((4, 28, 28)), '12', 'g.png')"
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ matplotlib.use("Agg")  # no display on servers and devices
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from train.atomic import atomic_path  # noqa: E402
+from digitdata.atomic import atomic_path  # noqa: E402
 
 
 def save(fig, path: str | Path) -> None:

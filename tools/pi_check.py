@@ -13,14 +13,16 @@ What it does, on an x86_64 Debian/Ubuntu host (needs qemu-user-static, debootstr
    int8 results. LiteRT's CPU detection crashes on the host's x86 /proc/cpuinfo, so ROOTFS/proc/cpuinfo is a
    Pi's: with -L, QEMU opens ROOTFS/path before /path for every file that exists there.
 4. The comparison with the same code on the host: the int8 model's raw outputs on a fixed batch with XNNPACK
-   (2 threads, what the device runs) must match within one quantization step; with the built-in kernels every
+   (the default threads, what the device runs) must match within one quantization step; with the built-in kernels every
    prediction must agree (their rounding differs between ARM and x86 by up to ~10 steps, reported);
    `digitlite read --json` on the golden images must give the same numbers (confidences within one step,
    boxes within 2 px: JPEG decoders round differently), and `digitlite doctor` must pass inside the emulated
    system. Functional only: nothing is timed against a limit.
 
-    python -m edge_app.deploy.pi_check                   # make pi-check
-    python -m edge_app.deploy.pi_check --cpus cortex-a76 --keep
+Host-side tooling (debootstrap, QEMU): it lives in tools/, outside the packages the wheel installs.
+
+    python -m tools.pi_check                   # make pi-check
+    python -m tools.pi_check --cpus cortex-a76 --keep
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+from digitlite import HelpFormatter
+from tools.steps import CheckFailed, build_wheel, read_json, run
+
+REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digitlite" / "pi-check"
 SUITE = "bookworm"  # Raspberry Pi OS Bookworm = Debian 12
 PYTHON_VERSION = "3.11"  # bookworm's python3
@@ -66,28 +71,8 @@ BOARDS = {
 }
 
 
-class CheckFailed(Exception):
-    """A step of the check failed; the message says which step, what it saw and what to do."""
-
-
 def log(message: str) -> None:
     print(f"pi-check: {message}", flush=True)
-
-
-def run(cmd: list[str], what: str, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
-    """Run `cmd`; on failure raise CheckFailed naming the step and showing the end of its output."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-    except FileNotFoundError as exc:
-        raise CheckFailed(f"{what}: {cmd[0]} not found ({exc}). Install the host packages: make system-deps "
-                          f"(qemu-user-static, debootstrap; listed in .ci/apt-packages)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CheckFailed(f"{what}: no result after {timeout:.0f} s: {' '.join(cmd[:6])} ...") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise CheckFailed(f"{what} failed (exit {proc.returncode}): {' '.join(cmd[:8])}"
-                          f"{' ...' if len(cmd) > 8 else ''}\n{tail}")
-    return proc
 
 
 # ---------------------------------------------------------------------------------------------- host setup
@@ -219,36 +204,12 @@ def fetch_wheels(cache: Path) -> tuple[Path, bool]:
     return folder, True
 
 
-def source_files() -> list[str]:
-    """The checkout's files as git sees them (tracked or not ignored); everything but .venv/.git otherwise."""
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard",
-                              "-z"], capture_output=True, check=True).stdout.decode()
-        files = [f for f in out.split("\0") if f and (REPO / f).is_file()]
-        if files:
-            return files
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    skip = {".venv", ".git", "runs", "build", "dist", ".pytest_cache", ".ruff_cache"}
-    return [str(p.relative_to(REPO)) for p in REPO.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
-
-
 def install_edge(work: Path, wheels: Path) -> tuple[Path, list[str]]:
     """Build this checkout's wheel and `pip install --target` digitlite[edge] for aarch64; (site, packages)."""
-    src, dist, site = work / "src", work / "dist", work / "site"
-    for name in source_files():
-        if name.startswith("models/"):
-            continue  # models are copied beside the install, as the installer does
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, src / name)
-    if not (src / "README.md").exists():
-        # pyproject.toml names README.md as the long description; the check does not depend on its text.
-        (src / "README.md").write_text("digitlite\n")
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "-w", str(dist), str(src)], "building the digitlite wheel from this checkout")
+    site = work / "site"
+    wheel = build_wheel(work)
     run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
-         "--find-links", str(wheels), "--find-links", str(dist), "--target", str(site), *platform_args(),
+         "--find-links", str(wheels), "--find-links", str(wheel.parent), "--target", str(site), *platform_args(),
          "digitlite[edge]"], "pip install --target digitlite[edge] for aarch64 (from the cached wheels)")
     packages = sorted(p.name.split(".dist-info")[0] for p in site.glob("*.dist-info"))
     return site, packages
@@ -274,9 +235,10 @@ def write_board_files(root: Path, cpu: str) -> None:
 
 
 def fixed_batch(size: int = BATCH_SIZE) -> tuple[np.ndarray, str]:
-    """(uint8 digits (size, 28, 28), description): MNIST test digits when available, else seeded strokes."""
-    mnist = Path(os.environ.get("DIGITLITE_MNIST_DIR", REPO.parent / "shared/datasets/mnist"))
-    images = mnist / "t10k-images-idx3-ubyte.gz"
+    """(uint8 digits (size, 28, 28), description): MNIST test digits when they are here (an explicit folder or
+    the user cache, as `digitlite data --offline` finds them), else seeded strokes only."""
+    from digitdata.mnist import MnistError, find_mnist
+
     half = size // 2
     rng = np.random.default_rng(20240601)
     # Thick random strokes on black: inputs unlike MNIST, so that saturated and mid-range outputs both occur.
@@ -287,14 +249,11 @@ def fixed_batch(size: int = BATCH_SIZE) -> tuple[np.ndarray, str]:
             for t in np.linspace(0, 1, 40):
                 r, c = int(round(r0 + (r1 - r0) * t)), int(round(c0 + (c1 - c0) * t))
                 img[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2] = rng.integers(160, 256)
-    if images.is_file():
-        import gzip
-
-        with gzip.open(images, "rb") as f:
-            raw = f.read(16 + half * 28 * 28)
-        digits = np.frombuffer(raw, np.uint8, offset=16).reshape(half, 28, 28)
-        return np.concatenate([digits, strokes[: size - half]]), f"{half} MNIST test digits + {size - half} strokes"
-    return strokes, f"{size} seeded random strokes (MNIST not found at {mnist})"
+    try:
+        digits = find_mnist(offline=True).x_test[:half]
+    except MnistError as exc:
+        return strokes, f"{size} seeded random strokes (MNIST not found: {exc})"
+    return np.concatenate([digits, strokes[: size - half]]), f"{half} MNIST test digits + {size - half} strokes"
 
 
 def golden_images(folder: Path) -> list[Path]:
@@ -385,18 +344,6 @@ def host_python(args: list[str], what: str, cwd: Path) -> subprocess.CompletedPr
     return run([sys.executable, *args], f"{what} (x86 host)", timeout=600, env=env, cwd=cwd)
 
 
-def read_json(proc: subprocess.CompletedProcess, what: str) -> object:
-    """One JSON document, or a list of them for JSON Lines output (`digitlite read --json`)."""
-    try:
-        lines = [line for line in proc.stdout.splitlines() if line.strip()]
-        if len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines):
-            return [json.loads(line) for line in lines]
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise CheckFailed(f"{what}: output is not JSON ({exc}); first lines:\n"
-                          + "\n".join(proc.stdout.splitlines()[:10])) from exc
-
-
 def check(args: argparse.Namespace) -> dict:
     """Run every step; return the report. Raises CheckFailed with the failing step."""
     timings: dict[str, float] = {}
@@ -409,7 +356,7 @@ def check(args: argparse.Namespace) -> dict:
         raise CheckFailed(f"model {model} not found: convert one (digitlite convert) or pass --model")
     goldens = golden_images(Path(args.golden))
     if not goldens and not args.no_read:
-        raise CheckFailed(f"no golden scene images (*.png) in {args.golden}: pass --golden DIR, or --no-read to "
+        raise CheckFailed(f"no golden scene images (*.png, *.jpg) in {args.golden}: pass --golden DIR, or --no-read to "
                           f"check the raw model outputs only")
     if not shutil.which("qemu-aarch64-static"):
         raise CheckFailed("qemu-aarch64-static not found: apt-get install qemu-user-static (or make system-deps)")
@@ -449,7 +396,7 @@ def check(args: argparse.Namespace) -> dict:
         report["batch"] = batch_from
         (work / "home").mkdir()
         config = work / "device.toml"
-        config.write_text(f'source = "synthetic"\nmodel = "{model_copy}"\nthreads = 2\nheadless = true\n')
+        config.write_text('source = "synthetic"\nheadless = true\n')  # the model installed with the wheel
 
         probe = ["-m", "edge_app.deploy.pi_probe", "--model", str(model_copy), "--batch", str(batch)]
         read = ["-m", "digitlite", "read", "--json", "--model", str(model_copy), *map(str, goldens)]
@@ -547,10 +494,10 @@ def summary(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_app.deploy.pi_check", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.pi_check", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--model", default=str(REPO / "models/digits_int8.tflite"), help="the int8 model")
-    parser.add_argument("--golden", default=str(REPO / "tests/data/golden"), help="golden scene images (*.png)")
+    parser.add_argument("--golden", default=str(REPO / "tests/data/golden"), help="golden scene images (*.png, *.jpg)")
     parser.add_argument("--no-read", action="store_true", help="skip `digitlite read` (raw outputs only)")
     parser.add_argument("--cpus", default=",".join(CPUS), type=lambda s: [c for c in s.split(",") if c],
                         help=f"emulated cores, comma-separated; valid: {', '.join(BOARDS)}")
