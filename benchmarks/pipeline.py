@@ -1,6 +1,6 @@
 """End-to-end reading pipeline on camera-like 640x480 frames: latency per stage and frames per second.
 
-Frames are synthetic scenes (`digitdata.scenes`: MNIST test digits photographed badly), rendered before
+Frames are engine camera frames (`digitdata.engine`: MNIST test digits photographed badly), rendered before
 timing starts; "capture" is taking the next frame from that ring as a fresh buffer, as a camera driver
 hands one over, so the figure is the device's work per frame and not the scene renderer's. The reader
 (`edge_app.reader.DigitReader`) reports its own stages (find, classify, total); the benchmark adds capture
@@ -61,7 +61,8 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     import numpy as np
 
     from benchmarks.timing import peak_rss_mib, summarize
-    from digitdata.scenes import render_scene
+    from digitdata import engine
+    from digitdata.mnist import load_mnist
     from edge_app.reader import DigitReader
     from edge_app.runtime import DEFAULT_THREADS, Classifier
 
@@ -70,8 +71,9 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     threads = min(len(cpus), DEFAULT_THREADS)  # as the device runs it, within the CPUs this run may use
     classifier = Classifier(model_path, threads=threads)
     reader = DigitReader(classifier)
+    mnist = load_mnist()
     rng = np.random.default_rng(seed)
-    scenes = [render_scene(rng, size=FRAME_SIZE) for _ in range(max(1, distinct))]
+    scenes = [engine.render(rng, mnist.x_test, mnist.y_test, kind="frame") for _ in range(max(1, distinct))]
 
     stage_ns: dict[str, list[int]] = {}
     frame_ns: list[int] = []
@@ -79,7 +81,7 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     for i in range(warmup + frames):
         scene = scenes[i % len(scenes)]
         start = time.perf_counter_ns()
-        frame_bgr = scene.frame_bgr.copy()  # capture: the driver hands over a fresh buffer
+        frame_bgr = scene.image_bgr.copy()  # capture: the driver hands over a fresh buffer
         captured = time.perf_counter_ns()
         reading = reader.read(frame_bgr)
         end = time.perf_counter_ns()

@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/engine"))
     parser.add_argument("--boxes", action="store_true", help="draw the truth boxes on the images")
     args = parser.parse_args(argv)
-    from train.mnist import load_mnist  # digitdata.mnist after the move (issue 12)
+    from digitdata.mnist import load_mnist
 
     m = load_mnist()
     args.out.mkdir(parents=True, exist_ok=True)

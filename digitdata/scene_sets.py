@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from digitdata import crops, engine, frames, heatmap
-from train.mnist import Mnist, cache_dir, find_mnist  # digitdata.mnist after the move (issue 12)
+from digitdata.mnist import Mnist, cache_dir, find_mnist
 
 VALIDATION_DIGITS = 5000  # training images held out, as for the classifier (same split, same seed)
 SPLIT_SEED = 42

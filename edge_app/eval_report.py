@@ -167,7 +167,7 @@ def markdown(report: dict) -> str:
 
 def write_report(out: Path, report: dict, results: list[ItemResult]) -> list[Path]:
     """report.json, report.md and misses.png in `out`, each written atomically (temp file, then rename)."""
-    from train.atomic import write_bytes, write_json, write_text  # stdlib only: no TensorFlow
+    from digitdata.atomic import write_bytes, write_json, write_text
 
     ok, png = cv2.imencode(".png", contact_sheet(results, list(report["readers"])))
     if not ok:

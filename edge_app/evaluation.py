@@ -34,7 +34,7 @@ import numpy as np
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 Predict = Callable[[np.ndarray], tuple[str, list[Box]]]
 
-LABELS_FILES = ("labels.csv", "truth.csv")  # looked for in this order; truth.csv is what edge_app.scenes writes
+LABELS_FILES = ("labels.csv", "truth.csv")  # looked for in this order; truth.csv is what the golden folder has
 LABEL_COLUMNS = ("label", "text")  # `text`: the column name of truth.csv (tests/data/golden)
 IMAGE_FOLDERS = (".", "images")  # a label's file is looked up in the folder, then in its images/ (real-photos)
 MAX_LISTED = 5  # file names quoted in one error message

@@ -173,7 +173,8 @@ class PiCamera:
 
 
 class Synthetic:
-    """Camera-like scenes rendered from MNIST test digits (`digitdata.scenes`); `.truth` is the last text.
+    """Camera frames rendered by the data engine from MNIST test digits (`digitdata.engine`); `.truth` is the
+    last scene's text.
 
     Like a camera held over a page: each scene is shown for `repeat` frames (so `--stable-frames` can
     settle), at most `fps` frames per second (so the capture thread does not spin a core).
@@ -183,9 +184,12 @@ class Synthetic:
 
     def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = SYNTHETIC_REPEAT,
                  fps: float | None = SYNTHETIC_FPS):
-        from digitdata.scenes import scenes
+        from digitdata.engine import scenes
+        from digitdata.mnist import load_mnist
 
-        self.name, self._scenes, self.frames, self.repeat = "synthetic", scenes(seed), frames, max(1, repeat)
+        mnist = load_mnist()
+        self._scenes = scenes(seed, mnist.x_test, mnist.y_test, kind="frame")
+        self.name, self.frames, self.repeat = "synthetic", frames, max(1, repeat)
         self.fps = fps
         self._served, self._frame, self.truth, self._next_at = 0, None, "", 0.0
 
@@ -199,7 +203,7 @@ class Synthetic:
             self._next_at = max(self._next_at, time.monotonic()) + 1.0 / self.fps
         if self._served % self.repeat == 0:  # the same scene for `repeat` frames, like a camera held still
             scene = next(self._scenes)
-            self._frame, self.truth = scene.frame_bgr, scene.text
+            self._frame, self.truth = scene.image_bgr, scene.text
         self._served += 1
         return self._frame
 

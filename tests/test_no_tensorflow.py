@@ -77,7 +77,7 @@ IMPORT_ALL = textwrap.dedent(
             importlib.import_module(info.name)
         except ImportError as exc:  # an optional dependency (picamera2, fastapi) may be absent
             failed[info.name] = str(exc)
-    import digitdata.mnist, digitdata.scenes  # the synthetic source reads MNIST through them
+    import digitdata.mnist, digitdata.engine  # the synthetic source reads MNIST through them
     """
 )
 REPORT = textwrap.dedent(

@@ -238,7 +238,7 @@ def train_detector_main(argv: list[str]) -> int:
         return 2
 
     from train.detector_trainer import train_detector
-    from train.mnist import MnistError
+    from digitdata.mnist import MnistError
     from train.trainer import RunExistsError
 
     try:

@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from digitdata import engine, heatmap, scene_sets  # noqa: E402
-from train.atomic import atomic_path, write_json, write_text  # noqa: E402
+from digitdata.atomic import atomic_path, write_json, write_text  # noqa: E402
 from train.detector import box_loss, build_detector, focal_loss  # noqa: E402
 from train.detector_config import DetectorConfig  # noqa: E402
 
@@ -203,7 +203,7 @@ def train_detector(cfg: DetectorConfig, out: str | Path, data_dir: str | Path | 
     write_json(out / "history.json", history)
     write_json(out / "report.json", scores)
     write_text(out / "report.md", _report_markdown(scores, cfg, model.count_params()))
-    from train import plots
+    from digitdata import plots
 
     plots.curves(history, out / "curves.png", title="digit detector", metrics=("heat_loss", "box_loss", "loss"))
     write_json(out / "config.json", {
