@@ -297,8 +297,8 @@ def eval_scenes_main(argv: list[str]) -> int:
     if args.count < 1:
         print("digitlite eval-scenes: --count must be at least 1", file=sys.stderr)
         return 2
-    meta = {"command": " ".join(["digitlite eval-scenes", *argv]), "source": f"digitdata.engine (MNIST test digits), seed {args.seed}",
-            "scenes": args.count, "seed": args.seed}
+    meta = {"command": " ".join(["digitlite eval-scenes", *argv]), "scenes": args.count, "seed": args.seed,
+            "source": f"digitdata.engine, MNIST test digits, seed {args.seed}"}
     return _evaluate_and_report("eval-scenes", args, meta,
                                 lambda readers, thumbnail: eval_scenes(readers, args.count, args.seed, thumbnail))
 

@@ -229,16 +229,19 @@ def train_detector_main(argv: list[str]) -> int:
             parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--out", type=Path, default=Path("runs/detector"), help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    _add_data_dir(parser)
+    add_data_dir(parser)
+    add_log_level(parser)
     args = parser.parse_args(argv)
     try:
         cfg = DetectorConfig(**{k: getattr(args, k) for k in asdict(DetectorConfig())}).validate()
     except ValueError as exc:
         print(f"digitlite train-detector: {exc}", file=sys.stderr)
         return 2
+    setup_logging(args.log_level)
+    load_tensorflow()
 
-    from train.detector_trainer import train_detector
     from digitdata.mnist import MnistError
+    from train.detector_trainer import train_detector
     from train.trainer import RunExistsError
 
     try:
