@@ -82,9 +82,14 @@ def ratios(record: dict) -> dict[str, float]:
         out["int8_over_float32"] = int8 / f32
     if int8_32 and f32_32:
         out["int8_b32_over_float32_b32"] = int8_32 / f32_32
+    det8, det32 = _invoke_p50(record, "detector-int8"), _invoke_p50(record, "detector-float32")
+    if det8 and det32:
+        out["detector_int8_over_float32"] = det8 / det32
     if ref_ms:
         if int8:
             out["int8_over_reference"] = int8 / (ref_ms * 1e3)
+        if det8:
+            out["detector_int8_over_reference"] = det8 / (ref_ms * 1e3)
         for cores in ("1core", "all"):
             run = (record.get("pipeline") or {}).get(cores) or {}
             if run.get("status") == "ok":

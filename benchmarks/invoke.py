@@ -42,10 +42,18 @@ class InvokeCase:
 
 
 def discover_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
-    """{variant: path} for every `digits_<variant>.tflite` in `models_dir`, released variants first."""
+    """{variant: path} for every `digits_<variant>.tflite` in `models_dir`, released variants first, then the
+    detector's as `detector-<variant>`."""
     found = {p.stem.removeprefix("digits_"): p for p in sorted(Path(models_dir).glob("digits_*.tflite"))}
     order = [v for v in VARIANT_ORDER if v in found] + [v for v in found if v not in VARIANT_ORDER]
-    return {v: found[v] for v in order}
+    detectors = {f"detector-{p.stem.removeprefix('detector_')}": p
+                 for p in sorted(Path(models_dir).glob("detector_*.tflite"))}
+    return {**{v: found[v] for v in order}, **dict(sorted(detectors.items(), key=lambda kv: kv[0] != "detector-int8"))}
+
+
+def is_detector(variant: str) -> bool:
+    """The detector reads one picture at a time: it is timed at batch 1 only."""
+    return variant.startswith("detector")
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
@@ -116,7 +124,7 @@ def run_invoke(models: dict[str, Path], threads: tuple[int, ...] = THREADS, batc
     rows = []
     for variant, path in models.items():
         for xnn in xnnpack:
-            for batch in batches:
+            for batch in ((1,) if is_detector(variant) else batches):
                 for n_threads in threads:
                     row = time_invoke(path, InvokeCase(variant, n_threads, batch, xnn), runs, warmup, max_seconds)
                     log.info("invoke %-8s threads=%d batch=%-3d xnnpack=%-5s %s", variant, n_threads, batch, xnn,

@@ -45,8 +45,9 @@ class EngineConfig:
     second_line_p: float = 0.15  # a second line of digits (third: a quarter of that)
     min_height_px: float = 12.0  # smallest digit height in a 640x480 frame
     crop_height_px: tuple[float, float] = (18.0, 320.0)  # digit height in a crop, before resizing
-    gap: tuple[float, float] = (-0.18, 0.85)  # space between digits, in digit heights (< 0: overlapping)
-    touching_p: float = 0.25  # lines whose digits overlap or touch
+    gap: tuple[float, float] = (-0.12, 0.85)  # space between digits, in digit heights (< 0: overlapping)
+    touching_p: float = 0.25  # lines whose digits overlap or touch ...
+    touching_max_stroke: float = 0.14  # ... written no bolder than this (digit heights)
     tilt_deg: float = 15.0  # rows tilted up to this ...
     steep_tilt_p: float = 0.05  # ... and sometimes twice as much
     slant: float = 0.25  # shear of the writing (italic)
@@ -377,6 +378,8 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
     angle = math.radians(tilt)
     slant = rng.uniform(-cfg.slant, cfg.slant) * (rng.random() < 0.6)
     stroke = float(np.exp(rng.uniform(np.log(cfg.stroke[0]), np.log(cfg.stroke[1]))))
+    if touching:  # overlapping marker strokes merge into a blot no one can read
+        stroke = min(stroke, cfg.touching_max_stroke)
     line_pitch = rng.uniform(1.3, 1.9)  # line spacing, in digit heights
 
     # Digit height: in a frame, log-uniform from tiny to what still fits; in a crop, its own size.
@@ -471,7 +474,7 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
         a = _stroke_alpha(rng, images[p.index], p.matrix, roi, height, stroke)
         x, y, w, h = roi
         coverage[y:y + h, x:x + w] = np.maximum(coverage[y:y + h, x:x + w], a)
-    pencil = rng.random() < 0.15 and not bright
+    pencil = rng.random() < 0.15 and not bright and stroke < 0.12  # a pencil line is never marker-wide
     strength = rng.uniform(0.35, 0.7) if pencil else rng.uniform(0.8, 1.0)
     coverage *= strength * (_texture(rng, ch, cw, 3, 0.25) if pencil else 1.0)
     coverage = cv2.GaussianBlur(coverage, (0, 0), rng.uniform(0.3, 0.8))

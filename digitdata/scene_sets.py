@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -103,24 +104,20 @@ def _chunks(render, name: str, count: int, seed: int, part: str, data_dir, cfg: 
     paths = [folder / f"{name}-{part}-{seed}-{start}-{min(CHUNK, count - start)}-{key}.npz"
              for start in range(0, count, CHUNK)]
     missing = [i for i, path in enumerate(paths) if not (cache and path.is_file())]
+    fresh: dict[int, dict] = {}
     if missing:
         data_dir = str(find_mnist(data_dir).directory) if data_dir is None else str(data_dir)
         tasks = [(seed, i * CHUNK, min(CHUNK, count - i * CHUNK), part, data_dir, asdict(cfg), size) for i in missing]
         workers = workers or min(len(tasks), os.cpu_count() or 1)
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                done = list(pool.map(render, tasks))
-        else:
-            done = [render(t) for t in tasks]
-        if cache:
-            folder.mkdir(parents=True, exist_ok=True)
-            for i, arrays in zip(missing, done, strict=True):
-                tmp = paths[i].with_suffix(".tmp.npz")
-                np.savez(tmp, **arrays)
-                os.replace(tmp, paths[i])
-        fresh = dict(zip(missing, done, strict=True))
-    else:
-        fresh = {}
+        with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            results = pool.map(render, tasks) if pool else map(render, tasks)
+            for i, arrays in zip(missing, results, strict=True):  # each slice is kept as soon as it is made
+                fresh[i] = arrays
+                if cache:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    tmp = paths[i].with_suffix(".tmp.npz")
+                    np.savez(tmp, **arrays)
+                    os.replace(tmp, paths[i])
     out = []
     for i, path in enumerate(paths):
         if i in fresh:

@@ -10,21 +10,18 @@ kind of scene), each written atomically; `checkpoint/` lets `--resume` continue 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from digitdata import engine, heatmap, scene_sets  # noqa: E402
-from digitdata.atomic import atomic_path, write_json, write_text  # noqa: E402
-from train.detector import box_loss, build_detector, focal_loss  # noqa: E402
-from train.detector_config import DetectorConfig  # noqa: E402
+from digitdata import engine, heatmap, scene_sets
+from digitdata.atomic import atomic_path, write_json, write_text
+from train.detector import box_loss, build_detector, focal_loss
+from train.detector_config import DetectorConfig
 
 CROP = (128, 160)  # (height, width) px of the cheaper training windows (multiples of the 32 px stride)
 WINDOW_DIGIT_PX = 64  # scenes whose tallest digit is at most this (input px) train as windows

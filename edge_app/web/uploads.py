@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_app.digits import prepare_crop
+from digitdata.crops import mnist_style
 
 # ---------------------------------------------------------------------------------------------- defaults
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # a phone JPEG is 2-8 MB; the body is held in memory while decoding
@@ -147,7 +147,7 @@ def drawing_to_crop(frame_bgr: np.ndarray) -> np.ndarray:
     """A drawn digit (one digit filling a canvas, any polarity) as an MNIST-style (28, 28) uint8 crop.
 
     The ink strength is the darkness against the paper (or the brightness against a dark ground); the crop
-    is made by `edge_app.digits.prepare_crop`, the same preparation camera crops go through.
+    is made by `digitdata.crops.mnist_style`, the same preparation camera crops go through.
 
     Raises:
         UploadError: 422 when the drawing is blank.
@@ -156,7 +156,7 @@ def drawing_to_crop(frame_bgr: np.ndarray) -> np.ndarray:
     paper = int(np.median(gray))
     ink = (paper - gray.astype(np.int16)) if paper >= 128 else (gray.astype(np.int16) - paper)
     ink_u8 = np.clip(ink, 0, 255).astype(np.uint8)
-    crop = prepare_crop(ink_u8)
+    crop = mnist_style(ink_u8)
     if not crop.any():
         raise UploadError(422, "the drawing is blank: draw one digit, dark on light or light on dark.")
     return crop

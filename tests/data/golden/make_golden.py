@@ -23,16 +23,16 @@ from digitdata import engine  # noqa: E402
 from digitdata.mnist import load_mnist  # noqa: E402
 
 QUIET = dict(text_p=0.0, scribble_p=0.0, specks_p=0.0, show_through_p=0.0, underline_p=0.0, glare_p=0.0,
-             hard_shadow_p=0.0, bright_ink_p=0.0, sticky_p=0.0)
+             hard_shadow_p=0.0, bright_ink_p=0.0, sticky_p=0.0, cells_p=0.0)
 CASES = {  # name -> (engine settings, kind, what the scene must show, seed to start from)
     "tight_crop.jpg": (dict(QUIET, frame_share=0.0, tight_share=1.0), "crop", {"tight"}, 0),
-    "marker_photo.jpg": (dict(QUIET, frame_share=0.0, tight_share=1.0, stroke=(0.2, 0.22)), "crop", {"marker"}, 0),
+    "marker_photo.jpg": (dict(QUIET, frame_share=0.0, tight_share=1.0, stroke=(0.2, 0.22)), "crop", {"marker"}, 12),
     "touching.jpg": (dict(QUIET, touching_p=1.0, single_share=0.0, long_share=0.0, second_line_p=0.0,
-                          min_height_px=50.0), "frame", {"touching"}, 0),
+                          min_height_px=50.0), "frame", {"touching"}, 5),
     "tilted_row.jpg": (dict(QUIET, single_share=0.0, long_share=0.0, second_line_p=0.0, touching_p=0.0,
                             min_height_px=40.0), "frame", {"tilted"}, 0),
     "alone_on_page.jpg": (dict(QUIET, single_share=1.0, ruled_p=0.0, squared_p=0.0, dotted_p=0.0, cells_p=0.0,
-                               desk_p=0.0, min_height_px=30.0), "frame", {"frame"}, 0),
+                               desk_p=0.0, min_height_px=30.0), "frame", {"frame"}, 23),
 }
 MARKER_PHOTO_SIDE = 1600  # px: the marker digit is shown as a large phone photo
 
