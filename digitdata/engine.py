@@ -38,7 +38,8 @@ class EngineConfig:
     """The ranges the engine draws from. Probabilities are per scene unless said otherwise."""
 
     frame_share: float = 0.5  # camera frames (640x480); the rest are crops of any size
-    tight_share: float = 0.45  # of crops: one digit with a small margin (a tight crop)
+    tight_share: float = 0.45  # of crops: one digit with a small margin (a tight crop) ...
+    cut_p: float = 0.12  # ... that now and then shaves up to 5 % of the digit off one side
     max_digits: int = 12  # per line
     long_share: float = 0.2  # lines of 7..max_digits digits
     single_share: float = 0.25  # one digit in the picture (besides tight crops)
@@ -412,6 +413,8 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
         shift = rng.uniform(0.03, 0.97, 2) * room - lo * scale
     else:
         margin = (rng.uniform(0.06, 0.35, 4) if tight else rng.uniform(0.1, 1.2, 4)) * height
+        if tight and rng.random() < cfg.cut_p:  # a hasty crop that shaves a stroke off one side
+            margin[rng.integers(4)] = -rng.uniform(0.0, 0.05) * height - spread
         scale = 1.0
         cw, ch = int(math.ceil(extent[0] + margin[0] + margin[1])), int(math.ceil(extent[1] + margin[2] + margin[3]))
         shift = np.array([margin[0], margin[2]]) - lo
