@@ -8,7 +8,8 @@ broker is away wait there and are delivered, in order, when it returns; a readin
 at least once), none is lost while the outbox holds it. The client connects and reconnects in the background
 with doubling waits; the frame loop only calls `wake()`, which never blocks, and `close()` returns within a
 bounded time whatever the broker does (a broker that never acknowledges included). Messages are JSON: the
-stored reading and the device's name.
+stored reading (id, time, text, numbers, digits, source, origin, model_sha256) and the device's name; the id
+lets a consumer drop the rare duplicate.
 
     digitlite run --source synthetic --headless --mqtt 127.0.0.1:1883 --topic digitlite/desk
 """
