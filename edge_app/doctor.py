@@ -254,9 +254,10 @@ def check_config(path: str | None) -> tuple[Check, dict]:
     return check, config
 
 
-def check_model(model: Path, manifest: Path | None = None) -> Check:
+def check_model(model: Path, manifest: Path | None = None, allow_unverified: bool = False) -> Check:
     """The model file exists, is a TFLite flatbuffer, and matches its manifest entry's sha256
-    (`runtime.model_integrity`, what `digitlite run` verifies before loading it)."""
+    (`runtime.model_integrity`, what `digitlite run` verifies before loading it). A model it cannot verify fails,
+    as `digitlite run` refuses it, unless the configuration allows it (`allow_unverified = true`): then a warning."""
     data = {"path": str(model)}
     try:
         content = runtime.check_tflite_file(model)
@@ -273,18 +274,19 @@ def check_model(model: Path, manifest: Path | None = None) -> Check:
         return Check("model", "fail", str(exc),
                      f"copy manifest.json again from the release beside {model.name}", data)
     data["sha256"] = digest = integrity.sha256
-    unverified = "`digitlite run` refuses it unless allow_unverified = true"
+    status = "warn" if allow_unverified else "fail"
+    allowed = ("; used anyway: allow_unverified = true" if allow_unverified else
+               "; `digitlite run` refuses it (allow_unverified = true in the configuration uses it anyway)")
     if integrity.status == "no manifest":
-        return Check("model", "warn", f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
-                     f"cannot verify it; {unverified}", f"copy manifest.json from the release to {model.parent}",
-                     data)
+        return Check("model", status, f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
+                     f"cannot verify it{allowed}", f"copy manifest.json from the release to {model.parent}", data)
     if integrity.status == "no entry":
-        return Check("model", "warn", f"{integrity.problem()}; {unverified}",
+        return Check("model", status, f"{integrity.problem()}{allowed}",
                      "use the manifest.json released with this model (or regenerate it with `digitlite convert`)",
                      data)
     if integrity.status == "mismatch":
-        return Check("model", "fail", f"{model}: sha256 {digest[:12]}... does not match the manifest "
-                     f"({integrity.expected[:12]}...); the file is corrupt or from another release",
+        return Check("model", status, f"{model}: sha256 {digest[:12]}... does not match the manifest "
+                     f"({integrity.expected[:12]}...); the file is corrupt or from another release{allowed}",
                      f"copy digits_int8.tflite and manifest.json again from the same release to "
                      f"{model.parent}", data)
     entry = runtime.find_manifest_entry(model, manifest_path)
@@ -338,7 +340,7 @@ def run_checks(model: str | None = None, config: str | None = None,
     board = check_board()
     checks = [check_python(), check_runtime(), check_cpu(threads), board, config_check,
               check_cameras(run_config.get("source"), on_pi="Raspberry Pi" in board.data.get("model", "")),
-              check_model(model_path)]
+              check_model(model_path, allow_unverified=bool(run_config.get("allow_unverified")))]
     if checks[1].status != "fail" and checks[-1].status != "fail":
         checks.append(check_inference(model_path, threads))
     else:
