@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("convert.cli:compare_main", "side-by-side report of two .tflite models"),
     "read": ("edge_app.cli:read_main", "read the numbers in image files"),
     "run": ("edge_app.cli:run_main", "live loop on a camera, video, stream or synthetic source"),
+    "history": ("edge_app.history:history_main", "the stored readings, since a time, as text, CSV or JSON lines"),
     "eval-scenes": ("edge_app.cli:eval_scenes_main", "accuracy and speed on camera-like synthetic scenes"),
     "eval": ("edge_app.cli:eval_main", "accuracy and speed on a folder of labelled images (labels.csv)"),
     "serve": ("edge_app.web.server:serve_main", "web app: live stream, photo upload, draw a digit"),

@@ -2,7 +2,8 @@
 
 A run measures, in this order: the numpy reference workload, model size/parameters/MACs, interpreter invoke
 latency (variants x threads x batch x XNNPACK), the reading pipeline on one core and on all cores (child
-processes), and the peers (a child process, since it imports TensorFlow). It appends one record to
+processes), the peers (a child process, since it imports TensorFlow), and the live soak (a child process: 10,000
+frames through the live loop, resident memory sampled; reported, never asserted). It appends one record to
 benchmarks/history.jsonl and rewrites benchmarks/latest.md.
 
     digitlite bench                         # full run (a few minutes on 2 cores)
@@ -31,7 +32,7 @@ from benchmarks.invoke import BATCHES, THREADS, discover_models, find_row, parse
 from benchmarks.machine import describe
 from benchmarks.timing import peak_rss_mib, time_reference
 from digitlite import TF_LOG_ENV, HelpFormatter
-from edge_app.runtime import models_dir
+from edge_app.runtime import models_dir, thread_count
 
 log = logging.getLogger("benchmarks")
 
@@ -43,7 +44,7 @@ CHILD_TIMEOUT_S = 1800  # a pipeline or peers child process that takes longer is
 TARGET_INT8_P50_US = 30.0  # int8, 1 thread, batch 1
 TARGET_INT8_SPEEDUP = 1.5  # float32 p50 / int8 p50, 1 thread, batch 1
 TARGET_PIPELINE_FPS = 100.0  # 640x480 frames, one core
-QUICK = {"runs": 30, "warmup": 3, "frames": 8, "peer_runs": 10}  # --quick: seconds, not minutes
+QUICK = {"runs": 30, "warmup": 3, "frames": 8, "peer_runs": 10, "soak_frames": 300}  # --quick: seconds
 
 
 @dataclass
@@ -52,7 +53,7 @@ class BenchConfig:
 
     models: dict[str, Path]
     keras: Path | None
-    parts: tuple[str, ...] = ("invoke", "pipeline", "peers")
+    parts: tuple[str, ...] = ("invoke", "pipeline", "peers", "soak")
     threads: tuple[int, ...] = THREADS
     batches: tuple[int, ...] = BATCHES
     xnnpack: tuple[bool, ...] = (True, False)
@@ -61,6 +62,7 @@ class BenchConfig:
     max_seconds: float = 3.0  # time budget per invoke configuration
     frames: int = 500  # timed pipeline frames per core setting
     peer_runs: int = 500  # timed calls per peer at batch 1
+    soak_frames: int = 10_000  # frames through the live loop in the soak
     reference_runs: int = 200  # timed calls of the numpy reference workload, three times per run
     pipeline_model: str = "int8"  # the variant the reading pipeline uses (the device default)
     quick: bool = False
@@ -70,7 +72,8 @@ class BenchConfig:
         return {"parts": list(self.parts), "threads": list(self.threads), "batches": list(self.batches),
                 "xnnpack": list(self.xnnpack), "runs": self.runs, "warmup": self.warmup,
                 "max_seconds": self.max_seconds, "frames": self.frames, "peer_runs": self.peer_runs,
-                "reference_runs": self.reference_runs, "pipeline_model": self.pipeline_model, "quick": self.quick}
+                "reference_runs": self.reference_runs, "pipeline_model": self.pipeline_model,
+                "soak_frames": self.soak_frames, "quick": self.quick}
 
 
 # ---------------------------------------------------------------------------------------------- children
@@ -115,6 +118,18 @@ def run_peers_child(models: dict[str, Path], keras: Path | None, runs: int, warm
     for row in result.get("rows", []):
         if row["status"] != "ok":
             log.warning("peer %s batch %d: %s", row["peer"], row["batch"], row["status"])
+    return result
+
+
+def run_soak_child(model: Path, frames: int) -> dict:
+    """The live soak (`benchmarks.soak`) in a child process: its RSS is the loop's own."""
+    result = _child("benchmarks.soak", ["--model", str(model), "--frames", str(frames)])
+    if result["status"] == "ok":
+        log.info("live soak: %d frames at %.1f frames/s, RSS %.0f -> %.0f MiB (max %.0f), %+.2f MiB per 1000 frames",
+                 result["frames"], result["fps"], result["rss_first_mib"], result["rss_last_mib"],
+                 result["rss_max_mib"], result["rss_growth_mib_per_1000_frames"])
+    else:
+        log.warning("live soak: %s", result["status"])
     return result
 
 
@@ -179,6 +194,11 @@ def run_benchmark(config: BenchConfig) -> dict:
                                           config.batches)
         if "peak_rss_mib" in record["peers"]:
             memory["peers (with TensorFlow)"] = record["peers"]["peak_rss_mib"]
+    if "soak" in config.parts:
+        model = config.models.get(config.pipeline_model) or next(iter(config.models.values()))
+        record["soak"] = run_soak_child(model, config.soak_frames)
+        if record["soak"].get("status") == "ok":
+            memory["live soak"] = record["soak"]["peak_rss_mib"]
     # Three reference timings spread over the run; their median is the run's yardstick.
     record["reference"] = {"p50_ms": statistics.median(r["p50_ms"] for r in references),
                            "runs": [r["p50_ms"] for r in references],
@@ -218,15 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a model to measure (repeatable); without it, every digits_*.tflite in --models-dir")
     run.add_argument("--models-dir", default=str(models_dir()), help="where digits_<variant>.tflite live")
     run.add_argument("--keras", default=None, help="the Keras model for the peers (default: MODELS_DIR/digits.keras)")
-    run.add_argument("--parts", nargs="+", choices=("invoke", "pipeline", "peers"),
-                     default=["invoke", "pipeline", "peers"], help="which benchmarks to run")
-    run.add_argument("--threads", type=int, nargs="+", default=list(THREADS), help="interpreter threads")
+    run.add_argument("--parts", nargs="+", choices=("invoke", "pipeline", "peers", "soak"),
+                     default=["invoke", "pipeline", "peers", "soak"], help="which benchmarks to run")
+    run.add_argument("--threads", type=thread_count, nargs="+", default=list(THREADS), help="interpreter threads")
     run.add_argument("--batch", type=int, nargs="+", default=list(BATCHES), help="images per invoke")
     run.add_argument("--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate")
     run.add_argument("--runs", type=int, default=2000, help="timed invokes per configuration at batch 1")
     run.add_argument("--warmup", type=int, default=50, help="untimed invokes first")
     run.add_argument("--frames", type=int, default=500, help="timed pipeline frames per core setting")
     run.add_argument("--peer-runs", type=int, default=500, help="timed calls per peer at batch 1")
+    run.add_argument("--soak-frames", type=int, default=10_000,
+                     help="frames of the synthetic source through the live loop, RSS sampled")
     run.add_argument("--quick", action="store_true",
                      help=f"tiny N where not given explicitly ({QUICK}): proves the benchmark runs in "
                           f"seconds; figures are noisy")
@@ -258,7 +280,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         models=models, keras=keras if keras.exists() else None, parts=tuple(args.parts),
         threads=tuple(args.threads), batches=tuple(args.batch),
         xnnpack={"on": (True,), "off": (False,), "both": (True, False)}[args.xnnpack],
-        runs=args.runs, warmup=args.warmup, frames=args.frames, peer_runs=args.peer_runs)
+        runs=args.runs, warmup=args.warmup, frames=args.frames, peer_runs=args.peer_runs,
+        soak_frames=args.soak_frames)
     if args.quick:
         config.max_seconds, config.reference_runs, config.quick = 0.5, 20, True
     return config

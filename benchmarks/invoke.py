@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.timing import summarize, time_calls
 from digitlite import HelpFormatter
-from edge_app.runtime import models_dir
+from edge_app.runtime import models_dir, thread_count
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=None, metavar="VARIANT=PATH",
                         help="a model to time (repeatable); without it, every digits_*.tflite in --models-dir")
     parser.add_argument("--models-dir", default=str(MODELS_DIR), help="where digits_<variant>.tflite live")
-    parser.add_argument("--threads", type=int, nargs="+", default=list(THREADS), help="interpreter threads")
+    parser.add_argument("--threads", type=thread_count, nargs="+", default=list(THREADS), help="interpreter threads")
     parser.add_argument("--batch", type=int, nargs="+", default=list(BATCHES), help="images per invoke")
     parser.add_argument("--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate")
     parser.add_argument("--runs", type=int, default=RUNS, help="timed invokes at batch 1")

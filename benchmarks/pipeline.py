@@ -63,14 +63,13 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     from benchmarks.timing import peak_rss_mib, summarize
     from digitdata import engine
     from digitdata.mnist import load_mnist
-    from edge_app.reader import DigitReader
-    from edge_app.runtime import DEFAULT_THREADS, Classifier
+    from edge_app.cli import make_reader
+    from edge_app.runtime import DEFAULT_THREADS
 
     cpus = sorted(os.sched_getaffinity(0))
     cv2.setNumThreads(len(cpus))
     threads = min(len(cpus), DEFAULT_THREADS)  # as the device runs it, within the CPUs this run may use
-    classifier = Classifier(model_path, threads=threads)
-    reader = DigitReader(classifier)
+    reader = make_reader(model_path, threads, allow_unverified=True)  # any model given with --model
     mnist = load_mnist()
     rng = np.random.default_rng(seed)
     scenes = [engine.render(rng, mnist.x_test, mnist.y_test, kind="frame") for _ in range(max(1, distinct))]

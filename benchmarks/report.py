@@ -43,6 +43,22 @@ def _invoke_table(record: dict, xnnpack: bool) -> list[str]:
     return _table(["model", *[f"{t} thread{'s' if t > 1 else ''}" for t in threads]], rows)
 
 
+def soak_lines(soak: dict) -> list[str]:
+    """The live soak's block: resident memory along the run (reported, not asserted)."""
+    title = ["**Live soak** (the live loop of `digitlite run --web` on the synthetic source: history, JSON lines "
+             "and web-stream sinks; resident memory sampled, reported not asserted)", ""]
+    if soak.get("status") != "ok":
+        return title + [f"cannot run: {soak.get('status')}", ""]
+    samples = soak["rss_mib"]
+    rows = [[f"{soak['frames']:,}", f"{soak['readings']:,}", f"{soak['fps']:.0f}", f"{soak['rss_first_mib']:.0f}",
+             f"{soak['rss_last_mib']:.0f}", f"{soak['rss_max_mib']:.0f}",
+             f"{soak['rss_growth_mib_per_1000_frames']:+.2f}"]]
+    table = _table(["frames", "readings", "frames/s", "RSS first MiB", "RSS last MiB", "RSS max MiB",
+                    "MiB per 1,000 frames"], rows)
+    trace = "RSS MiB at frame: " + ", ".join(f"{n:,}: {mib:.0f}" for n, mib in samples)
+    return title + table + ["", trace, ""]
+
+
 def render(record: dict) -> str:
     """Markdown tables of one record: invoke, pipeline, peers, model, targets, the Pi estimate."""
     m, v, git = record["machine"], record["versions"], record.get("git") or {}
@@ -101,6 +117,9 @@ def render(record: dict) -> str:
         lines += _table(["engine", *[f"batch {b}" for b in batches]], rows) + [""]
         lines += [f"[{n}] {reason.replace('|', '/')}" for reason, n in reasons.items()]
         lines += [""] if reasons else []
+    soak = record.get("soak") or {}
+    if soak:
+        lines += soak_lines(soak)
     models = record.get("models") or {}
     if models:
         rows = [[name, f"{s['file_bytes'] / 1024:,.1f}", f"{s['params']:,}", f"{s['macs'] / 1e6:,.2f}"]

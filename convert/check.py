@@ -40,23 +40,28 @@ class CheckResult:
 
 
 def check_model(model_path: str | Path, manifest_path: str | Path | None = None, gate: Gate | None = None,
-                tolerance: float = 0.05, data_dir: str | Path | None = None) -> CheckResult:
-    """Evaluate `model_path` on all test images; fail on the gate or a drop below its recorded accuracy.
+                tolerance: float = 0.05, data_dir: str | Path | None = None,
+                allow_unverified: bool = False) -> CheckResult:
+    """Evaluate `model_path` on all test images; fail on the gate, a drop below its recorded accuracy, or a
+    sha256 that differs from its manifest entry.
 
     Args:
         tolerance: percentage points the measured accuracy may fall below the manifest's (runtimes on other
             CPUs may round differently); 0 demands at least the recorded accuracy.
+        allow_unverified: measure a model whose sha256 differs from its entry without failing for it.
     """
     gate = gate or Gate()
     model_path = Path(model_path)
     manifest_path = Path(manifest_path) if manifest_path else model_path.parent / "manifest.json"
     entry = manifest_io.read(manifest_path)["models"].get(model_path.name) if manifest_path.exists() else None
-    Classifier(model_path, threads=1)  # a missing, corrupt or non-digit model is reported before MNIST is sought
+    # A missing, corrupt or non-digit model is reported before MNIST is sought.
+    integrity = Classifier(model_path, threads=1, manifest_path=manifest_path).integrity
     data = find_mnist(data_dir)
     ev = evaluate(model_path, data, manifest_path=manifest_path)
-    sha = manifest_io.sha256_file(model_path)
-    result = CheckResult(str(model_path), ev.accuracy, ev.per_class(), sha,
-                         entry["accuracy"] if entry else None, (sha == entry["sha256"]) if entry else None)
+    result = CheckResult(str(model_path), ev.accuracy, ev.per_class(), integrity.sha256,
+                         entry["accuracy"] if entry else None, integrity.verified if entry else None)
+    if integrity.status == "mismatch" and not allow_unverified:
+        result.failures.append(f"{integrity.problem()}; --allow-unverified measures it without failing for this")
     if ev.accuracy < gate.min_accuracy:
         result.failures.append(f"accuracy {ev.accuracy:.4%} < --min-accuracy {gate.min_accuracy:.2%}")
     if entry:

@@ -3,7 +3,9 @@
 Checks on all 10,000 MNIST test images (`Gate`): the float32 .tflite agrees with the Keras model on
 >= 99.9 % of images; every quantized variant is within `max_drop` points of float32 and at least
 `min_accuracy`. Files move into the output folder (one rename each, then the manifest) only when every
-check passed; otherwise nothing there changes and the command exits with EXIT_REGRESSION.
+check passed; otherwise nothing there changes and the command exits with EXIT_REGRESSION. A conversion that
+was killed leaves its staging folder (`.<out>.staging-<pid>-*`, ignored by git); the next one removes every
+such folder whose process is gone.
 
     digitlite convert models/digits.keras --out models/
 """
@@ -11,7 +13,9 @@ check passed; otherwise nothing there changes and the command exits with EXIT_RE
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +31,8 @@ from digitdata.atomic import write_json, write_text
 from digitdata.mnist import Mnist, find_mnist
 from digitdata.pixels import PIXELS, to_model_input
 from digitlite import load_tensorflow
+
+log = logging.getLogger(__name__)
 
 # Exit codes of convert and check (3 is the dispatcher's "extra not installed").
 EXIT_OK = 0
@@ -134,6 +140,42 @@ def comparison_markdown(comparison: dict, sizes: dict[str, int] | None = None,
     return "\n".join(lines) + "\n"
 
 
+STAGING = re.compile(r"^\.(?P<out>.+)\.staging-(?:(?P<pid>\d+)-)?[^/]*$")  # .models.staging-<pid>-<random>
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove the staging folders that conversions into `out_dir` left when they were killed.
+
+    A folder is stale when the process that made it (the pid in its name) is gone; folders from before the
+    pid was in the name are stale too. A conversion still running keeps its folder.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    parent = out_dir.parent if out_dir.parent.is_dir() else None
+    for path in sorted(parent.iterdir()) if parent else []:
+        match = STAGING.match(path.name)
+        if not path.is_dir() or match is None or match["out"] != out_dir.name:
+            continue
+        if match["pid"] and (int(match["pid"]) == os.getpid() or _process_alive(int(match["pid"]))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        log.warning("removed %s, left by an interrupted conversion", path)
+    return removed
+
+
 def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DEFAULT_VARIANTS,
                         calibration_size: int = 500, seed: int = 0, gate: Gate | None = None,
                         data_dir: str | Path | None = None, command: str = "") -> Outcome:
@@ -141,6 +183,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
     gate = gate or Gate()
     variants = tuple(dict.fromkeys(("float32", "int8", *variants)))  # float32 is the reference, int8 the product
     keras_path, out_dir = Path(keras_path), Path(out_dir)
+    remove_stale_staging(out_dir.absolute())
     model = load_keras(keras_path)
     data = find_mnist(data_dir)
     train_cfg = training_config(keras_path)
@@ -149,7 +192,8 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
     calibration = calibration_sample(data.x_train, data.y_train, calibration_size, seed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    where = out_dir.absolute()
+    staging = Path(tempfile.mkdtemp(prefix=f".{where.name}.staging-{os.getpid()}-", dir=where.parent))
     try:
         evaluations = {}
         for variant in variants:

@@ -30,6 +30,7 @@ VALIDATION_DIGITS = 5000  # training images held out, as for the classifier (sam
 SPLIT_SEED = 42
 CHUNK = 250  # scenes per worker task (and per cache file)
 BOX_JITTER = 0.08  # of the digit height: how far a detector's box may sit from the truth (crops are made so)
+CROP_MIN_HEIGHT_PX = 18  # digits shorter than this in the picture make no classifier training crops
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _crops_chunk(task: tuple) -> dict:
     seed, start, count, part, data_dir, cfg_dict, _ = task
     images, labels = digit_split(find_mnist(data_dir), part)
     cfg = engine.EngineConfig(**cfg_dict)
-    crops_out, labels_out = [], []
+    crops_out, labels_out, heights = [], [], []
     for i in range(start, start + count):
         rng = np.random.default_rng([seed, i])
         scene = engine.render(rng, images, labels, cfg)
@@ -90,7 +91,9 @@ def _crops_chunk(task: tuple) -> dict:
             dx, dy, dw, dh = rng.normal(0, BOX_JITTER, 4) * h
             crops_out.append(crops.digit_crop(gray, (x + dx, y + dy, max(1.0, w + dw), max(1.0, h + dh)), dark))
             labels_out.append(digit)
-    return {"crops": np.stack(crops_out), "labels": np.asarray(labels_out, np.uint8)}
+            heights.append(h)
+    return {"crops": np.stack(crops_out), "labels": np.asarray(labels_out, np.uint8),
+            "heights": np.asarray(heights, np.float32)}
 
 
 def _chunks(render, name: str, count: int, seed: int, part: str, data_dir, cfg: engine.EngineConfig,
@@ -98,7 +101,7 @@ def _chunks(render, name: str, count: int, seed: int, part: str, data_dir, cfg: 
     """`render` over CHUNK-scene slices, in parallel; each slice cached on its own, so a larger set reuses
     a smaller one's scenes (scene i always comes from the seed [seed, i])."""
     recipe = {"what": name, "seed": seed, "part": part, "engine": asdict(cfg), "size": list(size),
-              "stride": heatmap.STRIDE, "jitter": BOX_JITTER, "version": 2}
+              "stride": heatmap.STRIDE, "jitter": BOX_JITTER, "version": 3}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir().parent / "scenes"
     paths = [folder / f"{name}-{part}-{seed}-{start}-{min(CHUNK, count - start)}-{key}.npz"
@@ -145,11 +148,16 @@ def render_crops(scenes: int, seed: int, part: str = "train", data_dir: str | Pa
     """The classifier's view of the digits in `scenes` engine scenes: (N, 28, 28) uint8 crops made by the
     device's `digitdata.crops.digit_crop` from slightly misplaced boxes (as a detector gives), and labels.
 
-    Cached like `render_set`. Training digits only unless `part` says otherwise.
+    Digits shorter than CROP_MIN_HEIGHT_PX, and crops with no ink left, are left out: blurred and
+    compressed that small they hold too little of the digit to teach anything but guessing. Cached like
+    `render_set`. Training digits only unless `part` says otherwise.
     """
     parts = _chunks(_crops_chunk, "crops", scenes, seed, part, data_dir, cfg or engine.EngineConfig(),
                     frames.DETECTOR_SIZE, workers, True)
-    return np.concatenate([p["crops"] for p in parts]), np.concatenate([p["labels"] for p in parts])
+    crops_u8 = np.concatenate([p["crops"] for p in parts])
+    labels = np.concatenate([p["labels"] for p in parts])
+    keep = (np.concatenate([p["heights"] for p in parts]) >= CROP_MIN_HEIGHT_PX) & (crops_u8.max(axis=(1, 2)) > 0)
+    return crops_u8[keep], labels[keep]
 
 
 def detection_scores(heats: np.ndarray, boxes: np.ndarray, scene_set: SceneSet, threshold: float,

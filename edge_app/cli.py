@@ -1,6 +1,9 @@
 """Command lines of the edge stage: `digitlite read`, `run`, `eval` and `eval-scenes`.
 
-Each `*_main` parses arguments and calls the function that does the work. Never imports TensorFlow.
+Each `*_main` parses arguments and calls the function that does the work. This module also owns the one place
+a `DigitReader` is built (`make_reader`, from `add_model_options`' flags: the model verified against its
+manifest, the thread count checked) and the options every live mode shares (`add_live_options`, used by
+`digitlite run` and `digitlite serve --source`). Never imports TensorFlow.
 
     digitlite read tests/data/golden/ --json
     digitlite run --source synthetic --headless --max-frames 30
@@ -15,42 +18,84 @@ import json
 import logging
 import sys
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from digitlite import HelpFormatter
-from edge_app.runtime import DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_THREADS
+from edge_app.images import FILE_LIMITS
+from edge_app.runtime import DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_THREADS, thread_count
 from edge_app.sources import SOURCE_HELP
+
+log = logging.getLogger(__name__)
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=HelpFormatter)
 
 
-def _add_model(parser: argparse.ArgumentParser) -> None:
+# ---------------------------------------------------------------------------------------------- the reader
+
+
+def add_model_options(parser: argparse.ArgumentParser, reading: bool = True) -> None:
+    """--model, --threads, --allow-unverified; with `reading`, the reader's --min-confidence and --roi too."""
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="the .tflite model; by default the int8 model installed with digitlite")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
-    parser.add_argument("--min-confidence", type=float, default=0.5, help="digits below this are dropped")
-    parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
-    parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR, help="the .tflite digit detector")
-    parser.add_argument("--reader", choices=["learned", "classic"], default="classic",
-                        help="learned: the detector finds the digits; classic: tuned thresholds (transition)")
+    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS,
+                        help="interpreter (XNNPACK) threads")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="use a model whose sha256 does not match its manifest entry, or that has none (your "
+                             "own model); by default such a model is refused")
+    if reading:
+        parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR,
+                            help="the .tflite digit detector; by default the int8 one installed with digitlite")
+        parser.add_argument("--reader", choices=READERS, default=READERS[0],
+                            help="learned: the detector finds the digits; classic: tuned thresholds (transition)")
+        parser.add_argument("--min-confidence", type=float, default=0.5, help="digits below this are dropped")
+        parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
 
 
-def _reader(args):
+READERS = ("classic", "learned")  # the first is the default (transition: learned takes over when it wins)
+
+
+def make_reader(model: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREADS, allow_unverified: bool = False,
+                min_confidence: float = 0.5, roi: str | None = None, detector: str | Path = DEFAULT_DETECTOR,
+                kind: str = READERS[0]):
+    """The one place a reader is built: its models verified against the manifest (unless allowed), once.
+
+    Args:
+        model: the .tflite classifier.
+        detector: the .tflite detector (the learned reader).
+        kind: one of READERS.
+        threads: interpreter threads (1 to runtime.MAX_THREADS).
+        allow_unverified: load a model that does not match its manifest entry, or has none.
+        min_confidence: digits below this are dropped.
+        roi: "x,y,w,h", the region read, or None for the whole frame.
+
+    Returns:
+        An `edge_app.reader.DigitReader`; `.classifier.integrity.sha256` identifies the model.
+
+    Raises:
+        ModelError (UnverifiedModelError), RuntimeNotFound, ValueError: see `_model_errors`.
+    """
     from edge_app.reader import DigitReader, parse_roi
     from edge_app.runtime import Classifier, Detector
 
-    classifier = Classifier(args.model, threads=args.threads)
-    if getattr(args, "reader", "learned") == "classic":
+    if kind not in READERS:
+        raise ValueError(f"reader {kind!r}: valid readers are {', '.join(READERS)}")
+    classifier = Classifier(model, threads=threads, require_verified=not allow_unverified)
+    if kind == "classic":
         from edge_app.classic_reader import ClassicReader
 
-        return ClassicReader(classifier, min_confidence=args.min_confidence, roi=parse_roi(args.roi))
-    return DigitReader(classifier, Detector(args.detector, threads=args.threads),
-                       min_confidence=args.min_confidence, roi=parse_roi(args.roi))
+        return ClassicReader(classifier, min_confidence=min_confidence, roi=parse_roi(roi))
+    return DigitReader(classifier, Detector(detector, threads=threads, require_verified=not allow_unverified),
+                       min_confidence=min_confidence, roi=parse_roi(roi))
+
+
+def reader_from_args(args: argparse.Namespace):
+    """`make_reader` with the options `add_model_options` added."""
+    return make_reader(args.model, args.threads, args.allow_unverified, getattr(args, "min_confidence", 0.5),
+                       getattr(args, "roi", None), getattr(args, "detector", DEFAULT_DETECTOR),
+                       getattr(args, "reader", READERS[0]))
 
 
 def _model_errors():
@@ -62,38 +107,30 @@ def _model_errors():
 # ---------------------------------------------------------------------------------------------- read
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """BGR uint8 pixels of an image file, or ValueError/FileNotFoundError saying why not."""
-    import cv2
+def read_file(path: Path, reader, limits=FILE_LIMITS) -> dict:
+    """One file's result: the reading, or {"source", "error"} saying why this file could not be read."""
+    from edge_app.images import read_image
 
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError("the file is empty")
-    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if frame is None:
-        raise ValueError("not an image OpenCV can decode (PNG, JPEG, BMP, WebP, TIFF)")
-    return frame
+    started = time.perf_counter()
+    try:
+        frame = read_image(path, limits)
+        reading = reader.read(frame)
+    except (OSError, ValueError) as exc:
+        return {"source": str(path), "error": str(exc)}
+    except Exception as exc:  # the reader failing on one file must not lose the others' results
+        log.debug("reading %s failed", path, exc_info=exc)
+        return {"source": str(path), "error": f"the reader failed on this image ({type(exc).__name__}: {exc})"}
+    stages = reading.to_dict()
+    stage_ms = {"decode": round((time.perf_counter() - started) * 1e3 - reading.latency_ms["total"], 3),
+                **stages.pop("latency_ms")}
+    return {"source": str(path), **stages, "latency_ms": round((time.perf_counter() - started) * 1e3, 3),
+            "stage_ms": stage_ms}
 
 
-def read_files(paths: list[Path], reader) -> list[dict]:
-    """One result per file: the reading, or {"source", "error"} for a file that cannot be read."""
-    results = []
+def read_files(paths: Iterable[Path], reader, limits=FILE_LIMITS) -> Iterator[dict]:
+    """One result per file, each yielded as soon as that file is read."""
     for path in paths:
-        started = time.perf_counter()
-        try:
-            frame = decode_image(path)
-            reading = reader.read(frame)
-        except (OSError, ValueError) as exc:
-            results.append({"source": str(path), "error": str(exc)})
-            continue
-        stages = reading.to_dict()
-        stage_ms = {"decode": round((time.perf_counter() - started) * 1e3 - reading.latency_ms["total"], 3),
-                    **stages.pop("latency_ms")}
-        results.append({"source": str(path), **stages,
-                        "latency_ms": round((time.perf_counter() - started) * 1e3, 3), "stage_ms": stage_ms})
-    return results
+        yield read_file(path, reader, limits)
 
 
 def _expand(paths: list[str]) -> list[Path]:
@@ -105,116 +142,145 @@ def _expand(paths: list[str]) -> list[Path]:
     return out
 
 
+def add_pixel_limit(parser: argparse.ArgumentParser, default_pixels: int) -> None:
+    parser.add_argument("--max-megapixels", type=float, default=default_pixels / 1e6,
+                        help="largest image accepted, in decoded megapixels (refused before decoding)")
+
+
+def limits_from_args(args: argparse.Namespace, base=FILE_LIMITS):
+    """`base` with the --max-megapixels given; ValueError when it is not positive."""
+    from dataclasses import replace
+
+    if not args.max_megapixels > 0:
+        raise ValueError(f"--max-megapixels {args.max_megapixels}: give a positive number")
+    return replace(base, max_pixels=int(args.max_megapixels * 1e6))
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result), flush=True)
+    elif "error" in result:
+        print(f"{result['source']}: error: {result['error']}", flush=True)
+    else:
+        confidence = min((d["confidence"] for d in result["digits"]), default=0.0)
+        print(f"{result['source']}: {result['text'] or '(nothing read)'}   [{len(result['digits'])} digits, lowest "
+              f"confidence {confidence:.0%}, {result['latency_ms']:.1f} ms]", flush=True)
+
+
 def read_main(argv: list[str]) -> int:
-    parser = _parser("read", "Read the handwritten numbers in image files. Exit code 1 only if none could be read.")
+    parser = _parser("read", "Read the handwritten numbers in image files; each file's result is printed as soon "
+                             "as it is read. Exit code 1 only if none could be read.")
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("--json", action="store_true", help="one JSON object per image, per line")
-    _add_model(parser)
+    add_pixel_limit(parser, FILE_LIMITS.max_pixels)
+    add_model_options(parser)
     args = parser.parse_args(argv)
     try:
-        reader = _reader(args)
+        limits = limits_from_args(args)
+        reader = reader_from_args(args)
     except _model_errors() as exc:
         print(f"digitlite read: {exc}", file=sys.stderr)
         return 2
-    results = read_files(_expand(args.paths), reader)
-    for r in results:
-        if args.json:
-            print(json.dumps(r))
-        elif "error" in r:
-            print(f"{r['source']}: error: {r['error']}")
-        else:
-            confidence = min((d["confidence"] for d in r["digits"]), default=0.0)
-            print(f"{r['source']}: {r['text'] or '(nothing read)'}   [{len(r['digits'])} digits, lowest "
-                  f"confidence {confidence:.0%}, {r['latency_ms']:.1f} ms]")
-    return 0 if any("error" not in r for r in results) else 1
+    any_read = False
+    for result in read_files(_expand(args.paths), reader, limits):
+        _print_result(result, args.json)
+        any_read |= "error" not in result
+    return 0 if any_read else 1
 
 
 # ---------------------------------------------------------------------------------------------- run
 
 
-def run_loop(source, reader, stable_frames: int = 3, emit=print, publisher=None, writer_path: Path | None = None,
-             show: bool = False, max_frames: int | None = None) -> int:
-    """The live loop: read frames, report each reading once it is stable. Returns the exit code.
+def add_live_options(parser: argparse.ArgumentParser, source_default: str | None = "picamera",
+                     max_fps: float | None = None) -> None:
+    """The options of the live loop, the same for `digitlite run` and `digitlite serve --source`."""
+    from edge_app.history import HistorySettings, default_history_path
 
-    0 when the source ended (or max_frames), 1 when a live source was lost for good (after its retries).
+    history = HistorySettings()
+    parser.add_argument("--source", default=source_default, help=SOURCE_HELP if source_default else
+                        f"live frame source: {SOURCE_HELP}. Without it the page offers photo upload and drawing only.")
+    parser.add_argument("--stable-frames", type=int, default=3, help="frames a reading must hold to be reported")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop reading after this many frames")
+    parser.add_argument("--max-fps", type=float, default=max_fps,
+                        help="frames read per second at most" + ("" if max_fps else
+                                                                 " (default: as fast as the source delivers)"))
+    parser.add_argument("--save", type=Path, default=None, help="write the annotated frames to this .mp4")
+    parser.add_argument("--history", type=Path, default=default_history_path(),
+                        help="the readings history (SQLite): every stable reading is committed here first")
+    parser.add_argument("--history-keep", type=int, default=history.keep,
+                        help="readings the history keeps; older ones are deleted")
+    parser.add_argument("--mqtt", default=None, help="publish stable readings to this broker, HOST[:PORT]")
+    parser.add_argument("--topic", default="digitlite/readings", help="MQTT topic")
+    parser.add_argument("--outbox-limit", type=int, default=history.outbox_limit,
+                        help="readings kept for MQTT while the broker is away; beyond it the oldest are dropped "
+                             "(and counted)")
+
+
+def check_live_options(args: argparse.Namespace) -> None:
+    """ValueError naming the option, for live options out of range (before anything is opened)."""
+    from edge_app.mqtt import check_topic, parse_broker
+
+    for name, value, low in (("--stable-frames", args.stable_frames, 1), ("--max-frames", args.max_frames, 1),
+                             ("--history-keep", args.history_keep, 1), ("--outbox-limit", args.outbox_limit, 1)):
+        if value is not None and value < low:
+            raise ValueError(f"{name} {value} is too small; it must be at least {low}.")
+    if args.max_fps is not None and not args.max_fps > 0:
+        raise ValueError(f"--max-fps {args.max_fps}: give a positive number of frames per second")
+    if args.mqtt:
+        parse_broker(args.mqtt)
+        check_topic(args.topic)
+
+
+def build_live(args: argparse.Namespace, reader, source, extra_sinks=(), stdout: bool = True):
+    """The live loop of `args` (see `add_live_options`): history, sinks (stdout, MQTT, video, ...) and the loop.
+
+    Returns:
+        An `edge_app.live.LiveLoop`; the caller runs it (`edge_app.live.run_until_stopped`).
+
+    Raises:
+        HistoryError, ValueError, ImportError: the history cannot be opened, a bad --save, no paho-mqtt.
     """
-    from edge_app.reader import Stabilizer, annotate
-    from edge_app.sources import SourceError
+    from edge_app.history import HistorySettings, ReadingStore
+    from edge_app.live import LiveLoop, LoopSettings
+    from edge_app.sinks import JsonLines, MqttOutbox, VideoFile
 
-    stabilizer = Stabilizer(stable_frames)
-    writer, times, n = None, [], 0
+    history = ReadingStore(args.history, HistorySettings(keep=args.history_keep, outbox_limit=args.outbox_limit))
+    sinks = []
     try:
-        while max_frames is None or n < max_frames:
-            waited = time.perf_counter()
-            try:
-                frame = source.read()
-            except SourceError as exc:
-                print(f"digitlite run: {exc}", file=sys.stderr)
-                return 1
-            if frame is None:
-                return 0
-            captured = time.perf_counter()
-            reading = reader.read(frame)
-            n += 1
-            times.append(time.perf_counter())
-            times = times[-30:]
-            fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-            latency = {"capture": round((captured - waited) * 1e3, 3),
-                       **{k: round(v, 3) for k, v in reading.latency_ms.items()}}
-            stable = stabilizer.update(reading.text)
-            if stable is not None:
-                message = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "frame": n,
-                           **reading.to_dict(), "latency_ms": latency, "fps": round(fps, 1)}
-                emit(json.dumps(message))
-                if publisher is not None:
-                    publisher.publish(message)
-            if writer_path is not None or show:
-                import cv2
+        if stdout:
+            sinks.append(JsonLines())
+        if args.save is not None:
+            sinks.append(VideoFile(args.save))
+        if args.mqtt:
+            from edge_app.mqtt import OutboxPublisher
 
-                annotated = annotate(frame, reading, fps)
-                if writer_path is not None:
-                    if writer is None:
-                        h, w = annotated.shape[:2]
-                        writer = cv2.VideoWriter(str(writer_path), cv2.VideoWriter_fourcc(*"mp4v"), 15, (w, h))
-                    writer.write(annotated)
-                if show:
-                    cv2.imshow("digitlite", annotated)
-                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                        return 0
-        return 0
-    finally:
-        if writer is not None:
-            writer.release()
-
-
-def _can_show() -> bool:
-    """A preview window needs a display and an OpenCV built with a GUI (the headless wheel has none)."""
-    import os
-
-    import cv2
-
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and "GUI" in cv2.getBuildInformation() \
-        and "NONE" not in cv2.getBuildInformation().split("GUI:")[-1].split("\n")[0]
+            sinks.append(MqttOutbox(OutboxPublisher(history, args.mqtt, args.topic)))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        history.close()
+        raise
+    sinks.extend(extra_sinks)
+    settings = LoopSettings(stable_frames=args.stable_frames, max_fps=args.max_fps)
+    return LiveLoop(source, reader, history, sinks, settings, source_name=args.source,
+                    model_sha256=reader.classifier.integrity.sha256, max_frames=args.max_frames)
 
 
 def run_main(argv: list[str]) -> int:
-    parser = _parser("run", "Live loop: read numbers from a camera, stream, video, images or synthetic scenes, "
-                            "and report each reading once it is stable.")
-    parser.add_argument("--source", default="picamera", help=SOURCE_HELP)
+    parser = _parser("run", "Live loop: read numbers from a camera, stream, video, images or synthetic scenes; each "
+                            "stable reading is stored in the readings history, then printed as a JSON line and "
+                            "sent to every output asked for (MQTT, video, the web page). SIGTERM or Ctrl-C stops it "
+                            "cleanly.")
+    add_live_options(parser)
     parser.add_argument("--headless", action="store_true",
                         help="no preview window (for a service; stable readings are printed as JSON lines either way)")
-    parser.add_argument("--save", type=Path, default=None, help="write the annotated frames to this .mp4")
-    parser.add_argument("--stable-frames", type=int, default=3, help="frames a reading must hold to be reported")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--mqtt", default=None, help="publish stable readings to this broker, HOST[:PORT]")
-    parser.add_argument("--topic", default="digitlite/readings", help="MQTT topic")
-    parser.add_argument("--web", action="store_true", help="serve the live web page instead of printing")
+    parser.add_argument("--web", action="store_true", help="also serve the live web page while running")
     parser.add_argument("--host", default="127.0.0.1", help="web page address (with --web)")
     parser.add_argument("--port", type=int, default=8080, help="web page port (with --web)")
     parser.add_argument("--token", default=None, help="web page access token (with --web)")
     parser.add_argument("--config", default=None, help="TOML config whose keys are defaults for these options "
                                                        "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
-    _add_model(parser)
+    add_model_options(parser)
     from edge_app import settings
 
     known, _ = parser.parse_known_args(argv)
@@ -228,43 +294,48 @@ def run_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    from edge_app.history import HistoryError
+    from edge_app.live import run_until_stopped
+    from edge_app.sinks import Preview, can_show
     from edge_app.sources import SourceError, open_source
 
     try:
-        reader = _reader(args)
-        source = open_source(args.source)
-    except (SourceError, *_model_errors()) as exc:
+        check_live_options(args)
+        reader = reader_from_args(args)
+        web = _web_view(args, reader) if args.web else None
+    except (*_model_errors(), ImportError, OSError) as exc:
         print(f"digitlite run: {exc}", file=sys.stderr)
-        return 2
-    if args.web:
-        try:
-            from edge_app.web.server import serve_live
-        except ImportError as exc:
-            print(f"digitlite run --web: {exc}", file=sys.stderr)
-            source.close()
-            return 3
-        return serve_live(reader, source, host=args.host, port=args.port, token=args.token,
-                          stable_frames=args.stable_frames)
-    publisher = None
+        return 3 if isinstance(exc, ImportError) else 2
     try:
-        if args.mqtt:
-            from edge_app.mqtt import Publisher
-
-            publisher = Publisher(args.mqtt, args.topic)
-        show = not args.headless and _can_show()
-        if not args.headless and not show:
-            print("digitlite run: no display or no GUI in this OpenCV build; running headless", file=sys.stderr)
-        return run_loop(source, reader, args.stable_frames, emit=lambda line: print(line, flush=True),
-                        publisher=publisher, writer_path=args.save, show=show, max_frames=args.max_frames)
-    except (ImportError, ValueError, ConnectionError) as exc:
+        source = open_source(args.source)
+    except SourceError as exc:
         print(f"digitlite run: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 0
-    finally:
+    show = not args.headless and can_show()
+    if not args.headless and not show:
+        print("digitlite run: no display or no GUI in this OpenCV build; running headless", file=sys.stderr)
+    try:
+        loop = build_live(args, reader, source, [web.stream] if web else [])
+    except (HistoryError, ValueError, ImportError) as exc:
         source.close()
-        if publisher is not None:
-            publisher.close()
+        print(f"digitlite run: {exc}", file=sys.stderr)
+        return 2
+    if show:
+        loop.sinks.append(Preview(loop.request_stop))
+    if web is not None:
+        web.attach(loop)
+        web.announce(live=True, out=sys.stderr)  # stdout carries the JSON lines
+    code = run_until_stopped(loop, web.server if web else None)
+    if code and loop.status.error:
+        print(f"digitlite run: {loop.status.error}", file=sys.stderr)
+    return code
+
+
+def _web_view(args: argparse.Namespace, reader):
+    """The web page of `run --web`, bound to its port now (a busy port is an error before the camera opens)."""
+    from edge_app.web.server import LiveWebView
+
+    return LiveWebView(reader, host=args.host, port=args.port, token=args.token)
 
 
 # ---------------------------------------------------------------------------------------------- eval-scenes
@@ -292,7 +363,7 @@ def eval_scenes_main(argv: list[str]) -> int:
     parser.add_argument("--count", type=int, default=200, help="scenes to render and read")
     parser.add_argument("--seed", type=int, default=0, help="scene generator seed")
     _add_eval_options(parser)
-    _add_model(parser)
+    add_model_options(parser)
     args = parser.parse_args(argv)
     if args.count < 1:
         print("digitlite eval-scenes: --count must be at least 1", file=sys.stderr)
@@ -323,7 +394,7 @@ def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
     from edge_app.evaluation import from_reader
 
     try:
-        readers = {"digitlite": from_reader(_reader(args))}
+        readers = {"digitlite": from_reader(reader_from_args(args))}
     except _model_errors() as exc:
         print(f"digitlite {prog}: {exc}", file=sys.stderr)
         return 2
@@ -355,12 +426,13 @@ def eval_main(argv: list[str]) -> int:
     parser.add_argument("--labels", type=Path, default=None,
                         help="the labels file; None: FOLDER/labels.csv, else FOLDER/truth.csv")
     _add_eval_options(parser)
-    _add_model(parser)
+    add_model_options(parser)
     args = parser.parse_args(argv)
     from edge_app.evaluation import LabelsError, evaluate, labelled_samples
+    from edge_app.images import read_image
 
     try:
-        labels, samples = labelled_samples(args.folder, decode_image, args.labels)
+        labels, samples = labelled_samples(args.folder, read_image, args.labels)
     except (LabelsError, OSError) as exc:
         print(f"digitlite eval: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -255,47 +254,42 @@ def check_config(path: str | None) -> tuple[Check, dict]:
     return check, config
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_model(model: Path, manifest: Path | None = None) -> Check:
-    """The model file exists, is a TFLite flatbuffer, and matches its manifest entry's sha256."""
+def check_model(model: Path, manifest: Path | None = None, allow_unverified: bool = False) -> Check:
+    """The model file exists, is a TFLite flatbuffer, and matches its manifest entry's sha256
+    (`runtime.model_integrity`, what `digitlite run` verifies before loading it). A model it cannot verify fails,
+    as `digitlite run` refuses it, unless the configuration allows it (`allow_unverified = true`): then a warning."""
     data = {"path": str(model)}
     try:
-        runtime.check_tflite_file(model)
+        content = runtime.check_tflite_file(model)
     except runtime.ModelError as exc:
         return Check("model", "fail", str(exc), "reinstall digitlite to restore the model installed with it "
                      "(pip install --force-reinstall 'digitlite[edge]'), or name an existing one: model = "
                      "\"...\" in the configuration file, or --model", data)
-    data["sha256"] = digest = sha256_file(model)
-    data["bytes"] = model.stat().st_size
+    data["bytes"] = len(content)
     manifest_path = manifest or model.parent / runtime.MANIFEST_NAME
     data["manifest"] = str(manifest_path)
     try:
-        entry = runtime.find_manifest_entry(model, manifest_path)
+        integrity = runtime.model_integrity(model, manifest_path, content)
     except runtime.ModelError as exc:
         return Check("model", "fail", str(exc),
                      f"copy manifest.json again from the release beside {model.name}", data)
-    if not manifest_path.is_file():
-        return Check("model", "warn", f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
-                     f"cannot verify it", f"copy manifest.json from the release to {model.parent}", data)
-    expected = entry.get("sha256")
-    if not entry:
-        return Check("model", "warn", f"{model}: {manifest_path} has no entry for {model.name}",
-                     "use the manifest.json released with this model", data)
-    if not expected:
-        return Check("model", "warn", f"{model}: its manifest entry has no sha256", "regenerate the manifest "
-                     "with `digitlite convert`", data)
-    if expected != digest:
-        return Check("model", "fail", f"{model}: sha256 {digest[:12]}... does not match the manifest "
-                     f"({expected[:12]}...); the file is corrupt or from another release",
+    data["sha256"] = digest = integrity.sha256
+    status = "warn" if allow_unverified else "fail"
+    allowed = ("; used anyway: allow_unverified = true" if allow_unverified else
+               "; `digitlite run` refuses it (allow_unverified = true in the configuration uses it anyway)")
+    if integrity.status == "no manifest":
+        return Check("model", status, f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
+                     f"cannot verify it{allowed}", f"copy manifest.json from the release to {model.parent}", data)
+    if integrity.status == "no entry":
+        return Check("model", status, f"{integrity.problem()}{allowed}",
+                     "use the manifest.json released with this model (or regenerate it with `digitlite convert`)",
+                     data)
+    if integrity.status == "mismatch":
+        return Check("model", status, f"{model}: sha256 {digest[:12]}... does not match the manifest "
+                     f"({integrity.expected[:12]}...); the file is corrupt or from another release{allowed}",
                      f"copy digits_int8.tflite and manifest.json again from the same release to "
                      f"{model.parent}", data)
+    entry = runtime.find_manifest_entry(model, manifest_path)
     extra = ""
     for key in ("accuracy", "test_accuracy"):
         if isinstance(entry.get(key), int | float):
@@ -346,7 +340,7 @@ def run_checks(model: str | None = None, config: str | None = None,
     board = check_board()
     checks = [check_python(), check_runtime(), check_cpu(threads), board, config_check,
               check_cameras(run_config.get("source"), on_pi="Raspberry Pi" in board.data.get("model", "")),
-              check_model(model_path)]
+              check_model(model_path, allow_unverified=bool(run_config.get("allow_unverified")))]
     if checks[1].status != "fail" and checks[-1].status != "fail":
         checks.append(check_inference(model_path, threads))
     else:
@@ -386,14 +380,12 @@ def doctor_main(argv: list[str]) -> int:
     parser.add_argument("--config", default=None,
                         help=f"configuration file (default: ${settings.CONFIG_ENV}, else "
                              f"{settings.DEFAULT_CONFIG} when present)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=runtime.thread_count, default=None,
                         help=f"interpreter threads (default: the configuration's, else "
                              f"{runtime.DEFAULT_THREADS})")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and failures")
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
     checks = run_checks(args.model, args.config, args.threads)
     ok = not any(c.status == "fail" for c in checks)
     if args.json:

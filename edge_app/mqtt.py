@@ -1,18 +1,46 @@
-"""Publishing stable readings to an MQTT broker, so that a fleet of devices reports to one place.
+"""Publishing stable readings to an MQTT broker from the history's outbox, so that a fleet reports to one place
+and no reading is lost while the broker is away.
 
-paho-mqtt is imported only when `--mqtt` is used. Messages are JSON (the reading, a timestamp and the
-device name), published with QoS 1.
+`OutboxPublisher` owns the MQTT client (paho-mqtt, imported only when `--mqtt` is used) and one thread that
+publishes the readings queued in the history's outbox (`edge_app.history.ReadingStore`), oldest first, with
+QoS 1. A reading leaves the outbox only when the broker acknowledges it (PUBACK): readings made while the
+broker is away wait there and are delivered, in order, when it returns; a reading may arrive twice (QoS 1 is
+at least once), none is lost while the outbox holds it. The client connects and reconnects in the background
+with doubling waits; the frame loop only calls `wake()`, which never blocks, and `close()` returns within a
+bounded time whatever the broker does (a broker that never acknowledges included). Messages are JSON: the
+stored reading (id, time, text, numbers, digits, source, origin, model_sha256) and the device's name; the id
+lets a consumer drop the rare duplicate.
 
     digitlite run --source synthetic --headless --mqtt 127.0.0.1:1883 --topic digitlite/desk
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
+import os
 import socket
+import threading
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 1883
-PUBLISH_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """The publisher's tuned numbers."""
+
+    keepalive_s: int = 30  # s between pings; a broker that stops answering is noticed after 1.5x this
+    reconnect_min_s: int = 1  # s: first wait before reconnecting, doubled at each failure up to ...
+    reconnect_max_s: int = 30  # s: ... this (paho's reconnect_delay_set takes whole seconds)
+    inflight: int = 20  # messages handed to the client and not yet acknowledged (paho's own default window)
+    idle_s: float = 0.5  # s the publisher thread sleeps when it has nothing to do (new readings wake it)
+    drain_s: float = 2.0  # s close() keeps publishing the outbox (a short run's last readings) before it stops
+    close_s: float = 3.0  # s close() waits for the client's network thread; past it the thread is abandoned
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -28,31 +56,157 @@ def parse_broker(text: str) -> tuple[str, int]:
     return host, number
 
 
-class Publisher:
-    """A connected MQTT client that publishes one JSON message per stable reading."""
+def check_topic(topic: str) -> str:
+    if not topic or any(ch in topic for ch in "#+"):
+        raise ValueError(f"--topic {topic!r}: give a concrete topic (no wildcards), e.g. digitlite/kitchen")
+    return topic
 
-    def __init__(self, broker: str, topic: str, client_id: str | None = None):
+
+def message(record: dict, device: str) -> bytes:
+    """The JSON payload of one stored reading."""
+    return json.dumps({**record, "numbers": record["text"].split(), "device": device}).encode()
+
+
+class OutboxPublisher:
+    """Publishes the outbox of `store` to `broker` in a background thread; `wake()` after each new reading.
+
+    Args:
+        store: the readings history whose outbox is published (`edge_app.history.ReadingStore`).
+        broker: "host[:port]".
+        topic: the topic every reading is published on.
+        client_id: MQTT client id; default: digitlite-<host name>-<process id>.
+        settings: keepalive, reconnect backoff, window and shutdown bounds.
+
+    Raises:
+        ImportError: paho-mqtt is not installed.
+        ValueError: a malformed broker address or topic.
+    """
+
+    def __init__(self, store, broker: str, topic: str, client_id: str | None = None,
+                 settings: MqttSettings = MqttSettings()):
         try:
             import paho.mqtt.client as mqtt
         except ImportError as exc:
             raise ImportError("--mqtt needs paho-mqtt: pip install 'digitlite[edge]'") from exc
-        if not topic or any(ch in topic for ch in "#+"):
-            raise ValueError(f"--topic {topic!r}: give a concrete topic (no wildcards), e.g. digitlite/kitchen")
+        self._mqtt = mqtt
+        self.store, self.topic, self.settings = store, check_topic(topic), settings
         self.host, self.port = parse_broker(broker)
-        self.topic = topic
         self.device = socket.gethostname()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "")
-        try:
-            self._client.connect(self.host, self.port, keepalive=30)
-        except OSError as exc:
-            raise ConnectionError(f"cannot reach the MQTT broker at {self.host}:{self.port} ({exc}); is it "
-                                  f"running and reachable?") from exc
-        self._client.loop_start()
+        self.published = 0  # readings acknowledged by the broker in this run
+        self._inflight: dict[int, int] = {}  # message id -> reading id; only the publisher thread touches it
+        self._last_handed = 0  # the newest reading id handed to the client
+        self._acks: collections.deque[tuple[int, bool]] = collections.deque()  # (mid, refused) from the network thread
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._drain_until: float | None = None  # set by close(): publish what is left until then, then stop
+        self._was_connected = False
+        self.client_id = client_id or f"digitlite-{self.device}-{os.getpid()}"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+        client.max_inflight_messages_set(settings.inflight)
+        client.max_queued_messages_set(settings.inflight)  # the outbox, not the client, holds the backlog
+        self._client = client
+        # connect_async: the network thread connects, and keeps retrying with backoff; a broker that is not
+        # up yet (a device booting before its server) is not an error, only a warning in the log.
+        client.connect_async(self.host, self.port, keepalive=settings.keepalive_s)
+        client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="digitlite-mqtt", daemon=True)
+        self._thread.start()
 
-    def publish(self, message: dict) -> None:
-        info = self._client.publish(self.topic, json.dumps({**message, "device": self.device}), qos=1)
-        info.wait_for_publish(timeout=PUBLISH_TIMEOUT_S)
+    # ------------------------------------------------------------------ paho callbacks (its network thread)
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("the MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        log.info("connected to the MQTT broker %s:%d", self.host, self.port)
+        self._was_connected = True
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._stop.is_set():
+            log.warning("lost the MQTT broker %s:%d (%s); reconnecting in the background, readings wait in the "
+                        "outbox", self.host, self.port, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # Called with paho's message lock held: only record the acknowledgement (no lock of ours here).
+        self._acks.append((mid, bool(getattr(reason_code, "is_failure", False))))
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the publisher thread
+    def wake(self) -> None:
+        """A reading was queued: publish it soon. Never blocks (what the frame loop calls)."""
+        self._wake.set()
+
+    def _settle_acks(self) -> None:
+        while self._acks:
+            mid, refused = self._acks.popleft()
+            reading_id = self._inflight.pop(mid, None)
+            if reading_id is None:
+                continue
+            if refused:  # MQTT 5 only; QoS 1 on 3.1.1 is always accepted
+                log.warning("the MQTT broker refused reading #%d; it is not retried", reading_id)
+            else:
+                self.published += 1
+            self.store.delivered(reading_id)
+
+    def _hand_over(self) -> None:
+        """Publish the next outbox readings while the window has room and the client is connected."""
+        room = self.settings.inflight - len(self._inflight)
+        if room <= 0 or not self._client.is_connected():
+            return
+        for record in self.store.pending(self._last_handed, room):
+            info = self._client.publish(self.topic, message(record, self.device), qos=1)
+            if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
+                return  # the client's queue is full: the outbox keeps it, tried again on the next wake
+            # NO_CONN: the client keeps the message and sends it when it reconnects, in order.
+            self._inflight[info.mid] = record["id"]
+            self._last_handed = record["id"]
+
+    def _drained(self) -> bool:
+        """close() was called, and the outbox is sent or its time is up."""
+        if self._drain_until is None:
+            return False
+        return time.monotonic() > self._drain_until or (not self._inflight and self.store.outbox_size() == 0)
+
+    def _run(self) -> None:
+        warned_at = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.idle_s if self._drain_until is None else 0.02)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+                if self._drained():
+                    return
+                self._hand_over()
+            except Exception as exc:  # a database error: log it, the outbox keeps the readings
+                log.error("MQTT publisher: %s: %s", type(exc).__name__, exc)
+            if not self._was_connected and time.monotonic() - warned_at > 5 * self.settings.reconnect_min_s:
+                warned_at = float("inf")  # once: the broker has not been reachable since the start
+                log.warning("cannot reach the MQTT broker %s:%d yet; retrying in the background (readings wait in "
+                            "the outbox). Is it running, and is the address right?", self.host, self.port)
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
 
     def close(self) -> None:
-        self._client.loop_stop()
+        """Publish what the outbox holds for up to drain_s, then disconnect; returns within about drain_s +
+        2 x close_s whatever the broker does (unreachable, or never acknowledging).
+
+        Readings not yet acknowledged stay in the outbox and are published by the next run.
+        """
+        self._drain_until = time.monotonic() + self.settings.drain_s
+        self._wake.set()
+        self._thread.join(self.settings.drain_s + self.settings.close_s)
+        self._stop.set()
         self._client.disconnect()
+        # paho's loop_stop() joins its network thread without a timeout, and that thread waits until a stalled
+        # socket drains; bound the wait here and abandon the (daemon) thread past it.
+        stopper = threading.Thread(target=self._client.loop_stop, name="digitlite-mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(self.settings.close_s)
+        if stopper.is_alive():
+            log.warning("the MQTT client did not stop within %.0f s; leaving it (unacknowledged readings stay in "
+                        "the outbox)", self.settings.close_s)

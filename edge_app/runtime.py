@@ -4,16 +4,21 @@
 TensorFlow happens to be installed: the edge app never needs it). `Classifier` turns float digit crops
 (N, 28, 28, 1) in the model's pixel convention into probabilities, quantizing and dequantizing with the
 parameters the model declares, and batching any N. It also owns the two defaults every command shares:
-where the released models are (`models_dir`) and how many interpreter threads to use (`DEFAULT_THREADS`).
+where the released models are (`models_dir`) and how many interpreter threads to use (`DEFAULT_THREADS`,
+validated by `check_threads`), and the integrity check any model adapter calls before loading a model
+(`verify_model`: the file's sha256 against its manifest entry).
 
     python -m edge_app.runtime models/digits_int8.tflite
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import importlib
 import json
 import logging
+import operator
 import os
 import sys
 import warnings
@@ -29,12 +34,17 @@ DEFAULT_MODEL_NAME = "digits_int8.tflite"  # the product: full-integer, the fast
 DEFAULT_DETECTOR_NAME = "detector_int8.tflite"  # the digit detector the reader runs first
 # Interpreter (XNNPACK) threads for every command, the configuration file, the web view and the benchmarks.
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)  # two halve one's invoke time; other cores: camera, OpenCV, web
+MAX_THREADS = 64  # more cores than any board has; the runtime crashes outright on absurd counts (100000)
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")  # tried in this order
 MAX_BATCH = 256  # crops per invoke; bounds the interpreter's arena on small devices
 
 
 class ModelError(ValueError):
     """The model file is missing, is not a valid .tflite, or does not take 28x28x1 digits."""
+
+
+class UnverifiedModelError(ModelError):
+    """The model file's sha256 differs from its manifest entry, or there is no entry to compare it with."""
 
 
 class RuntimeNotFound(ImportError):
@@ -185,6 +195,113 @@ def check_tflite_file(path: Path) -> bytes:
     return content
 
 
+def check_threads(threads: int) -> int:
+    """`threads` if it is a usable interpreter thread count (1 to MAX_THREADS); ValueError saying so otherwise."""
+    try:
+        count = None if isinstance(threads, bool) else operator.index(threads)
+    except TypeError:
+        count = None
+    if count is None or not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"--threads {threads!r}: interpreter threads must be an integer from 1 to {MAX_THREADS} "
+                         f"(this machine has {os.cpu_count()} CPUs; the default is {DEFAULT_THREADS}).")
+    return count
+
+
+def thread_count(text: str) -> int:
+    """argparse `type=` for --threads: refuses what `check_threads` refuses, before anything loads."""
+    try:
+        return check_threads(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if "interpreter threads" in str(exc) else
+                                         f"{text!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class ModelIntegrity:
+    """A model file's sha256 and what its manifest says it should be."""
+
+    path: str
+    sha256: str
+    manifest: str | None  # the manifest compared with; None when there is none beside the model
+    expected: str | None  # the sha256 its entry records; None when it has no entry (or no sha256)
+
+    @property
+    def status(self) -> str:
+        """"verified", "mismatch", "no manifest" or "no entry"."""
+        if self.manifest is None:
+            return "no manifest"
+        if self.expected is None:
+            return "no entry"
+        return "verified" if self.expected == self.sha256 else "mismatch"
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+    def problem(self) -> str:
+        """What is wrong, in words ("" when verified)."""
+        name = Path(self.path).name
+        return {
+            "verified": "",
+            "mismatch": f"{self.path}: its sha256 {self.sha256[:12]}... differs from the one {self.manifest} records "
+                        f"({(self.expected or '')[:12]}...): the file is corrupt, was changed, or is from another "
+                        f"release",
+            "no manifest": f"{self.path}: there is no {MANIFEST_NAME} beside it to verify it against",
+            "no entry": f"{self.path}: {self.manifest} has no sha256 for {name}",
+        }[self.status]
+
+
+def model_integrity(model_path: str | Path, manifest_path: str | Path | None = None,
+                    content: bytes | None = None) -> ModelIntegrity:
+    """The model's sha256 and its manifest entry's, without judging them (see `verify_model`).
+
+    Args:
+        model_path: the model file.
+        manifest_path: the manifest; default: manifest.json beside the model.
+        content: the file's bytes when the caller has read them already.
+
+    Raises:
+        ModelError: the manifest exists but is not valid JSON.
+    """
+    path = Path(model_path)
+    manifest = Path(manifest_path) if manifest_path else path.parent / MANIFEST_NAME
+    sha = hashlib.sha256(path.read_bytes() if content is None else content).hexdigest()
+    if not manifest.is_file():
+        return ModelIntegrity(str(path), sha, None, None)
+    entry = find_manifest_entry(path, manifest)
+    return ModelIntegrity(str(path), sha, str(manifest), entry.get("sha256") or None)
+
+
+def verify_model(model_path: str | Path, manifest_path: str | Path | None = None, allow_unverified: bool = False,
+                 content: bytes | None = None) -> ModelIntegrity:
+    """Compare a model file's sha256 with its manifest entry before it is loaded; any model adapter calls this.
+
+    Args:
+        model_path: the model file (classifier, detector, ...).
+        manifest_path: the manifest; default: manifest.json beside the model.
+        allow_unverified: use a model that does not match, or has no entry (the user's own model); it is
+            logged as a warning instead of refused.
+        content: the file's bytes when the caller has read them already.
+
+    Returns:
+        The integrity record (its `sha256` goes into every reading's history row).
+
+    Raises:
+        UnverifiedModelError: mismatch, no manifest or no entry, unless `allow_unverified`.
+        ModelError: the manifest is not valid JSON.
+    """
+    integrity = model_integrity(model_path, manifest_path, content)
+    if integrity.verified:
+        return integrity
+    if allow_unverified:
+        log.warning("%s; used anyway (--allow-unverified)", integrity.problem())
+        return integrity
+    fix = ("copy the model and manifest.json again from the same release" if integrity.status == "mismatch" else
+           "use a model released by `digitlite convert` (it writes the manifest entry)")
+    raise UnverifiedModelError(f"{integrity.problem()}. Refusing to load it: {fix}, or pass --allow-unverified "
+                               f"to use this file as it is.")
+
+
 def make_interpreter(model_path: str | Path, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
                      runtime: str | None = None):
     """Build and allocate an interpreter for `model_path`.
@@ -199,6 +316,7 @@ def make_interpreter(model_path: str | Path, threads: int = DEFAULT_THREADS, xnn
         (interpreter, RuntimeInfo)
     """
     path = Path(model_path)
+    threads = check_threads(threads)
     content = check_tflite_file(path)
     interpreter_cls, resolver, name, version = _load_runtime(runtime)
     kwargs = {"model_content": content, "num_threads": int(threads)}
@@ -244,12 +362,18 @@ class Classifier:
         runtime: force a runtime (see RUNTIMES).
         pixels: the pixel convention, when the caller has it from elsewhere (the conversion stage reads the
             training run's config before any manifest exists); default: from the manifest.
+        require_verified: refuse (UnverifiedModelError) a model whose sha256 does not match its manifest entry,
+            or that has none, before loading it (`verify_model`); what the device commands ask for. Off, the
+            integrity is still recorded in `.integrity`.
     """
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
                  manifest_path: str | Path | None = None, runtime: str | None = None,
-                 pixels: PixelConvention | None = None):
+                 pixels: PixelConvention | None = None, require_verified: bool = False):
         self.path = Path(model_path)
+        content = check_tflite_file(self.path)
+        self.integrity = (verify_model(self.path, manifest_path, content=content) if require_verified
+                          else model_integrity(self.path, manifest_path, content))
         self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
         inp = self.interpreter.get_input_details()
         out = self.interpreter.get_output_details()
@@ -353,11 +477,15 @@ class Detector:
 
     Args:
         model_path: the detector .tflite file.
-        threads, xnnpack, runtime: as for `Classifier`.
+        threads, xnnpack, runtime, manifest_path, require_verified: as for `Classifier`.
     """
 
-    def __init__(self, model_path: str | Path, threads: int = 1, xnnpack: bool = True, runtime: str | None = None):
+    def __init__(self, model_path: str | Path = DEFAULT_DETECTOR, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
+                 runtime: str | None = None, manifest_path: str | Path | None = None, require_verified: bool = False):
         self.path = Path(model_path)
+        content = check_tflite_file(self.path)
+        self.integrity = (verify_model(self.path, manifest_path, content=content) if require_verified
+                          else model_integrity(self.path, manifest_path, content))
         self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
         inp = self.interpreter.get_input_details()
         outputs = {int(d["shape"][-1]): d for d in self.interpreter.get_output_details()}
@@ -369,7 +497,7 @@ class Detector:
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 1:
             raise ModelError(f"{self.path}: input shape {shape} is not (1, H, W, 1) grey")
         self.input_size = (shape[2], shape[1])  # (width, height)
-        self.entry = find_manifest_entry(self.path)
+        self.entry = find_manifest_entry(self.path, manifest_path)
 
     def __repr__(self) -> str:
         return (f"Detector({self.path.name}, input {self.input_size[0]}x{self.input_size[1]}, "
@@ -396,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Describe a .tflite model and the runtime that loads it.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL), help="the .tflite model")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
+    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
     args = parser.parse_args(argv)
     try:
         clf = Classifier(args.model, threads=args.threads)

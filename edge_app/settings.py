@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digitlite import HelpFormatter
+from edge_app.runtime import MAX_THREADS
 
 DEFAULT_CONFIG = Path("/etc/digitlite.toml")
 CONFIG_ENV = "DIGITLITE_CONFIG"  # overrides DEFAULT_CONFIG when no path is given (tests, a second instance)
@@ -46,16 +47,26 @@ OPTIONS: dict[str, Option] = {
                      'source = "picamera"'),
     "model": Option("model", str, "the .tflite model (default: the int8 model installed with digitlite)",
                     'model = "/opt/digitlite/models/digits_int8.tflite"', path=True),
-    "threads": Option("threads", int, "interpreter (XNNPACK) threads", "threads = 2", 1, 64),
+    "allow_unverified": Option("allow_unverified", bool, "use a model that does not match its manifest entry",
+                               "allow_unverified = false"),
+    "threads": Option("threads", int, "interpreter (XNNPACK) threads", "threads = 2", 1, MAX_THREADS),
     "headless": Option("headless", bool, "no preview window (a service has no display)", "headless = true"),
     "stable_frames": Option("stable_frames", int, "frames a reading must repeat before it is reported",
                             "stable_frames = 3", 1, 1000),
     "min_confidence": Option("min_confidence", float, "lowest digit confidence that is reported",
                              "min_confidence = 0.6", 0.0, 1.0),
+    "max_fps": Option("max_fps", float, "frames read per second at most (leave CPU to the rest of the device)",
+                      "max_fps = 15", 0.1, 1000),
+    "history.path": Option("history", str, "the readings history (SQLite); every stable reading is stored first",
+                           'path = "/var/lib/digitlite/readings.db"   # in [history]', path=True),
+    "history.keep": Option("history_keep", int, "readings the history keeps; older ones are deleted",
+                           "keep = 1000000   # in [history]", 1, 10**9),
     "mqtt.broker": Option("mqtt", str, "MQTT broker to publish readings to, host[:port]",
                           'broker = "localhost:1883"   # in [mqtt]'),
     "mqtt.topic": Option("topic", str, "MQTT topic for readings",
                          'topic = "digitlite/kitchen"   # in [mqtt]'),
+    "mqtt.outbox_limit": Option("outbox_limit", int, "readings kept for MQTT while the broker is away; beyond it "
+                                "the oldest are dropped", "outbox_limit = 10000   # in [mqtt]", 1, 10**8),
     "web.enabled": Option("web", bool, "serve the live web page while running",
                           "enabled = true   # in [web]"),
     "web.host": Option("host", str, "address the web page listens on", 'host = "0.0.0.0"   # in [web]'),

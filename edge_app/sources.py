@@ -4,7 +4,9 @@
 low-resolution stream), a webcam index or device path (`0`, `/dev/video0`), a video file, an RTSP/HTTP
 stream URL, an image file / folder / glob, and `synthetic` (camera-like scenes from MNIST test digits).
 Live sources are read in their own thread where the newest frame wins (`LatestFrame`); a camera that
-disappears is reopened with backoff and, if it never returns, `SourceLost` ends the loop cleanly.
+disappears is reopened with backoff (the reader waits for the whole backoff, not only the frame timeout) and,
+if it never returns, `SourceLost` ends the loop cleanly. Image files go through the one decoder
+(`edge_app.images.read_image`): an image it refuses is skipped with the reason, as `digitlite read` reports it.
 
     python -m edge_app.sources synthetic --frames 3
 """
@@ -28,7 +30,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".g
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264"}
 RETRIES = 5  # reopen attempts after a live source fails, with doubling waits
 BACKOFF_S = 0.5  # first wait before reopening; then 1, 2, 4 ... seconds
-FRAME_TIMEOUT_S = 10.0  # a live source that delivers nothing for this long counts as lost
+FRAME_TIMEOUT_S = 10.0  # a live source that delivers nothing for this long (and is not being reopened) is lost
+POLL_S = 0.1  # s between checks for an interrupt (a shutdown) while waiting for a frame
 PICAMERA_LORES = (640, 480)  # inference runs on the camera's low-resolution stream
 SYNTHETIC_REPEAT = 30  # frames per synthetic scene: about a second at camera rates
 SYNTHETIC_FPS = 30.0  # frames/s the synthetic source delivers, like a camera
@@ -70,15 +73,15 @@ class ImageFiles:
         self._next = 0
 
     def read(self) -> np.ndarray | None:
-        import cv2
+        from edge_app.images import ImageError, read_image
 
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is not None:
-                return frame
-            log.warning("skipping %s: not a readable image", path)
+            try:
+                return read_image(path)
+            except (ImageError, OSError) as exc:
+                log.warning("skipping %s: %s", path, exc)
         return None
 
     def close(self) -> None:
@@ -217,8 +220,10 @@ class Synthetic:
 class LatestFrame:
     """Reads a live source in its own thread; `read()` returns the newest frame, dropping stale ones.
 
-    When the source fails it is reopened `retries` times with doubling waits; each attempt is logged. If
-    it never returns, `read()` raises SourceLost naming the source and the attempts.
+    When the source fails it is reopened `retries` times with doubling waits; each attempt is logged, and
+    `read()` waits for them (the frame timeout counts only while the source is not being reopened). If it
+    never returns, `read()` raises SourceLost naming the source and the attempts. `interrupt()` (a shutdown)
+    makes a waiting `read()` return None within POLL_S.
     """
 
     def __init__(self, source, retries: int = RETRIES, backoff_s: float = BACKOFF_S,
@@ -229,6 +234,8 @@ class LatestFrame:
         self.reconnects = 0
         self._frame, self._seq, self._taken = None, 0, 0
         self._ended, self._error = False, None
+        self._recovering = False
+        self.interrupted = False  # set by interrupt(); a plain flag, so a signal handler may set it
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
@@ -254,6 +261,13 @@ class LatestFrame:
                 return
 
     def _recover(self, exc: Exception) -> bool:
+        self._recovering = True
+        try:
+            return self._reopen(exc)
+        finally:
+            self._recovering = False
+
+    def _reopen(self, exc: Exception) -> bool:
         wait = self.backoff_s
         for attempt in range(1, self.retries + 1):
             log.warning("%s lost (%s); reopening, attempt %d of %d in %.1f s", self.name, exc, attempt,
@@ -276,19 +290,27 @@ class LatestFrame:
         return False
 
     def read(self) -> np.ndarray | None:
+        deadline = None
         with self._cond:
-            got = self._cond.wait_for(lambda: self._seq > self._taken or self._ended or self._error,
-                                      timeout=self.frame_timeout_s)
-            if self._seq > self._taken:
-                self._taken = self._seq
-                return self._frame
-            if self._error is not None:
-                raise self._error
-            if self._ended:
-                return None
-        if not got:
-            raise SourceLost(f"{self.name} delivered no frame for {self.frame_timeout_s:.0f} s")
-        return None
+            while True:
+                if self._seq > self._taken:
+                    self._taken = self._seq
+                    return self._frame
+                if self._error is not None:
+                    raise self._error
+                if self._ended or self.interrupted:
+                    return None
+                if self._recovering:
+                    deadline = None  # the reopening has its own bound (retries x backoff); wait for it
+                elif deadline is None:
+                    deadline = time.monotonic() + self.frame_timeout_s
+                elif time.monotonic() >= deadline:
+                    raise SourceLost(f"{self.name} delivered no frame for {self.frame_timeout_s:.0f} s")
+                self._cond.wait(POLL_S)
+
+    def interrupt(self) -> None:
+        """Make a waiting `read()` return None (the loop is shutting down). Only sets a flag: signal-safe."""
+        self.interrupted = True
 
     def close(self) -> None:
         self._stop.set()

@@ -48,6 +48,39 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="session")
+def classifier():
+    """The released int8 classifier (or $DIGITLITE_TEST_MODEL), shared by the web tests."""
+    from web_support import model_path
+
+    from edge_app.runtime import Classifier
+
+    return Classifier(model_path())
+
+
+@pytest.fixture(scope="session")
+def examples(mnist, classifier):
+    """For each digit, a clear MNIST test image the classifier reads right (web_support.clear_examples)."""
+    from web_support import clear_examples
+
+    return clear_examples(mnist, classifier)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_dir(tmp_path_factory):
+    """Readings histories of `digitlite run`/`serve` in tests without --history go to a temporary folder, never the
+    user's ~/.local/state/digitlite (edge_app.history.default_history_path)."""
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "STATE_DIRECTORY")}
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    os.environ.pop("STATE_DIRECTORY", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def _say(config, line: str) -> None:
     """A line on the terminal now, while a test's output is being captured."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")

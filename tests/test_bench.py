@@ -32,7 +32,7 @@ def models_dir(repo):
 def bench_run(models_dir, tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--quick", "--models-dir", str(models_dir), "--threads", "1", "2", "--batch", "1", "4",
-            "--runs", "5", "--warmup", "2", "--frames", "3", "--peer-runs", "3",
+            "--runs", "5", "--warmup", "2", "--frames", "3", "--peer-runs", "3", "--soak-frames", "60",
             "--history", str(out / "history.jsonl"), "--table-out", str(out / "latest.md"),
             "--json-out", str(out / "record.json")]
     assert bench_main(argv) == 0
@@ -54,7 +54,7 @@ def _numbers(tree, path=""):
 def test_record_has_every_part(bench_run):
     _, record = bench_run
     for key in ("date", "git", "machine", "versions", "settings", "reference", "models", "invoke", "pipeline",
-                "peers", "memory", "pi_estimate", "ratios", "targets"):
+                "peers", "soak", "memory", "pi_estimate", "ratios", "targets"):
         assert key in record, key
     assert record["machine"]["cpu_model"] and record["versions"]["ai-edge-litert"]
     assert set(record["models"]) >= {"int8", "float32"}
@@ -92,10 +92,19 @@ def test_every_peer_is_reported_never_dropped(bench_run):
     assert all(r["status"] == "ok" and r["ratio_to_int8"] == pytest.approx(1.0) for r in baseline)
 
 
+def test_live_soak_samples_resident_memory(bench_run):
+    out, record = bench_run
+    soak = record["soak"]
+    assert soak["status"] == "ok", soak["status"]
+    assert soak["frames"] == 60 and soak["skipped"] == 0 and soak["readings"] >= 1
+    assert [n for n, _ in soak["rss_mib"]][0] == 1 and soak["rss_mib"][-1][0] == 60
+    assert "Live soak" in (out / "latest.md").read_text()
+
+
 def test_every_figure_is_positive_and_finite(bench_run):
     _, record = bench_run
     skip = ("zero_point", "git", "estimate", "settings", "top1_agreement", "exact_reading_rate", "digits_per_frame",
-            "met", "macs_by_op", "schema", "cpus")
+            "met", "macs_by_op", "schema", "cpus", "skipped", "rss_growth")
     checked = 0
     for path, value in _numbers(record):
         if any(s in path for s in skip):

@@ -7,7 +7,6 @@ import pytest
 
 from edge_app.digits import group_digits, prepare_crop, split_numbers
 from edge_app.reader import Stabilizer, parse_roi
-from edge_app.web.live import StableText
 
 
 def test_prepare_crop_fits_20x20_and_centres_mass():
@@ -61,24 +60,12 @@ FRAMES = ["12", "12", "12", "12", "13", "12", "12", "12", "", "", "", "12", "12"
 _ = None  # a frame after which nothing is reported
 
 
-def _reported_by_run(s: Stabilizer, text: str) -> str | None:
-    return s.update(text)
-
-
-def _reported_by_web(s: StableText, text: str) -> str | None:
-    return s.stable if s.update(text) else None
-
-
-# The run loop's stabiliser reports numbers only; the web view's also shows "" (nothing in view) as stable.
-@pytest.mark.parametrize("make, reported, expected", [
-    (Stabilizer, _reported_by_run, [_, _, "12", _, _, _, _, _, _, _, _, _, _, "12"]),
-    (StableText, _reported_by_web, [_, _, "12", _, _, _, _, _, _, _, "", _, _, "12"]),
-], ids=["run", "web"])
-def test_a_reading_is_reported_once_it_held_for_n_frames_and_again_after_looking_away(make, reported, expected):
-    s = make(3)
-    assert [reported(s, t) for t in FRAMES] == expected
+def test_a_reading_is_reported_once_it_held_for_n_frames_and_again_after_looking_away():
+    # The one stabiliser of every live mode reports numbers only, never "" (nothing in view).
+    s = Stabilizer(3)
+    assert [s.update(t) for t in FRAMES] == [_, _, "12", _, _, _, _, _, _, _, _, _, _, "12"]
     with pytest.raises(ValueError, match="at least 1"):
-        make(0)
+        Stabilizer(0)
 
 
 def test_parse_roi():

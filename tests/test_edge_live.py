@@ -1,21 +1,26 @@
-"""The live loop: sources, a camera that disappears, stable readings, MQTT through a real broker."""
+"""The live loop: sources, a camera that disappears, stable readings, its sinks, MQTT through a real broker.
+
+The broker, signal and outage cases of issue 13 are in test_reliability_live.py.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
 import pytest
 from fakes import FakeCamera
+from mqtt_support import Broker
 
-from edge_app.cli import run_loop
+from edge_app.history import ReadingStore
+from edge_app.live import LiveLoop, LoopSettings
 from edge_app.reader import DigitReader
 from edge_app.runtime import Classifier
+from edge_app.sinks import JsonLines, VideoFile
 from edge_app.sources import LatestFrame, SourceError, open_source
 
 
@@ -24,22 +29,29 @@ def reader(repo):
     return DigitReader(Classifier(repo / "models" / "digits_int8.tflite"))
 
 
+def run_loop(source, reader, stable_frames: int = 1, sinks=(), history=None) -> tuple[int, list[str], LiveLoop]:
+    """Run the live loop to its end with the JSON-lines sink; (exit code, lines printed, the loop)."""
+    lines: list[str] = []
+    loop = LiveLoop(source, reader, history or ReadingStore(":memory:"), [JsonLines(lines.append), *sinks],
+                    LoopSettings(stable_frames=stable_frames), model_sha256=reader.classifier.integrity.sha256)
+    code = loop.run()
+    loop.close()
+    return code, lines, loop
+
+
 @pytest.fixture(scope="module")
 def frames(repo):
     golden = repo / "tests" / "data" / "golden"
     return [cv2.imread(str(golden / name)) for name in ("scene_01.jpg", "scene_03.jpg")]
 
 
-def test_camera_lost_for_good_retries_then_exits_cleanly(reader, frames, capsys, caplog):
+def test_camera_lost_for_good_retries_then_exits_cleanly(reader, frames, caplog):
     camera = FakeCamera([frames[0]] * 4, fail_at=4, recover_after=None)
     source = LatestFrame(camera, retries=3, backoff_s=0.01)
-    lines = []
-    code = run_loop(source, reader, stable_frames=1, emit=lines.append)
-    source.close()
+    code, lines, loop = run_loop(source, reader)
     assert code == 1
     assert camera.reopens == 3 and camera.closed
-    err = capsys.readouterr().err
-    assert "fake-camera disappeared and did not come back after 3 attempts" in err
+    assert "fake-camera disappeared and did not come back after 3 attempts" in loop.status.error
     assert sum("reopening, attempt" in r.getMessage() for r in caplog.records) == 3
     assert json.loads(lines[0])["text"] == "7168"  # what was read before the loss was reported
 
@@ -47,9 +59,7 @@ def test_camera_lost_for_good_retries_then_exits_cleanly(reader, frames, capsys,
 def test_camera_that_comes_back_keeps_running(reader, frames):
     camera = FakeCamera([frames[0]] * 3 + [frames[1]] * 3, fail_at=3, recover_after=2)
     source = LatestFrame(camera, retries=5, backoff_s=0.01)
-    lines = []
-    code = run_loop(source, reader, stable_frames=1, emit=lines.append)
-    source.close()
+    code, lines, _ = run_loop(source, reader)
     assert code == 0 and camera.reopens == 2 and source.reconnects == 1
     assert [json.loads(line)["text"] for line in lines] == ["7168", "69"]
 
@@ -77,13 +87,18 @@ def test_unknown_source_lists_what_is_valid(tmp_path):
 
 def test_image_folder_source_and_stable_json(repo, reader):
     source = open_source(str(repo / "tests" / "data" / "golden"))
-    lines = []
-    assert run_loop(source, reader, stable_frames=1, emit=lines.append) == 0
+    history = ReadingStore(":memory:")
+    code, lines, _ = run_loop(source, reader, history=history)
+    assert code == 0
     texts = [json.loads(line)["text"] for line in lines]
     assert "271" in texts and "7168" in texts
     first = json.loads(lines[0])
     assert {"time", "text", "digits", "fps", "latency_ms"} <= set(first)
     assert {"capture", "find", "classify", "total"} <= set(first["latency_ms"])
+    # Each printed reading was committed to the history first, under the id it carries.
+    stored = history.since()
+    assert [r["text"] for r in stored] == texts and [r["id"] for r in stored] == [json.loads(x)["id"] for x in lines]
+    assert all(r["model_sha256"] == reader.classifier.integrity.sha256 for r in stored)
 
 
 def test_video_file_and_save(tmp_path, frames, reader):
@@ -93,52 +108,37 @@ def test_video_file_and_save(tmp_path, frames, reader):
         writer.write(frames[0])
     writer.release()
     source = open_source(str(video))
-    lines = []
-    assert run_loop(source, reader, stable_frames=3, emit=lines.append, writer_path=tmp_path / "out.mp4") == 0
+    code, lines, _ = run_loop(source, reader, stable_frames=3, sinks=[VideoFile(tmp_path / "out.mp4")])
+    assert code == 0
     assert [json.loads(line)["text"] for line in lines] == ["7168"]
     capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []  # renamed into place when closed
 
 
 @pytest.fixture()
 def broker(tmp_path):
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if shutil.os.path.exists("/usr/sbin/mosquitto")
-                                          else None)
-    if binary is None:
-        pytest.skip("Debian's mosquitto is not installed (make system-deps installs it)")
-    port = _free_port()
-    (tmp_path / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    process = subprocess.Popen([binary, "-c", str(tmp_path / "m.conf")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
+    broker = Broker(tmp_path)
+    yield broker
+    broker.stop()
 
 
-def test_mqtt_round_trip_through_a_real_broker(broker, repo):
+def test_mqtt_round_trip_through_a_real_broker(broker, repo, tmp_path):
     import paho.mqtt.client as mqtt
 
     received = []
+    subscribed = threading.Event()
     subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     subscriber.on_message = lambda client, userdata, msg: received.append((msg.topic, json.loads(msg.payload)))
-    subscriber.connect("127.0.0.1", broker)
+    subscriber.on_subscribe = lambda *args: subscribed.set()
+    subscriber.connect("127.0.0.1", broker.port)
     subscriber.subscribe("digitlite/test", qos=1)
     subscriber.loop_start()
-    time.sleep(0.3)  # let the subscription reach the broker before publishing
+    assert subscribed.wait(60), "the test subscriber could not subscribe"
     result = subprocess.run([sys.executable, "-m", "digitlite", "run", "--source",
                              str(repo / "tests" / "data" / "golden"), "--headless", "--stable-frames", "1",
-                             "--mqtt", f"127.0.0.1:{broker}", "--topic", "digitlite/test"],
+                             "--mqtt", broker.address, "--topic", "digitlite/test",
+                             "--history", str(tmp_path / "readings.db")],
                             capture_output=True, text=True, timeout=120)
     for _ in range(100):
         if len(received) >= len(result.stdout.splitlines()):
@@ -152,12 +152,11 @@ def test_mqtt_round_trip_through_a_real_broker(broker, repo):
     assert all(topic == "digitlite/test" and "device" in msg for topic, msg in received)
 
 
-def test_unreachable_broker_is_a_clear_error(repo):
+def test_a_bad_broker_address_is_a_clear_error(repo, tmp_path):
     result = subprocess.run([sys.executable, "-m", "digitlite", "run", "--source",
-                             str(repo / "tests" / "data" / "golden"), "--headless", "--mqtt",
-                             f"127.0.0.1:{_free_port()}"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "cannot reach the MQTT broker" in result.stderr
-    assert "Traceback" not in result.stderr
+                             str(repo / "tests" / "data" / "golden"), "--headless", "--mqtt", "127.0.0.1:99999",
+                             "--history", str(tmp_path / "readings.db")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "1-65535" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_synthetic_source_holds_each_scene_like_a_camera(mnist_dir):

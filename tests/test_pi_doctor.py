@@ -84,9 +84,14 @@ def test_model_that_does_not_match_its_manifest_fails(capsys, model):
     assert "does not match the manifest" in check["detail"] and "copy digits_int8.tflite" in check["fix"]
 
 
-def test_model_without_manifest_is_a_warning(capsys, model):
+def test_model_without_manifest_fails_unless_the_configuration_allows_it(capsys, model, tmp_path):
     (model.parent / "manifest.json").unlink()
     code, report = run_doctor(capsys, "--model", str(model))
+    check = by_name(report)["model"]
+    assert code == 1 and check["status"] == "fail" and "refuses it" in check["detail"]  # as `digitlite run` does
+    config = tmp_path / "digitlite.toml"
+    config.write_text("allow_unverified = true\n")
+    code, report = run_doctor(capsys, "--model", str(model), "--config", str(config))
     assert code == 0 and by_name(report)["model"]["status"] == "warn"
 
 

@@ -23,6 +23,7 @@ def test_example_config_maps_to_run_options():
         "headless": True,
         "stable_frames": 3,
         "min_confidence": 0.6,
+        "history": "/var/lib/digitlite/readings.db",  # the service's StateDirectory
         "web": False,
         "host": "0.0.0.0",
         "port": 8080,

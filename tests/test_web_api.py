@@ -16,10 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web_support import (
-    clear_examples,
     jpeg_bytes,
     make_state,
-    model_path,
     multipart,
     number_page,
     png_bytes,
@@ -36,22 +34,10 @@ LIMIT_PIXELS = 4_000_000
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    from edge_app.runtime import Classifier
-
-    return Classifier(model_path())
-
-
-@pytest.fixture(scope="module")
-def examples(mnist, classifier):
-    return clear_examples(mnist, classifier)
-
-
-@pytest.fixture(scope="module")
 def server(classifier):
-    from edge_app.web.uploads import UploadLimits
+    from edge_app.images import ImageLimits
 
-    state = make_state(classifier, limits=UploadLimits(max_bytes=LIMIT_BYTES, max_pixels=LIMIT_PIXELS))
+    state = make_state(classifier, limits=ImageLimits(max_bytes=LIMIT_BYTES, max_pixels=LIMIT_PIXELS))
     with running_server(state, token=TOKEN) as server:
         yield server
 

@@ -8,18 +8,15 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 import cv2
 import numpy as np
 import pytest
+from waiting import WAIT_S, wait_for
 from web_support import clear_examples, make_state, model_path, number_page, request, running_server
-
-from edge_app.web.live import History
 
 pytest.importorskip("fastapi", reason="the [web] extra is not installed")
 
-WAIT_S = 60  # generous: the machine may be busy; nothing here asserts a speed
 
 
 class PageSource:
@@ -33,27 +30,6 @@ class PageSource:
 
     def close(self) -> None:
         self.closed = True
-
-
-def wait_for(condition, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-# ---------------------------------------------------------------------------------------------- pure parts
-
-
-def test_history_is_newest_first_and_bounded():
-    history = History(size=3)
-    for text in "1234":
-        history.add(text, "live")
-    assert [h["text"] for h in history.items()] == ["4", "3", "2"]
-    assert all(h["time"].endswith("+00:00") and h["origin"] == "live" for h in history.items())
 
 
 # ---------------------------------------------------------------------------------------------- server
@@ -149,7 +125,7 @@ def test_stream_survives_clients_that_disconnect_mid_stream(live):
     finally:
         sock.close()
     wait_for(lambda: state.stream_clients == 0, "the last viewer to be counted out")
-    assert state.feed.running and state.feed.error is None
+    assert state.loop.active and state.loop.status.error is None
 
 
 def test_server_stops_while_a_viewer_is_watching(mnist):
@@ -175,4 +151,4 @@ def test_server_stops_while_a_viewer_is_watching(mnist):
     assert not server._thread.is_alive()
     assert watcher_done.wait(WAIT_S), "the viewer's connection was not closed"
     sock.close()
-    assert not state.feed.running
+    assert not state.loop.active

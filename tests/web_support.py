@@ -29,37 +29,46 @@ def model_path() -> Path:
     return path
 
 
-def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2, max_fps: float = 10.0):
-    """A WebState with the real reader around `classifier`, and a live feed when a source is given."""
+def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2, max_fps: float = 10.0,
+               history=None, body=None):
+    """A WebState with the real reader around `classifier`, a readings history (in memory unless given), and the
+    live loop over `feed_source` with the web stream as its sink when a source is given."""
+    from edge_app.history import ReadingStore
+    from edge_app.images import UPLOAD_LIMITS
+    from edge_app.live import LiveLoop, LoopSettings
     from edge_app.reader import DigitReader, annotate
-    from edge_app.web.app import WebState
-    from edge_app.web.live import LiveFeed
-    from edge_app.web.uploads import UploadLimits
+    from edge_app.web.app import BodyLimits, WebState
+    from edge_app.web.live import WebStream
 
     reader = DigitReader(classifier)
-    state = WebState(classifier=classifier, reader=reader, annotate=annotate, limits=limits or UploadLimits())
+    state = WebState(classifier=classifier, reader=reader, annotate=annotate,
+                     history=history or ReadingStore(":memory:"), limits=limits or UPLOAD_LIMITS,
+                     body=body or BodyLimits())
     if feed_source is not None:
-        state.feed = LiveFeed(reader, feed_source, annotate, lock=state.lock, stable_frames=stable_frames,
-                              history=state.history, max_fps=max_fps, name="test source")
+        state.stream = WebStream()
+        state.loop = LiveLoop(feed_source, reader, state.history, [state.stream],
+                              LoopSettings(stable_frames=stable_frames, max_fps=max_fps), source_name="test source",
+                              model_sha256=classifier.integrity.sha256, lock=state.lock)
     return state
 
 
 @contextlib.contextmanager
 def running_server(state, token: str | None = None):
-    """The app served by uvicorn in a thread on 127.0.0.1:<free port>; yields the WebServer; always stopped."""
+    """The app served by uvicorn in a thread on 127.0.0.1:<free port>, the live loop (if any) in another;
+    yields the WebServer; always stopped."""
     from edge_app.web.app import create_app
     from edge_app.web.server import WebServer
 
     server = WebServer(create_app(state, token), "127.0.0.1", 0)
-    if state.feed is not None:
-        state.feed.start()
+    if state.loop is not None:
+        state.loop.start()
     try:
         server.start()
         yield server
     finally:
         server.stop()
-        if state.feed is not None:
-            state.feed.stop()
+        if state.loop is not None:
+            state.loop.stop()
 
 
 class Reply:

@@ -3,12 +3,13 @@
 `digitlite serve` (and `digitlite run --web`) serve one page with the live annotated stream, photo upload
 and a digit-drawing canvas, plus a JSON API. Modules:
 
-- `uploads`: checking and decoding untrusted image bytes (size, pixel count, type), and turning a drawing
-  into an MNIST-style crop. Pillow, OpenCV and numpy only.
-- `live`: the live loop in a thread: frames from a source through the reader, annotated JPEGs for the
-  stream, the stable reading and the last readings.
-- `app`: the FastAPI application (routes, token check, body limit). Needs the `[web]` extra.
-- `server`: `digitlite serve` and `serve_live` for `digitlite run --web`; uvicorn in the foreground or a thread.
+- `uploads`: the declared content type of an upload, and turning a drawing into an MNIST-style crop (the
+  bytes are decoded by `edge_app.images`, the decoder `digitlite read` uses too). Pillow, OpenCV, numpy only.
+- `live`: `WebStream`, the live loop's sink for the page (`edge_app.live`: the one loop of every live mode):
+  one annotated JPEG per frame for the stream, the newest and the stable reading.
+- `app`: the FastAPI application (routes, token check, body limits and upload slots). Needs the `[web]` extra.
+- `server`: `digitlite serve` and `LiveWebView` for `digitlite run --web`; uvicorn in the foreground or a
+  thread.
 - `static/`: the page, plain HTML/JS/CSS with no build step.
 
 Importing this package needs nothing beyond the `[edge]` extra.

@@ -42,17 +42,10 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
 
 import cv2
 
+from edge_app.history import ReadingStore, now_iso
+from edge_app.images import UPLOAD_LIMITS, ImageError, ImageLimits, decode_image
 from edge_app.runtime import top_k
-from edge_app.web.live import History, LiveFeed, now_iso
-from edge_app.web.uploads import (
-    ACCEPTED_TYPES,
-    UploadError,
-    UploadLimits,
-    check_content_type,
-    decode_image,
-    drawing_to_crop,
-    encode_jpeg,
-)
+from edge_app.web.uploads import ACCEPTED_TYPES, UploadError, check_content_type, drawing_to_crop, encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +53,23 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart headers and boundaries allowed on top of the image
 DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and discarded before the 413,
 #                   so that the client, still sending, receives the answer instead of a reset connection
-MAX_CONCURRENT_UPLOADS = 2  # bodies buffered and decoded at once; more wait their turn (a Pi has little RAM)
 MAX_STREAM_CLIENTS = 8  # concurrent MJPEG viewers; each is cheap (one JPEG per frame is shared) but not free
 STREAM_POLL_S = 0.02  # s between checks for a new frame in a stream (a 15 fps source makes one every 67 ms)
 ANNOTATED_SIDE = 1280  # px: long side of the annotated image sent back for an upload
 TOP_K = 3
+HISTORY_ITEMS = 20  # readings listed by /api/latest (from the readings history)
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How request bodies are received: a slow or stalled client holds no upload slot and no one else up."""
+
+    idle_s: float = 10.0  # s a client may send nothing in the middle of a body; then 408 and the connection closes
+    total_s: float = 120.0  # s for a whole body: 16 MB at about 1 Mbit/s (a phone on poor Wi-Fi)
+    buffered_bytes: int = 64 * 2**20  # B of bodies held at once, all clients together; past it, 503 and retry
+    concurrent: int = 2  # uploads decoded and read at once, each only once its body is in (a Pi has little RAM)
+
+
 PAGE_HEADERS = {
     # The page loads only its own files; the token in its URL is never sent to another site.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -117,6 +122,7 @@ class DigitResult(BaseModel):
 
 
 class HistoryItem(BaseModel):
+    id: int | None = Field(None, description="the reading's id in the device's readings history")
     text: str
     time: str
     origin: str
@@ -175,20 +181,24 @@ async def _send_json(send, status: int, detail: str, headers: list | None = None
 
 
 class Guard:
-    """ASGI middleware in front of every route: the token check, then the request-body limit.
+    """ASGI middleware in front of every route: the token check, then the request body, then an upload slot.
 
     The token is accepted as `Authorization: Bearer <token>`, an `X-Token` header, or a `token` query
     parameter (an <img> tag cannot send headers, so the MJPEG stream needs the query form). No cookie: a
     request carries the token explicitly, so another site cannot make a browser send it (no CSRF).
 
     Bodies are read into memory up to `max_body` bytes before the app sees them; a larger one gets a 413
-    without reaching the multipart parser or the decoder.
+    without reaching the multipart parser or the decoder. A body must keep arriving (`BodyLimits.idle_s`) and
+    be complete within `BodyLimits.total_s`, else 408; all bodies being received hold at most
+    `BodyLimits.buffered_bytes` (else 503, retry). Only a request whose body is in waits for one of the
+    `BodyLimits.concurrent` upload slots: a client that sends slowly, or stops, delays no one else.
     """
 
-    def __init__(self, app, token: str | None, max_body: int, max_uploads: int = MAX_CONCURRENT_UPLOADS):
-        self.app, self.max_body, self.max_uploads = app, max_body, max_uploads
+    def __init__(self, app, token: str | None, max_body: int, body: BodyLimits = BodyLimits()):
+        self.app, self.max_body, self.body = app, max_body, body
         self.token = token.encode() if token else None
-        self._uploads: asyncio.Semaphore | None = None  # made on first use, inside the server's event loop
+        self.buffered = 0  # bytes of bodies held right now (one event loop: no lock needed)
+        self._slots: asyncio.Semaphore | None = None  # made on first use, inside the server's event loop
 
     def _token_problem(self, scope) -> str | None:
         if self.token is None:
@@ -225,39 +235,61 @@ class Guard:
         if declared is not None and int(declared) > self.max_body:
             await self._refuse_large(receive, send, int(declared), 0)
             return
-        if self._uploads is None:
-            self._uploads = asyncio.Semaphore(self.max_uploads)
-        async with self._uploads:  # bounds the memory held by bodies and decoded images at once
-            await self._buffered(scope, receive, send)
+        held = [0]  # bytes of this body counted in self.buffered
+        try:
+            body = await self._receive_body(receive, send, held)
+            if body is None:
+                return  # answered (408, 413, 503) or the client left
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(self.body.concurrent)
+            async with self._slots:  # bounds the memory and CPU of decoding and reading at once
+                await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.buffered -= held[0]
 
-    async def _buffered(self, scope, receive, send):
+    async def _receive_body(self, receive, send, held: list[int]) -> bytes | None:
+        """The whole body, or None after answering: 408 (too slow), 413 (too large), 503 (memory budget)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body.total_s
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            wait = min(self.body.idle_s, deadline - loop.time())
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), wait)
+            except TimeoutError:
+                await _send_json(send, 408, f"the request body did not arrive in time ({size} bytes received; a "
+                                            f"body must keep coming, with no pause over {self.body.idle_s:g} s, and "
+                                            f"be complete within {self.body.total_s:g} s). Check the connection "
+                                            f"and send it again.", [(b"connection", b"close")])
+                return None
             if message["type"] == "http.disconnect":
-                return
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             more = message.get("more_body", False)
             if size > self.max_body:
                 await self._refuse_large(receive, send, size, size, more)
-                return
+                return None
+            if self.buffered + len(chunk) > self.body.buffered_bytes:
+                await _send_json(send, 503, f"the device is receiving {self.buffered / 1e6:.0f} MB of other uploads "
+                                            f"right now; send this one again in a few seconds.",
+                                 [(b"retry-after", b"5"), (b"connection", b"close")])
+                return None
+            self.buffered += len(chunk)
+            held[0] += len(chunk)
             chunks.append(chunk)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect, as a server would
-
-        await self.app(scope, replay, send)
+        return b"".join(chunks)
 
     async def _refuse_large(self, receive, send, size: int, read: int, more: bool = True) -> None:
-        while more and read <= DRAIN_FACTOR * self.max_body:
-            message = await receive()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body.total_s
+        while more and read <= DRAIN_FACTOR * self.max_body and loop.time() < deadline:
+            try:
+                message = await asyncio.wait_for(receive(), self.body.idle_s)
+            except TimeoutError:
+                break
             if message["type"] == "http.disconnect":
                 return
             read += len(message.get("body", b""))
@@ -268,27 +300,43 @@ class Guard:
                                     f"with a larger --max-upload-mb.", [(b"connection", b"close")])
 
 
+def _replay(body: bytes, receive):
+    """An ASGI `receive` that gives the buffered body once, then waits for the disconnect as a server would."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 # ---------------------------------------------------------------------------------------------- app
 
 
 @dataclass
 class WebState:
-    """What the routes work with. `lock` serialises every call into the interpreter."""
+    """What the routes work with. `lock` serialises every call into the interpreter (the live loop shares it)."""
 
     classifier: object  # edge_app.runtime.Classifier
     reader: object  # has .read(frame_bgr) -> reading with .to_dict()
     annotate: Callable  # annotate(frame_bgr, reading) -> frame_bgr
-    feed: LiveFeed | None = None
-    limits: UploadLimits = field(default_factory=UploadLimits)
+    history: ReadingStore  # the readings history: uploads are recorded, /api/latest lists the last ones
+    loop: object | None = None  # edge_app.live.LiveLoop, when a live source runs
+    stream: object | None = None  # edge_app.web.live.WebStream, that loop's web sink
+    limits: ImageLimits = UPLOAD_LIMITS
+    body: BodyLimits = field(default_factory=BodyLimits)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    history: History = field(default_factory=History)
     closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: streams end
     stream_clients: int = 0
     last_upload: dict | None = None
 
-
-def _problem(exc: UploadError) -> HTTPException:
-    return HTTPException(status_code=exc.status, detail=exc.message)
+    @property
+    def model_sha256(self) -> str:
+        return self.classifier.integrity.sha256
 
 
 async def _image_from_request(request: Request) -> bytes:
@@ -338,8 +386,8 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
     )
     api.state.web = state
 
-    @api.exception_handler(UploadError)
-    async def upload_error(request: Request, exc: UploadError):
+    @api.exception_handler(ImageError)
+    async def upload_error(request: Request, exc: ImageError):
         return Response(json.dumps({"detail": exc.message}), status_code=exc.status, media_type="application/json")
 
     page_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
@@ -362,22 +410,21 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
         info = state.classifier.info
         model = {"path": info.path, "name": Path(info.path).name, "input_dtype": info.input_dtype,
                  "pixels_from": info.pixels_from}
-        feed = state.feed
-        return {"status": "ok" if feed is None or not feed.error else "degraded", "model": model,
-                "runtime": _asdict(state.classifier.runtime), "fps": feed.fps if feed else None,
-                "live": feed.status() if feed else None,
+        loop = state.loop
+        return {"status": "ok" if loop is None or not loop.status.error else "degraded", "model": model,
+                "runtime": _asdict(state.classifier.runtime), "fps": loop.fps if loop else None,
+                "live": _live_status(loop) if loop else None,
                 "limits": {"max_upload_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels},
                 "time": now_iso()}
 
     @api.get("/api/latest", response_model=Latest, summary="the stable live reading and the last readings")
-    def latest():
-        feed = state.feed
-        stable = None
-        if feed is not None and feed.stable.stable is not None:
-            stable = {"text": feed.stable.stable, "since": feed.stable_since}
-        candidates = [r for r in (feed.latest_reading() if feed else None, state.last_upload) if r]
+    async def latest():
+        stream = state.stream
+        candidates = [r for r in (stream.latest_reading() if stream else None, state.last_upload) if r]
         reading = max(candidates, key=lambda r: r["time"]) if candidates else None
-        return {"live": feed is not None, "stable": stable, "reading": reading, "history": state.history.items()}
+        history = await run_in_threadpool(state.history.recent, HISTORY_ITEMS)
+        return {"live": stream is not None, "stable": stream.stable() if stream else None, "reading": reading,
+                "history": history}
 
     @api.post("/api/read", response_model=ReadResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
               summary="read the numbers in an image")
@@ -394,7 +441,7 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
     @api.get("/snapshot.jpg", responses={404: {"model": Problem}}, summary="the newest annotated frame",
              response_class=Response)
     def snapshot():
-        _, jpeg = _feed_or_404(state).latest_jpeg()
+        _, jpeg = _stream_or_404(state).latest_jpeg()
         if jpeg is None:
             raise HTTPException(503, "no frame yet: the live source has not delivered one; try again shortly.")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -402,15 +449,15 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
     @api.get("/stream.mjpg", responses={404: {"model": Problem}, 503: {"model": Problem}},
              summary="the live annotated stream (multipart/x-mixed-replace JPEGs)", response_class=StreamingResponse)
     async def stream():  # on the event loop, like the generator that counts the viewers
-        feed = _feed_or_404(state)
+        stream = _stream_or_404(state)
         if state.stream_clients >= MAX_STREAM_CLIENTS:
             raise HTTPException(503, f"{state.stream_clients} viewers are watching already (the limit is "
                                      f"{MAX_STREAM_CLIENTS}); close another tab and reload.",
                                 headers={"Retry-After": "5"})
-        return StreamingResponse(_mjpeg(state, feed), media_type="multipart/x-mixed-replace; boundary=frame",
+        return StreamingResponse(_mjpeg(state, stream), media_type="multipart/x-mixed-replace; boundary=frame",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    app = Guard(api, token, state.limits.max_bytes + MULTIPART_OVERHEAD)
+    app = Guard(api, token, state.limits.max_bytes + MULTIPART_OVERHEAD, state.body)
     app.state = state
     app.fastapi = api
     return app
@@ -431,14 +478,22 @@ def _version() -> str:
         return "0"
 
 
-def _feed_or_404(state: WebState) -> LiveFeed:
-    if state.feed is None:
+def _stream_or_404(state: WebState):
+    if state.stream is None:
         raise HTTPException(404, "no live source: start the server with --source (picamera2, a camera index, "
                                  "a video file or URL, or synthetic) to see the stream.")
-    return state.feed
+    return state.stream
 
 
-async def _mjpeg(state: WebState, feed: LiveFeed):
+def _live_status(loop) -> dict:
+    status = loop.status
+    return {"source": loop.source_name, "running": loop.active, "ended": status.ended, "frames": status.frames,
+            "readings": status.readings, "skipped": status.skipped,
+            "fps": None if loop.fps is None else round(loop.fps, 2), "error": status.error,
+            "stable_frames": loop.stabilizer.frames}
+
+
+async def _mjpeg(state: WebState, stream):
     """multipart/x-mixed-replace parts, one per new frame, until the client leaves or the server stops.
 
     When the client disconnects, Starlette cancels this generator; the `finally` keeps the viewer count right.
@@ -447,9 +502,9 @@ async def _mjpeg(state: WebState, feed: LiveFeed):
     try:
         sent = -1
         while not state.closing.is_set():
-            number, jpeg = feed.latest_jpeg()
+            number, jpeg = stream.latest_jpeg()
             if jpeg is None or number == sent:
-                if feed.ended and jpeg is not None and number == sent:
+                if state.loop is not None and not state.loop.active and jpeg is not None and number == sent:
                     return
                 await asyncio.sleep(STREAM_POLL_S)
                 continue
@@ -471,7 +526,7 @@ def _read_image(state: WebState, data: bytes, annotate: bool) -> dict:
     result["time"], result["origin"] = now_iso(), "upload"
     result["image"] = {"width": int(frame.shape[1]), "height": int(frame.shape[0])}
     state.last_upload = {k: v for k, v in result.items() if k != "image"}
-    state.history.add(result.get("text", ""), "upload")
+    state.history.add(result, "upload", state.model_sha256, origin="upload", time=result["time"])
     if annotate:
         jpeg = encode_jpeg(state.annotate(frame, reading), 85, max_side=ANNOTATED_SIDE)
         result["annotated_jpeg"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

@@ -1,11 +1,11 @@
-"""`digitlite serve` and `digitlite run --web`: the web view served by uvicorn, in the foreground or a thread.
+"""`digitlite serve` and the web view of `digitlite run --web`: the server around the web app.
 
-This module owns starting and stopping the web server: `serve_main` parses `digitlite serve`'s options and
-builds the classifier, reader and (optional) live source; `serve_live` is what `digitlite run --web` calls
-with the reader and source it already has; `WebServer` runs an app on a socket it binds itself (so port 0
-works and a busy port gives a clear error) and stops it cleanly, streams included. The app itself is in
-`edge_app.web.app`; this module imports it, and so FastAPI and uvicorn, only when a server starts, so that
-`digitlite serve --help` works without the `[web]` extra.
+`serve_main` builds the reader (`edge_app.cli.make_reader`, the one reader factory) and, with `--source`, the
+same live loop `digitlite run` uses (`edge_app.cli.build_live`, with the web stream as one of its sinks);
+`LiveWebView` is the web page of a reader, bound to its port before anything else starts; `WebServer` runs an
+app on a socket it binds itself (so port 0 works and a busy port gives a clear error) and stops it cleanly,
+streams included. The app itself is in `edge_app.web.app`; this module imports it, and so FastAPI and uvicorn,
+only when a server starts, so that `digitlite serve --help` works without the `[web]` extra.
 
     digitlite serve --source synthetic --port 8080            # open http://127.0.0.1:8080/
     digitlite serve --host 0.0.0.0 --token "$(openssl rand -hex 8)"   # reachable from a phone on the LAN
@@ -23,21 +23,19 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 
 from digitlite import HelpFormatter
-from edge_app.runtime import DEFAULT_MODEL, DEFAULT_THREADS
-from edge_app.web.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
+from edge_app.images import UPLOAD_LIMITS
 
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------- defaults
 HOST = "127.0.0.1"  # loopback only: reaching the camera from the network is a choice (--host 0.0.0.0)
 PORT = 8080
-STABLE_FRAMES = 3  # frames a reading must repeat before it is the stable reading
 MAX_FPS = 15.0  # live frames processed per second at most; a phone sees no difference above this
 TOKEN_ENV = "DIGITLITE_TOKEN"  # the token can come from the environment, to keep it out of `ps`
 SHUTDOWN_S = 3  # s uvicorn waits for open connections (a stream viewer) before closing them
+MAX_CONNECTIONS = 64  # open connections at once (streams, uploads, page loads); more get a 503 from uvicorn
 
 
 class WebDependencyError(ImportError):
@@ -121,7 +119,7 @@ class WebServer:
 
         # No access log: with --token, the stream's URL carries the token in its query string.
         config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=SHUTDOWN_S)
+                                timeout_graceful_shutdown=SHUTDOWN_S, limit_concurrency=MAX_CONNECTIONS)
         self.server = _Server(config)
         self._thread: threading.Thread | None = None
 
@@ -171,159 +169,151 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _announce(server: WebServer, token: str | None, live: bool) -> None:
+def _announce(server: WebServer, token: str | None, live: bool, out=sys.stdout) -> None:
     url = server.url if is_loopback(server.host) or server.host not in ("0.0.0.0", "::") else \
         f"http://<this device's address>:{server.port}/"
     print(f"digitlite web view on {url}{'?token=<token>' if token else ''}"
-          f"{'' if live else ' (no live source: photo upload and drawing only; add --source for the stream)'}")
+          f"{'' if live else ' (no live source: photo upload and drawing only; add --source for the stream)'}",
+          file=out, flush=True)
     if not is_loopback(server.host) and not token:
         print(f"warning: listening on {server.host} without --token: anyone on the network can see the camera "
               f"and use the API. Set --token (or ${TOKEN_ENV}).", file=sys.stderr)
-    print("Ctrl-C stops it.")
+    print("Ctrl-C stops it.", file=out, flush=True)
 
 
-def serve_live(reader, source, host: str = HOST, port: int = PORT, token: str | None = None,
-               stable_frames: int = STABLE_FRAMES, max_fps: float = MAX_FPS, limits=None,
-               log_level: str = "warning") -> int:
-    """Serve the web view over a live source until Ctrl-C; what `digitlite run --web` calls.
+class LiveWebView:
+    """The web page of a reader: the app and its server (bound now), and `stream`, the sink a live loop feeds.
 
     Args:
-        reader: an `edge_app.reader.DigitReader` (its classifier also serves the drawing canvas).
-        source: an opened frame source (`edge_app.sources.open_source`); closed on return.
-        host: address to listen on (127.0.0.1: this device only).
-        port: TCP port.
-        token: when set, every route needs it.
-        stable_frames: frames a reading must repeat before it is the stable reading.
-        max_fps: live frames processed per second at most.
-        limits: `edge_app.web.uploads.UploadLimits` for uploads (default: the module's defaults).
+        reader: from `edge_app.cli.make_reader` (its classifier also serves the drawing canvas).
+        host, port, token: where the page listens and the token every route needs (None: open).
+        limits: what an upload may be (`edge_app.images.ImageLimits`).
+        history: the readings history, when there is no live loop to take it from (`attach`).
         log_level: uvicorn's log level.
-
-    Returns:
-        0 after a clean stop; 1 when the port cannot be bound.
 
     Raises:
         WebDependencyError: the `[web]` extra is not installed.
+        OSError: the port cannot be bound (the message says what to do).
     """
-    app_module = load_app_module()
-    from edge_app.reader import annotate
-    from edge_app.web.live import LiveFeed
-    from edge_app.web.uploads import UploadLimits
 
-    classifier = getattr(reader, "classifier", None)
-    if classifier is None:
-        raise TypeError(f"serve_live needs a reader with a .classifier (for the drawing canvas); got "
-                        f"{type(reader).__name__}. Pass an edge_app.reader.DigitReader.")
-    state = app_module.WebState(classifier=classifier, reader=reader, annotate=annotate,
-                                limits=limits or UploadLimits())
-    state.feed = LiveFeed(reader, source, annotate, lock=state.lock, stable_frames=stable_frames,
-                          history=state.history, max_fps=max_fps, name=_describe(source))
-    try:
-        server = WebServer(app_module.create_app(state, token), host, port, log_level)
-    except OSError as exc:
-        print(f"digitlite: {exc}", file=sys.stderr)
-        _close(source)
-        return 1
-    state.feed.start()
-    _announce(server, token, live=True)
-    try:
-        server.run()
-    finally:
-        state.feed.stop()
-    return 0
+    def __init__(self, reader, host: str = HOST, port: int = PORT, token: str | None = None, limits=UPLOAD_LIMITS,
+                 history=None, log_level: str = "warning"):
+        app_module = load_app_module()
+        from edge_app.reader import annotate
+        from edge_app.web.live import WebStream
 
+        self.token = token
+        self.stream = WebStream()
+        self.state = app_module.WebState(classifier=reader.classifier, reader=reader, annotate=annotate,
+                                         history=history, limits=limits)
+        self.server = WebServer(app_module.create_app(self.state, token), host, port, log_level)
 
-def _describe(source) -> str:
-    for name in ("description", "describe", "name", "spec"):
-        value = getattr(source, name, None)
-        value = value() if callable(value) else value
-        if value:
-            return str(value)
-    return type(source).__name__
+    def attach(self, loop) -> None:
+        """Show `loop` (an `edge_app.live.LiveLoop` whose sinks include `self.stream`): its stream, status and
+        history; uploads share its interpreter lock."""
+        self.state.loop, self.state.stream, self.state.history, self.state.lock = (loop, self.stream, loop.history,
+                                                                                  loop.lock)
 
-
-def _close(source) -> None:
-    close = getattr(source, "close", None)
-    if close is not None:
-        close()
+    def announce(self, live: bool, out=sys.stdout) -> None:
+        _announce(self.server, self.token, live, out)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edge_app.sources import SOURCE_HELP
+    from edge_app.cli import add_live_options, add_model_options, add_pixel_limit
 
     parser = argparse.ArgumentParser(
         prog="digitlite serve", formatter_class=HelpFormatter,
         description="Serve the web view: the live annotated stream, photo upload and a canvas to draw a digit, "
-                    "with a JSON API (/api/read, /api/latest, /api/health; schema at /openapi.json).")
-    parser.add_argument("--source", default=None,
-                        help="live frame source, as for `digitlite run`: " + SOURCE_HELP + ". Without it the page "
-                             "offers photo upload and drawing only.")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="the .tflite model; by default the int8 model installed with digitlite")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="interpreter (XNNPACK) threads")
+                    "with a JSON API (/api/read, /api/latest, /api/health; schema at /openapi.json). With --source, "
+                    "the live loop of `digitlite run` runs under it (history, MQTT, video alike); the page stays "
+                    "up after a finite source ends, until Ctrl-C or SIGTERM.")
+    add_live_options(parser, source_default=None, max_fps=MAX_FPS)
+    add_model_options(parser)
     parser.add_argument("--host", default=HOST,
                         help="address to listen on; 0.0.0.0 makes the page reachable from the network")
     parser.add_argument("--port", type=int, default=PORT, help="TCP port (0: any free port)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
                         help=f"require this token on every request (?token=... in the page URL); default: "
                              f"${TOKEN_ENV}")
-    parser.add_argument("--stable-frames", type=int, default=STABLE_FRAMES,
-                        help="frames a reading must repeat before it is shown as the stable reading")
-    parser.add_argument("--max-fps", type=float, default=MAX_FPS, help="live frames processed per second at most")
-    parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20,
+    parser.add_argument("--max-upload-mb", type=float, default=UPLOAD_LIMITS.max_bytes / 2**20,
                         help="largest upload accepted, MiB")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_UPLOAD_PIXELS / 1e6,
-                        help="largest image accepted, in decoded megapixels (refused before decoding)")
+    add_pixel_limit(parser, UPLOAD_LIMITS.max_pixels)
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="server log level")
     return parser
 
 
-def serve_main(argv: list[str]) -> int:
-    """`digitlite serve`: parse the options, build the classifier, reader and source, serve until Ctrl-C."""
-    args = build_parser().parse_args(argv)
-    for name, value, low in (("--stable-frames", args.stable_frames, 1), ("--threads", args.threads, 1),
-                             ("--max-upload-mb", args.max_upload_mb, 0.01), ("--max-megapixels",
-                                                                             args.max_megapixels, 0.01)):
-        if value < low:
-            print(f"digitlite serve: {name} {value} is too small; it must be at least {low}.", file=sys.stderr)
-            return 2
+def _check(args: argparse.Namespace):
+    """The upload limits of `args`; ValueError naming the option that is out of range."""
+    from dataclasses import replace
+
+    from edge_app.cli import check_live_options, limits_from_args
+
+    check_live_options(args)
+    if not args.max_upload_mb >= 0.01:
+        raise ValueError(f"--max-upload-mb {args.max_upload_mb} is too small; it must be at least 0.01.")
     if not 0 <= args.port <= 65535:
-        print(f"digitlite serve: --port {args.port} is not a TCP port; use 1-65535 (or 0 for any free port).",
-              file=sys.stderr)
+        raise ValueError(f"--port {args.port} is not a TCP port; use 1-65535 (or 0 for any free port).")
+    if args.source is None:
+        needs = [flag for flag, value in (("--mqtt", args.mqtt), ("--save", args.save),
+                                          ("--max-frames", args.max_frames)) if value]
+        if needs:
+            raise ValueError(f"{', '.join(needs)} need a live source: add --source (e.g. --source picamera).")
+    limits = limits_from_args(args, UPLOAD_LIMITS)
+    return replace(limits, max_bytes=int(args.max_upload_mb * 2**20))
+
+
+def serve_main(argv: list[str]) -> int:
+    """`digitlite serve`: parse the options, build the reader (and the live loop with --source), serve until
+    Ctrl-C or SIGTERM."""
+    args = build_parser().parse_args(argv)
+    try:
+        limits = _check(args)
+    except ValueError as exc:
+        print(f"digitlite serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        app_module = load_app_module()
+        load_app_module()
     except WebDependencyError as exc:
         print(f"digitlite serve: {exc}", file=sys.stderr)
         return 3
-    from edge_app.reader import DigitReader, annotate
-    from edge_app.runtime import Classifier, ModelError
-    from edge_app.web.uploads import UploadLimits
+    from edge_app.cli import _model_errors, build_live, reader_from_args
+    from edge_app.history import HistoryError, HistorySettings, ReadingStore
+    from edge_app.live import run_until_stopped
 
     try:
-        classifier = Classifier(args.model, threads=args.threads)
-    except (ModelError, ImportError) as exc:
+        reader = reader_from_args(args)
+    except (*_model_errors(), ImportError) as exc:
         print(f"digitlite serve: {exc}", file=sys.stderr)
         return 1
-    reader = DigitReader(classifier)
-    limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
-    if args.source is not None:
-        from edge_app.sources import open_source
-
+    if args.source is None:
         try:
-            source = open_source(args.source)
-        except (ValueError, OSError) as exc:
+            history = ReadingStore(args.history, HistorySettings(keep=args.history_keep))
+            view = LiveWebView(reader, args.host, args.port, args.token, limits, history, args.log_level)
+        except (HistoryError, OSError) as exc:
             print(f"digitlite serve: {exc}", file=sys.stderr)
             return 1
-        return serve_live(reader, source, args.host, args.port, args.token, args.stable_frames, args.max_fps,
-                          limits, args.log_level)
-    state = app_module.WebState(classifier=classifier, reader=reader, annotate=annotate, limits=limits)
+        view.announce(live=False)
+        try:
+            view.server.run()
+        finally:
+            history.close()
+        return 0
+    from edge_app.sources import open_source
+
     try:
-        server = WebServer(app_module.create_app(state, args.token), args.host, args.port, args.log_level)
-    except OSError as exc:
+        view = LiveWebView(reader, args.host, args.port, args.token, limits, log_level=args.log_level)
+        source = open_source(args.source)
+    except OSError as exc:  # a busy port, a camera that cannot be opened (SourceError)
         print(f"digitlite serve: {exc}", file=sys.stderr)
         return 1
-    _announce(server, args.token, live=False)
-    server.run()
-    return 0
+    try:
+        loop = build_live(args, reader, source, [view.stream], stdout=False)
+    except (HistoryError, ValueError, ImportError) as exc:
+        source.close()
+        print(f"digitlite serve: {exc}", file=sys.stderr)
+        return 1
+    view.attach(loop)
+    view.announce(live=True)
+    return run_until_stopped(loop, view.server, keep_serving=True)

@@ -1,0 +1,324 @@
+"""The device's readings history: every stable reading, committed to an embedded SQLite database first.
+
+`ReadingStore` owns the database file: the `readings` table (time, text, digits with their confidences and
+boxes, source, origin, the sha256 of the model that read it) and the `outbox` of readings still to be
+published over MQTT, bounded (the oldest are dropped, and counted). WAL mode with synchronous=FULL: a reading
+whose commit returned survives a crash or a power cut, and `digitlite history` can read while the service
+writes. The live loop commits each stable reading here before any sink sees it; `edge_app.mqtt` publishes
+from the outbox; the web view lists the recent readings from it. This module also holds `digitlite history`.
+
+    digitlite history --since 1h
+    digitlite history --since 2026-11-01 --csv > readings.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from digitlite import HelpFormatter
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DB_NAME = "readings.db"
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """How much the history and its outbox keep."""
+
+    keep: int = 1_000_000  # readings kept; older ones are deleted (about 300 B each: ~300 MB at the limit)
+    outbox_limit: int = 10_000  # readings waiting for MQTT; beyond this the oldest are dropped, with a count
+    busy_timeout_ms: int = 5_000  # ms to wait for another process's lock (`digitlite history` reading)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,          -- ISO 8601 in UTC with milliseconds: sorts as text
+    text TEXT NOT NULL,          -- the numbers read, space-separated, in reading order
+    digits TEXT NOT NULL,        -- JSON: [{"digit", "confidence", "box": [x, y, w, h]}, ...]
+    source TEXT NOT NULL,        -- the frame source (or "upload")
+    origin TEXT NOT NULL,        -- "live" (a stable camera reading) or "upload" (a photo sent to the web view)
+    model_sha256 TEXT NOT NULL   -- the model file that read it
+);
+CREATE INDEX IF NOT EXISTS readings_time ON readings(time);
+CREATE TABLE IF NOT EXISTS outbox (reading_id INTEGER PRIMARY KEY);  -- readings not yet acknowledged by MQTT
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class HistoryError(OSError):
+    """The history database cannot be opened or is not a digitlite history."""
+
+
+def default_history_path() -> Path:
+    """$STATE_DIRECTORY (systemd's StateDirectory=, /var/lib/digitlite for the service), else
+    $XDG_STATE_HOME/digitlite, else ~/.local/state/digitlite; then readings.db."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / DB_NAME
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "digitlite" / DB_NAME
+
+
+def now_iso() -> str:
+    """The current time as ISO 8601 in UTC with milliseconds (what every record and message carries)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ReadingStore:
+    """The readings history and the MQTT outbox in one SQLite file; safe to share between threads.
+
+    Args:
+        path: the database file; its folder is created. ":memory:" for a throwaway store.
+        settings: retention and outbox bound.
+        create: False to refuse a path where no history exists yet (`digitlite history`).
+
+    Raises:
+        HistoryError: the file cannot be opened, or is not a digitlite history.
+    """
+
+    def __init__(self, path: str | Path, settings: HistorySettings = HistorySettings(), create: bool = True):
+        self.path, self.settings = Path(path), settings
+        memory = str(path) == ":memory:"
+        if not memory and not create and not self.path.is_file():
+            raise HistoryError(f"no readings history at {self.path}: `digitlite run` creates it with the first "
+                               f"stable reading (the service's is in [history] path of /etc/digitlite.toml).")
+        try:
+            if not memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                       timeout=settings.busy_timeout_ms / 1000)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # the WAL is synced at each commit: nothing committed is lost
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryError(f"{self.path}: history schema {version} is newer than this digitlite's "
+                                   f"({SCHEMA_VERSION}); upgrade digitlite.")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise HistoryError(f"cannot open the readings history {self.path} ({exc}); is the folder writable by "
+                               f"this user, and the file a digitlite history? Choose another with --history.") from exc
+        self._lock = threading.Lock()
+        self.closed = False
+
+    # ------------------------------------------------------------------ writing
+    def add(self, reading: dict, source: str, model_sha256: str, origin: str = "live", time: str | None = None,
+            outbox: bool = False) -> dict:
+        """Commit one reading (and, with `outbox`, queue it for MQTT); returns the stored record with its id.
+
+        Args:
+            reading: has "text" and "digits" ([{"digit", "confidence", "box"}]), as `Reading.to_dict()`.
+            source: where the frame came from.
+            model_sha256: the model that read it.
+            origin: "live" or "upload".
+            time: ISO 8601 UTC; default: now.
+            outbox: queue it for publishing; the oldest queued readings beyond `outbox_limit` are dropped.
+        """
+        record = {"time": time or now_iso(), "text": str(reading["text"]),
+                  "digits": [dict(d) for d in reading.get("digits", [])], "source": str(source),
+                  "origin": origin, "model_sha256": model_sha256}
+        dropped, total = [], 0
+        with self._lock, self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO readings (time, text, digits, source, origin, model_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                (record["time"], record["text"], json.dumps(record["digits"]), record["source"], origin,
+                 model_sha256))
+            record["id"] = cursor.lastrowid
+            self._db.execute("DELETE FROM readings WHERE id <= ?", (record["id"] - self.settings.keep,))
+            if outbox:
+                self._db.execute("INSERT INTO outbox (reading_id) VALUES (?)", (record["id"],))
+                excess = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.settings.outbox_limit
+                if excess > 0:
+                    dropped = [r[0] for r in self._db.execute(
+                        "SELECT reading_id FROM outbox ORDER BY reading_id LIMIT ?", (excess,))]
+                    self._db.executemany("DELETE FROM outbox WHERE reading_id = ?", [(i,) for i in dropped])
+                    self._count("outbox_dropped", len(dropped))
+                    total = self._counter("outbox_dropped")
+        if dropped:
+            log.warning("MQTT outbox full (%d readings waiting): dropped reading #%s, the oldest; %d dropped in all. "
+                        "They stay in the history (`digitlite history`); raise --outbox-limit to keep more.",
+                        self.settings.outbox_limit, ", #".join(map(str, dropped)), total)
+        return record
+
+    def _count(self, name: str, n: int) -> None:
+        self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                         "value = value + excluded.value", (name, n))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ the outbox
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[dict]:
+        """Queued readings with an id above `after_id`, oldest first (what MQTT publishes next)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.* FROM outbox o JOIN readings r ON r.id = o.reading_id WHERE o.reading_id > ? "
+                "ORDER BY o.reading_id LIMIT ?", (after_id, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def delivered(self, reading_id: int) -> None:
+        """The broker acknowledged this reading: it leaves the outbox."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE reading_id = ?", (reading_id,))
+
+    def outbox_size(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def counter(self, name: str) -> int:
+        """A running count kept in the database ("outbox_dropped")."""
+        with self._lock:
+            return self._counter(name)
+
+    def _counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ reading back
+    def recent(self, limit: int = 20) -> list[dict]:
+        """The last `limit` readings, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM readings ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def since(self, since: str | None = None, limit: int | None = None) -> list[dict]:
+        """Readings at or after `since` (ISO 8601 UTC; None: all), oldest first, at most `limit`."""
+        query, args = "SELECT * FROM readings", []
+        if since is not None:
+            query, args = query + " WHERE time >= ?", [since]
+        query += " ORDER BY id"
+        if limit is not None:
+            query, args = query + " LIMIT ?", [*args, limit]
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [_record(r) for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+
+    def close(self) -> None:
+        """Fold the WAL back into the database file and close it (idempotent)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # another process reading: the WAL is folded in later, nothing is lost
+                log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
+            self._db.close()
+
+
+def _record(row: sqlite3.Row) -> dict:
+    return {"id": row["id"], "time": row["time"], "text": row["text"], "digits": json.loads(row["digits"]),
+            "source": row["source"], "origin": row["origin"], "model_sha256": row["model_sha256"]}
+
+
+# ---------------------------------------------------------------------------------------------- digitlite history
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """'15m', '2h', '7d' (ago), or an ISO 8601 date or time (local time unless it has an offset) -> ISO UTC.
+
+    Raises:
+        ValueError: neither form, with examples of both.
+    """
+    now = now or datetime.now(UTC)
+    match = _RELATIVE.match(text)
+    if match:
+        moment = now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"--since {text!r}: give a duration back from now (90s, 15m, 2h, 7d, 1w) or an ISO "
+                             f"date or time (2026-11-21, 2026-11-21T08:30, 2026-11-21T08:30+01:00)") from None
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # a time without an offset is this machine's local time
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+CSV_COLUMNS = ("id", "time", "text", "source", "origin", "model_sha256", "digits")
+
+
+def write_records(records: list[dict], form: str, out=sys.stdout) -> None:
+    """Print readings as "text" (one line each), "csv" (header, digits as JSON) or "json" (one object a line)."""
+    if form == "csv":
+        writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({**r, "digits": json.dumps(r["digits"])})
+    elif form == "json":
+        for r in records:
+            out.write(json.dumps(r) + "\n")
+    else:
+        for r in records:
+            low = min((d["confidence"] for d in r["digits"]), default=0.0)
+            out.write(f"#{r['id']}  {r['time']}  {r['text']:<16}  [{len(r['digits'])} digits, lowest confidence "
+                      f"{low:.0%}]  {r['origin']}: {r['source']}\n")
+
+
+def history_main(argv: list[str]) -> int:
+    """`digitlite history`: print the readings history, all of it or since a time, as text, CSV or JSON lines."""
+    from edge_app import settings
+
+    parser = argparse.ArgumentParser(prog="digitlite history", formatter_class=HelpFormatter,
+                                     description="Print the readings the device has stored (every stable reading "
+                                                 "and every photo read by the web view), oldest first.")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="the history database; default: [history] path of the configuration file, else "
+                             f"{default_history_path()}")
+    parser.add_argument("--since", default=None,
+                        help="only readings from then on: 15m, 2h, 7d (ago), or an ISO date or time")
+    parser.add_argument("--limit", type=int, default=None, help="print at most this many (the oldest first)")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--csv", action="store_true", help="CSV with a header; digits as a JSON column")
+    form.add_argument("--json", action="store_true", help="one JSON object per reading, per line")
+    parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
+                                                       "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+    args = parser.parse_args(argv)
+    try:
+        since = parse_since(args.since) if args.since else None
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit {args.limit}: give at least 1")
+        db = args.db or Path(settings.load_run_config(args.config).get("history") or default_history_path())
+        store = ReadingStore(db, create=False)
+    except (ValueError, OSError) as exc:
+        print(f"digitlite history: {exc}", file=sys.stderr)
+        return 2
+    try:
+        records = store.since(since, args.limit)
+    finally:
+        store.close()
+    write_records(records, "csv" if args.csv else "json" if args.json else "text")
+    if not records and not (args.csv or args.json):
+        print(f"no readings{' since ' + since if since else ''} in {db}", file=sys.stderr)
+    return 0

@@ -1,0 +1,238 @@
+"""Images in, frames out: the one decoder and the one frame check behind `read`, the live loop and the web.
+
+This module owns the image limits every entry point shares and the decoder behind all of them, so that a
+file reads the same way whether it comes from `digitlite read`, an image-folder `--source` or a phone upload:
+
+- `decode_image(data, limits)`: untrusted bytes to an 8-bit BGR frame. Pillow, with an allow-list of formats;
+  the header's width x height is checked against `limits.max_pixels` before a pixel is decoded (a
+  decompression bomb never reaches memory); EXIF orientation is applied; every pixel format becomes the same
+  BGR: 16-bit grey is scaled to 8 bits (not clipped to white), alpha is laid on white paper, CMYK, palette
+  and bilevel images are converted.
+- `read_image(path, limits)`: the same for a file, its size checked before it is read.
+- `check_frame(frame, limits)`: what a frame must be before the reader sees it, from any source: not
+  degenerate (a side under `min_side` px, or a strip longer than `max_aspect` times its width: nothing a
+  digit fits in), and no longer than `work_side` (larger frames are reduced).
+
+Pillow rather than OpenCV's `imdecode`: it reads the header without decoding (the pixel limit is checked
+first), lets us name the decoders that may run on hostile bytes, and converts CMYK and palette images.
+Every refusal is an `ImageError` saying what was received and what is accepted; its `status` is the HTTP
+status the web answers with.
+
+    python -m edge_app.images photo.jpg              # what the decoder makes of a file
+    python -m edge_app.images --upload photo.jpg     # ... with the web's limits
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Formats a phone or a browser sends; the only decoders Pillow may try on bytes from the network.
+UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# Local files (`digitlite read`, an image-folder source) may also be TIFF scans.
+FILE_FORMATS = (*UPLOAD_FORMATS, "TIFF")
+OPENED_AS = {"MPO": "JPEG"}  # the multi-picture JPEG some phones write is opened by the JPEG decoder
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # grey at 16 (or 32) bits per pixel
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an image may be. The pixel limit, working size and degenerate shapes are the same everywhere; the
+    formats and byte limit depend on where the bytes come from (`UPLOAD_LIMITS`, `FILE_LIMITS`)."""
+
+    max_bytes: int = 16 * 2**20  # B: a phone JPEG is 2-8 MB; the bytes are held in memory while decoding
+    max_pixels: int = 50_000_000  # header width x height: a 48 MP phone photo fits, a decompression bomb does not
+    work_side: int = 2048  # px: decoded images are reduced to this long side (detection runs at 1024 anyway)
+    min_side: int = 8  # px: the least a digit can be drawn in; a thinner image holds no digit
+    max_aspect: float = 25.0  # long side / short side: a longer strip is a line or a border, not writing
+    formats: tuple[str, ...] = UPLOAD_FORMATS  # the Pillow decoders allowed to run
+
+
+UPLOAD_LIMITS = ImageLimits()
+FILE_LIMITS = ImageLimits(max_bytes=64 * 2**20, formats=FILE_FORMATS)  # B: a TIFF scan may be large
+
+
+class ImageError(ValueError):
+    """An image the decoder refuses; `status` is the HTTP status a server answers with (400, 413, 415, 422)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def check_size(n_bytes: int, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+    """ImageError unless 0 < n_bytes <= limits.max_bytes."""
+    if n_bytes == 0:
+        raise ImageError(400, "the image is empty (0 bytes).")
+    if n_bytes > limits.max_bytes:
+        raise ImageError(413, f"the image is {_megabytes(n_bytes)}; the limit is {_megabytes(limits.max_bytes)}. "
+                              f"Send a smaller photo (e.g. the phone's medium size), or raise the limit "
+                              f"(--max-upload-mb).")
+
+
+def check_shape(width: int, height: int, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+    """ImageError unless width x height is within the pixel limit and is not degenerate.
+
+    Raises:
+        ImageError: 400 for a header declaring no pixels, 413 over `max_pixels`, 422 for a side under
+            `min_side` or a long side over `max_aspect` times the short one.
+    """
+    if width < 1 or height < 1:
+        raise ImageError(400, f"the image header declares {width}x{height} pixels; it is corrupt.")
+    if width * height > limits.max_pixels:
+        raise ImageError(413, f"the image is {width}x{height} = {width * height / 1e6:.0f} megapixels; the limit "
+                              f"is {limits.max_pixels / 1e6:.0f} megapixels. Resize it, or raise the limit "
+                              f"(--max-megapixels).")
+    short, long = min(width, height), max(width, height)
+    if short < limits.min_side or long > limits.max_aspect * short:
+        raise ImageError(422, f"the image is {width}x{height} pixels: too thin to hold a digit (at least "
+                              f"{limits.min_side} px each way, and no more than {limits.max_aspect:g} times as "
+                              f"long as it is wide). Crop the photo around the writing.")
+
+
+def check_frame(frame: np.ndarray, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray:
+    """A frame the reader may read: not degenerate, long side at most `limits.work_side` (reduced if larger).
+
+    Args:
+        frame: (H, W) or (H, W, C) pixels from any source.
+        limits: the shape limits.
+
+    Returns:
+        The frame, or a reduced copy of it (INTER_AREA).
+
+    Raises:
+        ImageError: the array is not an image, or has a degenerate or oversized shape (see `check_shape`).
+    """
+    if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+        shape = getattr(frame, "shape", None)
+        raise ImageError(400, f"not an image: an array of shape {shape}; expected (height, width[, channels]).")
+    height, width = frame.shape[:2]
+    check_shape(width, height, limits)
+    if max(height, width) <= limits.work_side:
+        return frame
+    f = limits.work_side / max(height, width)
+    size = (max(1, round(width * f)), max(1, round(height * f)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def _rgb8(image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded Pillow image of any mode, the same way for every source."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in SIXTEEN_BIT_MODES:
+        # 16-bit grey keeps its top 8 bits (as OpenCV's IMREAD_COLOR does); Pillow's convert("RGB") would clip
+        # every value above 255 to white and lose the picture. 32-bit "I" is taken as 16-bit (PNG, TIFF).
+        grey = (np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":  # 32-bit float grey (TIFF): 0-1 if it fits there, else 0-255
+        grey = np.nan_to_num(np.asarray(image, np.float32))
+        grey = grey * 255 if grey.size and grey.max() <= 1.0 else grey
+        return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    if mode in ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGB", rgba.size, (255, 255, 255))  # transparent pixels are white paper
+        paper.paste(rgba, mask=rgba.getchannel("A"))
+        return np.asarray(paper)
+    return np.asarray(image.convert("RGB"))  # RGB, L, 1, P, CMYK, YCbCr
+
+
+def decode_image(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray:
+    """Decode untrusted image bytes into a BGR uint8 frame, refusing anything unsafe, undecodable or degenerate.
+
+    The header is read first (Pillow's `open` is lazy) and its width x height checked (`check_shape`) before
+    any pixel is decoded. JPEGs larger than `limits.work_side` are decoded at a reduced scale (libjpeg's DCT
+    scaling: less memory and time on a Pi). EXIF orientation is applied, so a phone photo taken upright reads
+    upright.
+
+    Args:
+        data: the image file's bytes.
+        limits: byte and pixel limits, the allowed formats and the long side the result is reduced to.
+
+    Returns:
+        (H, W, 3) uint8 BGR, long side at most `limits.work_side`.
+
+    Raises:
+        ImageError: 400 (not a decodable image), 413 (too many bytes or pixels), 415 (a format or pixel
+            format we do not decode), 422 (a degenerate shape).
+    """
+    from PIL import Image, ImageOps
+
+    check_size(len(data), limits)
+    # Decoders see hostile input here: any exception they raise (OSError, SyntaxError, struct.error,
+    # ValueError, ...) means "not a valid image", and must become a refusal rather than a crash.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning: our own, lower limit is checked below
+        try:
+            image = Image.open(io.BytesIO(data), formats=limits.formats)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(413, f"the image declares far too many pixels ({exc}); the limit is "
+                                  f"{limits.max_pixels / 1e6:.0f} megapixels. Resize it, or raise the limit "
+                                  f"(--max-megapixels).") from exc
+        except Exception as exc:
+            raise ImageError(400, f"the data ({len(data)} bytes, starting {data[:8]!r}) is not a "
+                                  f"{', '.join(limits.formats)} image ({exc}). Send a JPEG or PNG photo.") from exc
+        with image:
+            kind = OPENED_AS.get(image.format, image.format)
+            if kind not in limits.formats:
+                raise ImageError(415, f"the file is a {image.format} image; send one of "
+                                      f"{', '.join(limits.formats)}.")
+            width, height = image.size
+            check_shape(width, height, limits)
+            try:
+                if kind == "JPEG" and max(width, height) > limits.work_side:
+                    image.draft("RGB", (limits.work_side, limits.work_side))
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                rgb = _rgb8(image)
+            except Exception as exc:
+                raise ImageError(400, f"the {image.format} image ({width}x{height} {image.mode}, {len(data)} bytes) "
+                                      f"could not be decoded: {exc}. The file may be truncated or "
+                                      f"corrupt.") from exc
+    return np.ascontiguousarray(check_frame(rgb, limits)[:, :, ::-1])
+
+
+def read_image(path: str | Path, limits: ImageLimits = FILE_LIMITS) -> np.ndarray:
+    """The BGR uint8 frame of an image file (see `decode_image`), its size checked before it is read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImageError: see `decode_image`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    check_size(path.stat().st_size, limits)
+    return decode_image(path.read_bytes(), limits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="What the decoder makes of an image file.")
+    parser.add_argument("image", help="the file")
+    parser.add_argument("--upload", action="store_true", help="the web's limits (no TIFF, 16 MiB) instead of a file's")
+    args = parser.parse_args(argv)
+    try:
+        frame = read_image(args.image, UPLOAD_LIMITS if args.upload else FILE_LIMITS)
+    except (ImageError, FileNotFoundError) as exc:
+        print(f"refused{f' (HTTP {exc.status})' if isinstance(exc, ImageError) else ''}: {exc}")
+        return 1
+    print(f"accepted: {args.image} -> frame {frame.shape[1]}x{frame.shape[0]} BGR")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

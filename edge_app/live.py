@@ -1,0 +1,353 @@
+"""The one live loop: frames from a source, read, stabilised, recorded, and handed to sinks.
+
+`LiveLoop` is the loop of every live mode (`digitlite run`, `run --web`, `serve --source`): source -> frame
+check -> reader -> stabiliser -> history -> sinks. Each frame goes to every sink's `on_frame` (video file,
+preview window, web stream); each stable reading is first committed to the readings history
+(`edge_app.history.ReadingStore`), then handed to every sink's `on_reading` (stdout JSON lines, the MQTT
+outbox, the web page). A new output is a new sink (`edge_app.sinks`), not a second loop. A frame the reader
+cannot take is counted and skipped; a failing sink is logged and the others go on.
+
+`run_until_stopped` is the one shutdown path: SIGTERM (what systemd sends) and SIGINT (Ctrl-C) become a stop
+request the loop sees between frames, within `LoopSettings.poll_s` while it waits for a camera; then the sinks
+are closed (the video file finalised, MQTT disconnected within its bound), the web server stopped and the
+history closed.
+
+    python -m edge_app.live --source synthetic --max-frames 90 --history /tmp/readings.db
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from edge_app.history import ReadingStore, now_iso
+from edge_app.images import UPLOAD_LIMITS, ImageLimits, check_frame
+from edge_app.reader import Stabilizer, annotate
+from edge_app.sources import SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The loop's tuned numbers."""
+
+    stable_frames: int = 3  # frames a reading must hold before it is reported
+    max_fps: float | None = None  # frames read per second at most (None: as fast as the source delivers)
+    fps_window: int = 30  # frames over which the frame rate is measured
+    poll_s: float = 0.1  # s between checks for a stop request while waiting (pacing, a source that stalls)
+    limits: ImageLimits = UPLOAD_LIMITS  # what a frame may be before the reader sees it (edge_app.images)
+
+
+@dataclass
+class Frame:
+    """One frame through the loop: what the reader made of it, and the loop's figures."""
+
+    number: int
+    frame_bgr: np.ndarray
+    reading: object  # edge_app.reader.Reading
+    time: str  # ISO 8601 UTC
+    fps: float
+    latency_ms: dict[str, float]  # capture, then the reader's stages
+    stable: str | None  # the stabiliser's reading on view (None: nothing stable)
+
+    @cached_property
+    def annotated(self) -> np.ndarray:
+        """The frame with boxes, digits and the reading drawn on it, made once for every sink that wants it."""
+        return annotate(self.frame_bgr, self.reading, self.fps)
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "frame": self.number, **self.reading.to_dict(), "latency_ms": self.latency_ms,
+                "fps": round(self.fps, 1)}
+
+
+class Sink:
+    """One output of the live loop. Override what the output needs; every method is called in the loop's thread.
+
+    `uses_outbox`: stable readings are queued in the history's MQTT outbox for this sink.
+    """
+
+    name = "sink"
+    uses_outbox = False
+
+    def on_frame(self, frame: Frame) -> None:
+        """Every frame read (in order)."""
+
+    def on_reading(self, record: dict, frame: Frame) -> None:
+        """A stable reading, after it was committed to the history (`record` is the stored row, with its id)."""
+
+    def close(self) -> None:
+        """The loop has ended: flush and release (bounded in time)."""
+
+
+@dataclass
+class LoopStatus:
+    frames: int = 0  # frames read
+    readings: int = 0  # stable readings recorded
+    skipped: int = 0  # frames the reader could not take (degenerate shape, a reader error)
+    ended: bool = False  # a finite source (video file, images) ended
+    error: str | None = None  # why the loop stopped early, or the last frame error
+    stop_reason: str | None = None  # what asked the loop to stop (a signal's name, a key, a test)
+    times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=30))
+
+
+class LiveLoop:
+    """source -> reader -> stabiliser -> history -> sinks, in the thread that calls `run()` (or `start()`).
+
+    Args:
+        source: a frame source (`edge_app.sources`): `.read()` -> frame or None at the end, `.close()`.
+        reader: has `.read(frame) -> Reading` (`edge_app.reader.DigitReader`).
+        history: where stable readings are committed before any sink sees them.
+        sinks: the outputs.
+        settings: stable frames, pacing, frame limits.
+        source_name: the source as the user named it, stored with each reading.
+        model_sha256: the reader's model, stored with each reading.
+        max_frames: stop after this many frames (None: until the source ends or a stop request).
+        lock: held while the reader runs; share it with whatever else calls the same interpreter (the web).
+    """
+
+    def __init__(self, source, reader, history: ReadingStore, sinks: Sequence[Sink] = (),
+                 settings: LoopSettings = LoopSettings(), source_name: str = "", model_sha256: str = "",
+                 max_frames: int | None = None, lock: threading.Lock | None = None):
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"--max-frames must be at least 1, got {max_frames}")
+        self.source, self.reader, self.history, self.sinks = source, reader, history, list(sinks)
+        self.settings, self.max_frames = settings, max_frames
+        self.source_name = source_name or getattr(source, "name", type(source).__name__)
+        self.model_sha256 = model_sha256
+        self.lock = lock or threading.Lock()
+        self.stabilizer = Stabilizer(settings.stable_frames)
+        self.status = LoopStatus(times=collections.deque(maxlen=settings.fps_window))
+        self._outbox = any(s.uses_outbox for s in self.sinks)
+        self._errors: set[str] = set()  # messages logged once
+        self.active = False  # run() is running (in whichever thread)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ stopping
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to stop after the current frame. Safe in a signal handler: it only sets flags."""
+        if self.status.stop_reason is None:
+            self.status.stop_reason = reason
+        if hasattr(self.source, "interrupt"):
+            self.source.interrupt()
+
+    @property
+    def stopping(self) -> bool:
+        return self.status.stop_reason is not None
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> int:
+        """Run until the source ends, `max_frames`, or a stop request (0); 1 if the source was lost for good."""
+        self.active = True
+        try:
+            return self._run()
+        finally:
+            self.active = False
+
+    def _run(self) -> int:
+        period = 1.0 / self.settings.max_fps if self.settings.max_fps else 0.0
+        next_at = time.monotonic()
+        while not self.stopping and (self.max_frames is None or self.status.frames < self.max_frames):
+            if period:
+                self._sleep_until(next_at)
+                next_at = max(next_at + period, time.monotonic())
+                if self.stopping:
+                    break
+            waited = time.perf_counter()
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                self.status.error = str(exc)
+                log.error("%s", exc)
+                return 1
+            if frame is None:
+                self.status.ended = not self.stopping
+                if self.status.ended:
+                    log.info("the source %s has ended after %d frames", self.source_name, self.status.frames)
+                return 0
+            self._process(frame, (time.perf_counter() - waited) * 1e3)
+        return 0
+
+    def _sleep_until(self, moment: float) -> None:
+        while not self.stopping and (left := moment - time.monotonic()) > 0:
+            time.sleep(min(left, self.settings.poll_s))
+
+    def _process(self, frame, capture_ms: float) -> None:
+        try:
+            frame = check_frame(frame, self.settings.limits)
+            with self.lock:
+                reading = self.reader.read(frame)
+        except Exception as exc:  # a frame the reader cannot take must not end a device's loop
+            self.status.skipped += 1
+            self.status.error = f"frame skipped: {type(exc).__name__}: {exc}"
+            self._log_once(self.status.error, exc)
+            return
+        status = self.status
+        status.error = None
+        status.frames += 1
+        status.times.append(time.monotonic())
+        times = status.times
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        latency = {"capture": round(capture_ms, 3), **{k: round(v, 3) for k, v in reading.latency_ms.items()}}
+        stable = self.stabilizer.update(reading.text)
+        item = Frame(status.frames, frame, reading, now_iso(), fps, latency, self.stabilizer.stable)
+        if stable is not None:
+            record = self._record(item)
+            for sink in self.sinks:
+                self._deliver(sink, "on_reading", record, item)
+        for sink in self.sinks:
+            self._deliver(sink, "on_frame", item)
+
+    def _record(self, item: Frame) -> dict:
+        """Commit a stable reading to the history first; the sinks get the stored row."""
+        reading = item.reading.to_dict()
+        try:
+            record = self.history.add(reading, self.source_name, self.model_sha256, "live", item.time, self._outbox)
+        except Exception as exc:  # a full disk: the reading is still printed and shown, and the error logged
+            self._log_once(f"the readings history {self.history.path} failed: {type(exc).__name__}: {exc}", exc)
+            record = {"id": None, "time": item.time, "text": reading["text"], "digits": reading["digits"],
+                      "source": self.source_name, "origin": "live", "model_sha256": self.model_sha256}
+        else:
+            self.status.readings += 1
+        return record
+
+    def _deliver(self, sink: Sink, method: str, *args) -> None:
+        try:
+            getattr(sink, method)(*args)
+        except Exception as exc:
+            self._log_once(f"the {sink.name} output failed: {type(exc).__name__}: {exc}", exc)
+
+    def _log_once(self, message: str, exc: BaseException) -> None:
+        if message not in self._errors:
+            self._errors.add(message)
+            log.error("%s", message, exc_info=exc if not isinstance(exc, ValueError | OSError) else None)
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second over the last frames; None until there are two, 0 once the source has stalled."""
+        times = list(self.status.times)
+        if len(times) < 2 or times[-1] == times[0]:
+            return None
+        if time.monotonic() - times[-1] > 5.0:  # s: no frame for this long: do not report a stale rate
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    # ------------------------------------------------------------------ in a thread (the web tests, embedding)
+    def start(self) -> LiveLoop:
+        """Run the loop in a daemon thread (signals stay with the caller); `stop()` ends it."""
+        self._thread = threading.Thread(target=self.run, name="digitlite-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread started by `start()`, then close the sinks and the source."""
+        self.request_stop("stopped")
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.close()
+
+    def close(self) -> None:
+        """Close every sink, then the source (idempotent); the history is the owner's to close."""
+        if self._closed:
+            return
+        self._closed = True
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.error("closing the %s output failed: %s: %s", sink.name, type(exc).__name__, exc)
+        try:
+            self.source.close()
+        except Exception as exc:  # a broken camera must not stop the shutdown
+            log.warning("closing the source %s failed: %s", self.source_name, exc)
+
+
+# ---------------------------------------------------------------------------------------------- shutdown
+
+
+@contextlib.contextmanager
+def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call `request_stop(signal name)` instead of killing the process (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        request_stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_until_stopped(loop: LiveLoop, server=None, keep_serving: bool = False) -> int:
+    """Run `loop` in this (main) thread until its source ends, `max_frames`, SIGTERM or SIGINT; then shut down.
+
+    Args:
+        loop: the loop, its sinks and source.
+        server: a `edge_app.web.server.WebServer` to serve in a thread meanwhile, stopped at the end.
+        keep_serving: after the source ends, keep the server up until a signal (`serve --source`).
+
+    Returns:
+        The loop's exit code: 0 (ended, stopped), 1 (the source was lost for good).
+    """
+    code = 1
+    with stop_on_signals(loop.request_stop):
+        try:
+            if server is not None:
+                server.start()
+            code = loop.run()
+            while keep_serving and server is not None and not loop.stopping:
+                time.sleep(loop.settings.poll_s)
+        finally:
+            loop.close()  # sinks first: the video file is finalised, MQTT disconnected
+            if server is not None:
+                server.stop()
+            loop.history.close()
+    if loop.status.stop_reason:
+        log.info("stopped (%s) after %d frames, %d readings", loop.status.stop_reason, loop.status.frames,
+                 loop.status.readings)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the live loop with only the JSON-lines sink: a quick look at a source without the rest of `run`."""
+    import argparse
+
+    from digitlite import HelpFormatter
+    from edge_app.cli import make_reader
+    from edge_app.runtime import DEFAULT_MODEL
+    from edge_app.sinks import JsonLines
+    from edge_app.sources import open_source
+
+    parser = argparse.ArgumentParser(description="Run the live loop and print its stable readings.",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--source", default="synthetic", help="frame source (see `digitlite run --help`)")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the .tflite model")
+    parser.add_argument("--max-frames", type=int, default=90, help="stop after this many frames")
+    parser.add_argument("--history", default=":memory:", help="the readings history (default: kept in memory)")
+    args = parser.parse_args(argv)
+    reader = make_reader(args.model)
+    loop = LiveLoop(open_source(args.source), reader, ReadingStore(args.history), [JsonLines()],
+                    source_name=args.source, model_sha256=reader.classifier.integrity.sha256,
+                    max_frames=args.max_frames)
+    return run_until_stopped(loop)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())
