@@ -10,16 +10,15 @@ from dataclasses import dataclass, fields
 
 @dataclass
 class DetectorConfig:
-    scenes: int = 24000  # training scenes (MNIST training digits outside the validation split)
+    scenes: int = 18000  # training scenes (MNIST training digits outside the validation split)
     validation_scenes: int = 800  # the fixed validation set (the held-out training digits), seed below
-    epochs: int = 14
+    epochs: int = 10
     batch_size: int = 16
     learning_rate: float = 2e-3  # peak of warm-up + cosine decay (AdamW)
     weight_decay: float = 1e-4
     width: int = 16  # the network's width multiplier (see train.detector.build_detector)
     threshold: float = 0.3  # heatmap peak score that counts as a detection (evaluation and the device)
     max_boxes: int = 64  # detections kept per picture at most
-    windows: bool = True  # scenes of small digits train as 128x160 windows (see train.detector_trainer.Batches)
     invert_p: float = 0.05  # batches' share of pictures flipped to bright ink on dark, on top of the engine's
     seed: int = 0  # training scenes and shuffling
     validation_seed: int = 1_000_000  # never a training seed
