@@ -37,6 +37,7 @@ class ReaderSettings:
     zoom_when_empty: float = 0.5  # a first look that found nothing, shrinking the picture more than this, looks closer
     duplicate_iou: float = 0.5  # two boxes overlapping more than this are one digit (the surer is kept) ...
     duplicate_cover: float = 0.7  # ... as is a box lying more than this share inside a surer one
+    work_side: int = 2048  # px: larger pictures are read at this long side (bounded work per picture)
 
 
 @dataclass
@@ -56,7 +57,8 @@ class Reading:
     digits: list[Digit] = field(default_factory=list)
     lines: list[list[str]] = field(default_factory=list)  # lines top to bottom, numbers left to right
     latency_ms: dict[str, float] = field(default_factory=dict)  # find, classify, group, total
-    rejected: int = 0  # blobs dropped as not confidently a digit
+    rejected: int = 0  # boxes dropped as not confidently a digit
+    crops: np.ndarray | None = None  # (N, 28, 28) uint8: the classifier's inputs, aligned with `digits`
 
     @property
     def numbers(self) -> list[str]:
@@ -129,6 +131,12 @@ class DigitReader:
             if frame_bgr.size == 0:
                 raise ValueError(f"the region of interest {self.roi} lies outside the {frame.shape[1]}x"
                                  f"{frame.shape[0]} frame")
+        # Bounded work for any size: a picture larger than work_side is read at that size (digits stay
+        # readable: a 4,000 px photo whose digits are 30 px tall still gives 15 px digits).
+        f = min(1.0, self.settings.work_side / max(frame_bgr.shape[:2]))
+        if f < 1:
+            frame_bgr = cv2.resize(frame_bgr, (max(1, round(frame_bgr.shape[1] * f)),
+                                               max(1, round(frame_bgr.shape[0] * f))), interpolation=cv2.INTER_AREA)
         gray = to_gray(frame_bgr)
         boxes, scores = self.detect(gray)
         found = time.perf_counter()
@@ -137,15 +145,17 @@ class DigitReader:
         probabilities = self.classifier.probabilities(self.classifier.pixels_to_input(crops))
         classified = time.perf_counter()
 
-        kept = [Digit(int(p.argmax()), float(p.max()), _int_box(b, ox, oy))
-                for b, p in zip(boxes, probabilities, strict=True) if p.max() >= self.min_confidence]
+        keep = probabilities.max(axis=1) >= self.min_confidence if len(boxes) else np.zeros(0, bool)
+        kept = [Digit(int(p.argmax()), float(p.max()), _int_box(b / f, ox, oy))
+                for b, p in zip(boxes[keep], probabilities[keep], strict=True)]
+        crops = crops[keep]
         groups = reading_order([d.box for d in kept], self.gap)
         order = [i for line in groups for number in line for i in number]
         lines = [["".join(str(kept[i].digit) for i in number) for number in line] for line in groups]
         done = time.perf_counter()
         latency = {"find": (found - started) * 1e3, "classify": (classified - found) * 1e3,
                    "group": (done - classified) * 1e3, "total": (done - started) * 1e3}
-        return Reading([kept[i] for i in order], lines, latency, len(boxes) - len(kept))
+        return Reading([kept[i] for i in order], lines, latency, len(boxes) - len(kept), crops[order])
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Digit boxes (N, 4) x, y, w, h in picture pixels and their scores, best first.
