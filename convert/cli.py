@@ -141,6 +141,9 @@ def check_main(argv: list[str]) -> int:
 
     from convert.check import check_model
 
+    entry = _manifest_entry(args.model, args.manifest)
+    if entry.get("task") == "detector":
+        return _check_detector(args, entry)
     try:
         result = check_model(args.model, args.manifest, Gate(args.max_drop, args.min_accuracy), args.tolerance,
                              args.data_dir, args.allow_unverified)
@@ -155,6 +158,40 @@ def check_main(argv: list[str]) -> int:
               f"{'matches' if result.sha256_matches else 'differs from' if result.recorded else 'is'} "
               f"{'the manifest' if result.recorded else result.sha256}")
         print("per class: " + " ".join(f"{c}:{a:.4f}" for c, a in enumerate(result.per_class)))
+    if not result.passed:
+        print(f"digitlite check: failed: {'; '.join(result.failures)}", file=sys.stderr)
+        return EXIT_REGRESSION
+    return EXIT_OK
+
+
+def _manifest_entry(model: Path, manifest: Path | None) -> dict:
+    from convert import manifest as manifest_io
+
+    path = manifest or model.parent / "manifest.json"
+    try:
+        return manifest_io.read(path)["models"].get(model.name, {}) if path.exists() else {}
+    except ValueError:
+        return {}  # check_model reports a corrupt manifest
+
+
+def _check_detector(args, entry: dict) -> int:
+    """`digitlite check` of a released detector: precision and recall on its validation scenes, and its sha256."""
+    from convert.detector_release import check_detector
+
+    try:
+        result = check_detector(args.model, entry, args.manifest or args.model.parent / "manifest.json",
+                                max(args.tolerance, 0.5), args.data_dir, args.allow_unverified)
+    except _input_errors() as exc:
+        print(f"digitlite check: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        s, r = result.scores, result.recorded
+        print(f"{args.model}: precision {s['precision']:.2%} (manifest: {r['precision']:.2%}), recall "
+              f"{s['recall']:.2%} (manifest: {r['recall']:.2%}) at IoU {s['min_iou']} on the "
+              f"{r['validation_scenes']['count']} validation scenes; sha256 "
+              f"{'matches' if result.sha256_matches else 'differs from'} the manifest")
     if not result.passed:
         print(f"digitlite check: failed: {'; '.join(result.failures)}", file=sys.stderr)
         return EXIT_REGRESSION

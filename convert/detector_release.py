@@ -157,3 +157,43 @@ def detector_entry(path: Path, variant: str, scores: dict, run_config: dict, sou
         "gate": gate, "calibration": {"scenes": calibration_size, "seed": CALIBRATION_SEED},
         "params": run_config.get("params"), "source_model": source, "commands": commands, "versions": versions,
     }
+
+
+@dataclass
+class DetectorCheck:
+    model: str
+    scores: dict  # precision, recall, ... on the manifest's validation scenes, re-rendered here
+    recorded: dict | None  # the manifest entry's detection block
+    sha256: str
+    sha256_matches: bool | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "passed": self.passed}
+
+
+def check_detector(model_path: str | Path, entry: dict, manifest_path: Path, tolerance: float = 0.5,
+                   data_dir: str | Path | None = None, allow_unverified: bool = False) -> DetectorCheck:
+    """Re-measure a released detector on its manifest's validation scenes: precision and recall may not fall
+    more than `tolerance` points below the recorded ones, and its sha256 must match the entry."""
+    from edge_app.runtime import Detector
+
+    model_path = Path(model_path)
+    integrity = Detector(model_path, threads=1, manifest_path=manifest_path).integrity
+    detection, decoding = entry["detection"], entry["decoding"]
+    val = detection["validation_scenes"]
+    val_set = scene_sets.render_set(val["count"], val["seed"], "validation", data_dir)
+    scores = evaluate_tflite(model_path, val_set, decoding["threshold"], decoding["max_boxes"])
+    result = DetectorCheck(str(model_path), scores, detection, integrity.sha256, integrity.verified)
+    if integrity.status == "mismatch" and not allow_unverified:
+        result.failures.append(f"{integrity.problem()}; --allow-unverified measures it without failing for this")
+    for metric in ("precision", "recall"):
+        drop = 100 * (detection[metric] - scores[metric])
+        if drop > tolerance:
+            result.failures.append(f"{metric} {scores[metric]:.2%} is {drop:.2f} points below the manifest's "
+                                   f"{detection[metric]:.2%} (--tolerance {tolerance})")
+    return result
