@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,11 +88,12 @@ def convert_detector(keras_path: str | Path, out_dir: str | Path, run_config: di
                      calibration_size: int = 200, data_dir: str | Path | None = None,
                      command: str = "") -> DetectorOutcome:
     """Convert the detector at `keras_path`, check it, and release it into `out_dir` if every check passes."""
-    from convert.release import _converter_versions, load_keras
+    from convert.release import _converter_versions, load_keras, remove_stale_staging, staging_folder
     from convert.tflite import convert_variant
 
     gate = gate or DetectorGate()
     keras_path, out_dir = Path(keras_path), Path(out_dir)
+    remove_stale_staging(out_dir.absolute())
     model = load_keras(keras_path)
     cfg = run_config["detector"]
     threshold, max_boxes = cfg["threshold"], cfg["max_boxes"]
@@ -109,8 +109,7 @@ def convert_detector(keras_path: str | Path, out_dir: str | Path, run_config: di
     scores = {"keras": scene_sets.detection_scores(np.concatenate(heats), np.concatenate(boxes), val_set,
                                                    threshold, max_boxes)}
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    staging = staging_folder(out_dir)
     try:
         for variant, name in FILE_NAMES.items():
             (staging / name).write_bytes(convert_variant(model, variant, x_cal if variant == "int8" else None))

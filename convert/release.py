@@ -153,6 +153,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def staging_folder(out_dir: Path) -> Path:
+    """A new staging folder beside `out_dir` (created too), named so that the next conversion can tell it
+    was left by a killed one (`remove_stale_staging`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    where = out_dir.absolute()
+    return Path(tempfile.mkdtemp(prefix=f".{where.name}.staging-{os.getpid()}-", dir=where.parent))
+
+
 def remove_stale_staging(out_dir: Path) -> list[Path]:
     """Remove the staging folders that conversions into `out_dir` left when they were killed.
 
@@ -183,7 +191,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
     gate = gate or Gate()
     variants = tuple(dict.fromkeys(("float32", "int8", *variants)))  # float32 is the reference, int8 the product
     keras_path, out_dir = Path(keras_path), Path(out_dir)
-    remove_stale_staging(out_dir.absolute())
+    remove_stale_staging(out_dir.absolute())  # before anything slow: a killed run's leftovers go first
     model = load_keras(keras_path)
     data = find_mnist(data_dir)
     train_cfg = training_config(keras_path)
@@ -191,9 +199,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
     keras_pred = model.predict(to_model_input(data.x_test, pixels), batch_size=1000, verbose=0).argmax(axis=1)
     calibration = calibration_sample(data.x_train, data.y_train, calibration_size, seed)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    where = out_dir.absolute()
-    staging = Path(tempfile.mkdtemp(prefix=f".{where.name}.staging-{os.getpid()}-", dir=where.parent))
+    staging = staging_folder(out_dir)
     try:
         evaluations = {}
         for variant in variants:
