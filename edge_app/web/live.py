@@ -40,7 +40,8 @@ class WebStream(Sink):
 
     def on_reading(self, record: dict, frame: Frame) -> None:
         with self._lock:
-            self._stable = {"text": record["text"], "since": record["time"]}
+            self._stable = {"text": record["text"], "since": record["time"], "id": record["id"],
+                            "suspect": record.get("suspect")}
 
     def latest_jpeg(self) -> tuple[int, bytes | None]:
         """(frame number, annotated JPEG) of the newest frame; (0, None) before the first one."""
