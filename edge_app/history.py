@@ -410,8 +410,9 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_since(text: str, now: datetime | None = None) -> str:
-    """'15m', '2h', '7d' (ago), or an ISO 8601 date or time (local time unless it has an offset) -> ISO UTC.
+def parse_since(text: str, now: datetime | None = None, utc_default: bool = False) -> str:
+    """'15m', '2h', '7d' (ago), or an ISO 8601 date or time (local time unless it has an offset; UTC with
+    `utc_default`, as the web API takes it) -> ISO UTC.
 
     Raises:
         ValueError: neither form, with examples of both.
@@ -426,8 +427,8 @@ def parse_since(text: str, now: datetime | None = None) -> str:
         except ValueError:
             raise ValueError(f"--since {text!r}: give a duration back from now (90s, 15m, 2h, 7d, 1w) or an ISO "
                              f"date or time (2026-11-21, 2026-11-21T08:30, 2026-11-21T08:30+01:00)") from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # a time without an offset is this machine's local time
+        if moment.tzinfo is None:  # a time without an offset: this machine's local time, or UTC for the API
+            moment = moment.replace(tzinfo=UTC) if utc_default else moment.astimezone()
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
