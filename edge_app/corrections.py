@@ -19,7 +19,7 @@ from pathlib import Path
 
 from digitdata.labelled import Row, write_set
 from digitlite import HelpFormatter
-from edge_app.history import HistoryError, ReadingStore, default_history_path
+from edge_app.history import ReadingStore, default_history_path
 
 
 def _history_options(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +30,24 @@ def _history_options(parser: argparse.ArgumentParser) -> None:
                                                        "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
 
 
-def _open(args: argparse.Namespace) -> ReadingStore:
+def _with_store(args: argparse.Namespace, prog: str, work, errors: tuple = (ValueError, KeyError, OSError)):
+    """`work(store)` on the history of --db (else the configured one), closed after; (result, 0), or (None, 2)
+    after printing why the history cannot be opened or `work` refused."""
     from edge_app import settings
 
-    db = args.db or Path(settings.load_run_config(args.config).get("history") or default_history_path())
-    return ReadingStore(db, create=False)
+    try:
+        db = args.db or Path(settings.load_run_config(args.config).get("history") or default_history_path())
+        store = ReadingStore(db, create=False)
+    except (ValueError, OSError) as exc:
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
+        return None, 2
+    try:
+        return work(store), 0
+    except errors as exc:
+        print(f"digitlite {prog}: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return None, 2
+    finally:
+        store.close()
 
 
 def describe(record: dict) -> str:
@@ -59,20 +72,10 @@ def correct_main(argv: list[str]) -> int:
     parser.add_argument("text", nargs="+", help="what it really reads: digits, numbers separated by a space")
     _history_options(parser)
     args = parser.parse_args(argv)
-    try:
-        store = _open(args)
-    except (ValueError, OSError) as exc:
-        print(f"digitlite correct: {exc}", file=sys.stderr)
-        return 2
-    try:
-        record = store.correct(args.reading_id, " ".join(args.text))
-    except (ValueError, KeyError) as exc:
-        print(f"digitlite correct: {exc.args[0]}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-    print(describe(record))
-    return 0
+    record, code = _with_store(args, "correct", lambda store: store.correct(args.reading_id, " ".join(args.text)))
+    if record is not None:
+        print(describe(record))
+    return code
 
 
 def export(store: ReadingStore, folder: str | Path) -> dict:
@@ -111,18 +114,9 @@ def corrections_main(argv: list[str]) -> int:
     out.add_argument("folder", type=Path, help="the folder to write (created)")
     _history_options(out)
     args = parser.parse_args(argv)
-    try:
-        store = _open(args)
-    except (ValueError, OSError) as exc:
-        print(f"digitlite corrections: {exc}", file=sys.stderr)
-        return 2
-    try:
-        counts = export(store, args.folder)
-    except (HistoryError, OSError, ValueError) as exc:
-        print(f"digitlite corrections: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
+    counts, code = _with_store(args, "corrections", lambda store: export(store, args.folder))
+    if counts is None:
+        return code
     lost = f"; {counts['without_frame']} had no frame kept and are left out" if counts["without_frame"] else ""
     print(f"{counts['rows']} corrections written to {args.folder} ({counts['digits']} labelled digits; "
           f"{counts['without_crops']} with a frame only){lost}")

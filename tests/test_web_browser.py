@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from web_support import clear_examples, make_state, model_path, number_page, png_bytes, running_server
+from web_support import Pages, clear_examples, make_state, model_path, number_page, png_bytes, running_server
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("fastapi", reason="the [web] extra is not installed")
@@ -154,19 +154,6 @@ def test_a_bad_upload_shows_the_servers_message(page):
     expect(page.locator("#photo-error")).to_contain_text("not a JPEG", timeout=WAIT_MS)
 
 
-class Pages:
-    """A counter's camera: a page with one number, then another, each held for a few frames, then the last."""
-
-    def __init__(self, frames, repeat: int = 4):
-        self.frames = [f for f in frames for _ in range(repeat)]
-
-    def read(self):
-        return (self.frames.pop(0) if len(self.frames) > 1 else self.frames[0]).copy()
-
-    def close(self):
-        pass
-
-
 @pytest.fixture(scope="module")
 def counter(mnist):
     from edge_app.plausibility import Plausibility
@@ -175,7 +162,7 @@ def counter(mnist):
     classifier = Classifier(model_path())
     examples = clear_examples(mnist, classifier)
     pages = [number_page(examples, text, size=(640, 480)) for text in ("4071", "35")]
-    state = make_state(classifier, feed_source=Pages(pages), stable_frames=2, max_fps=20)
+    state = make_state(classifier, feed_source=Pages(pages, hold_last=True), stable_frames=2, max_fps=20)
     state.loop.plausibility = Plausibility(expect="increasing")
     with running_server(state, token=TOKEN) as server:
         yield server, state

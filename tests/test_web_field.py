@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 from waiting import wait_for
-from web_support import make_state, number_page, png_bytes, request, running_server
+from web_support import Pages, make_state, number_page, png_bytes, request, running_server
 
 from edge_app.plausibility import Plausibility
 
@@ -20,21 +20,6 @@ pytest.importorskip("fastapi", reason="the [web] extra is not installed")
 
 TOKEN = "field-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class Pages:
-    """A camera that looks at a page with one number, then another: each becomes a stable reading."""
-
-    name = "pages"
-
-    def __init__(self, frames, repeat: int = 4):
-        self.frames = [f for f in frames for _ in range(repeat)]
-
-    def read(self):
-        return self.frames.pop(0).copy() if self.frames else None
-
-    def close(self):
-        pass
 
 
 @pytest.fixture(scope="module")
