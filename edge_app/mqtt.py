@@ -248,8 +248,9 @@ class OutboxPublisher:
         return self._client.is_connected()
 
     def close(self) -> None:
-        """Publish what the outbox holds for up to drain_s, then disconnect; returns within about drain_s +
-        2 x close_s whatever the broker does (unreachable, or never acknowledging).
+        """Publish what the outbox holds for up to drain_s, say "offline" (with a presence topic), then disconnect;
+        returns within about drain_s + 2 x close_s (3 x with a presence topic) whatever the broker does
+        (unreachable, or never acknowledging).
 
         Readings not yet acknowledged stay in the outbox and are published by the next run.
         """

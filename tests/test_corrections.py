@@ -151,3 +151,14 @@ def test_correct_says_what_is_wrong(filled_history):
         result = subprocess.run([sys.executable, "-m", "digitlite", "correct", *args, "--db", str(path)],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reading_crops_are_the_classifier_inputs_aligned_with_the_digits(repo):
+    reader = DigitReader(Classifier(repo / "models" / "digits_int8.tflite"))
+    for path in sorted((repo / "tests" / "data" / "golden").glob("*.*g")):
+        reading = reader.read(cv2.imread(str(path)))
+        assert reading.crops.shape == (len(reading.digits), 28, 28) and reading.crops.dtype == np.uint8, path.name
+        if reading.digits:
+            again = reader.classifier.probabilities(reader.classifier.pixels_to_input(reading.crops))
+            assert again.argmax(axis=1).tolist() == [d.digit for d in reading.digits], path.name
+            assert np.allclose(again.max(axis=1), [d.confidence for d in reading.digits]), path.name
