@@ -21,7 +21,7 @@ from pathlib import Path
 
 from digitdata.atomic import write_json, write_text
 from digitdata.mnist import Mnist
-from train.config import ARCHITECTURES, CLASSICAL, TrainConfig
+from train.config import ARCHITECTURES, CLASSICAL, EXTRA_FLAGS, TrainConfig
 
 GROUPS = {"networks": ARCHITECTURES, "classical": CLASSICAL}
 REPORTED = {"logistic": None, "dense": 0.976, "basic-cnn": 0.982, "dropout-cnn": 0.984, "mobilenet": 0.979,
@@ -140,7 +140,7 @@ def architectures_main(argv: list[str]) -> int:
                                                  "the classical baselines, which use --seed, --validation and "
                                                  "--subset), convert each network to int8 to measure it, and write "
                                                  "benchmarks/architectures.md.")
-    add_training_flags(parser, skip=("arch",))
+    add_training_flags(parser, skip=("arch", *EXTRA_FLAGS))
     parser.add_argument("--only", choices=tuple(GROUPS), default=None,
                         help="run this group alone and keep the other's rows in the table (default: every "
                              "architecture)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from digitdata.frames import as_bgr_uint8
 from edge_app.digits import (
     NUMBER_GAP,
@@ -63,12 +65,14 @@ class ClassicReader:
         classified = time.perf_counter()
 
         chosen = choose_alternatives(candidates, probabilities.max(axis=1)) if len(candidates) else []
+        chosen = [i for i in chosen if probabilities[i].max() >= self.min_confidence]
         kept = [Digit(int(p.argmax()), float(p.max()), (c.box[0] + ox, c.box[1] + oy, c.box[2], c.box[3]))
-                for c, p in ((candidates[i], probabilities[i]) for i in chosen) if p.max() >= self.min_confidence]
+                for c, p in ((candidates[i], probabilities[i]) for i in chosen)]
         groups = group_digits([d.box for d in kept], self.gap)
         order = [i for line in groups for number in line for i in number]
         lines = [["".join(str(kept[i].digit) for i in number) for number in line] for line in groups]
         done = time.perf_counter()
         latency = {"find": (found - started) * 1e3, "classify": (classified - found) * 1e3,
                    "group": (done - classified) * 1e3, "total": (done - started) * 1e3}
-        return Reading([kept[i] for i in order], lines, latency, len(candidates) - len(kept))
+        kept_crops = crops[[chosen[i] for i in order]] if order else np.zeros((0, *crops.shape[1:]), np.uint8)
+        return Reading([kept[i] for i in order], lines, latency, len(candidates) - len(kept), kept_crops)

@@ -214,6 +214,20 @@ def add_live_options(parser: argparse.ArgumentParser, source_default: str | None
     parser.add_argument("--outbox-limit", type=int, default=history.outbox_limit,
                         help="readings kept for MQTT while the broker is away; beyond it the oldest are dropped "
                              "(and counted)")
+    parser.add_argument("--ha-discovery", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --mqtt, announce the device to Home Assistant (MQTT discovery: reading, "
+                             "confidence and time sensors, online/offline availability)")
+    parser.add_argument("--ha-prefix", default="homeassistant", help="Home Assistant's MQTT discovery prefix")
+    parser.add_argument("--device-name", default=None,
+                        help="this device's name in Home Assistant and MQTT messages (default: the host name)")
+    plausible = parser.add_argument_group("plausibility (counters and meters): a stable reading that breaks these "
+                                          "is stored and shown as suspect, not published as the value")
+    plausible.add_argument("--expect", default=None, choices=("increasing",),
+                           help="increasing: never below the previous value (default: no expectation)")
+    plausible.add_argument("--max-step", type=int, default=None,
+                           help="the largest change from the previous value, in counts (default: any)")
+    plausible.add_argument("--digits", type=int, default=None,
+                           help="how many digits a reading has (default: any number)")
 
 
 def check_live_options(args: argparse.Namespace) -> None:
@@ -229,6 +243,18 @@ def check_live_options(args: argparse.Namespace) -> None:
     if args.mqtt:
         parse_broker(args.mqtt)
         check_topic(args.topic)
+        if args.ha_discovery:
+            from edge_app.homeassistant import check_prefix
+
+            check_prefix(args.ha_prefix)
+    plausibility_from_args(args)
+
+
+def plausibility_from_args(args: argparse.Namespace):
+    """The `edge_app.plausibility.Plausibility` of --expect, --max-step, --digits (ValueError when out of range)."""
+    from edge_app.plausibility import Plausibility
+
+    return Plausibility(args.expect, args.max_step, args.digits)
 
 
 def build_live(args: argparse.Namespace, reader, source, extra_sinks=(), stdout: bool = True):
@@ -254,7 +280,16 @@ def build_live(args: argparse.Namespace, reader, source, extra_sinks=(), stdout:
         if args.mqtt:
             from edge_app.mqtt import OutboxPublisher
 
-            sinks.append(MqttOutbox(OutboxPublisher(history, args.mqtt, args.topic)))
+            discovery = None
+            if args.ha_discovery:
+                from edge_app.homeassistant import Discovery, HomeAssistant
+
+                discovery = Discovery(args.topic, args.device_name or "", args.ha_prefix, _version())
+            publisher = OutboxPublisher(history, args.mqtt, args.topic, device=args.device_name,
+                                        presence=discovery.presence if discovery else None)
+            sinks.append(MqttOutbox(publisher))
+            if discovery is not None:
+                sinks.append(HomeAssistant(publisher, discovery, history))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -263,7 +298,17 @@ def build_live(args: argparse.Namespace, reader, source, extra_sinks=(), stdout:
     sinks.extend(extra_sinks)
     settings = LoopSettings(stable_frames=args.stable_frames, max_fps=args.max_fps)
     return LiveLoop(source, reader, history, sinks, settings, source_name=args.source,
-                    model_sha256=reader.classifier.integrity.sha256, max_frames=args.max_frames)
+                    model_sha256=reader.classifier.integrity.sha256, max_frames=args.max_frames,
+                    plausibility=plausibility_from_args(args))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("digitlite")
+    except Exception:  # a checkout that is not installed
+        return "0"
 
 
 def run_main(argv: list[str]) -> int:

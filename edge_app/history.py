@@ -1,8 +1,11 @@
 """The device's readings history: every stable reading, committed to an embedded SQLite database first.
 
 `ReadingStore` owns the database file: the `readings` table (time, text, digits with their confidences and
-boxes, source, origin, the sha256 of the model that read it) and the `outbox` of readings still to be
-published over MQTT, bounded (the oldest are dropped, and counted). WAL mode with synchronous=FULL: a reading
+boxes, source, origin, the sha256 of the model that read it; whether the plausibility check found it suspect,
+and a user's correction beside the original text), the `examples` of the last readings (the 28x28 crops the
+classifier saw and the frame, kept so that a correction can label them; a corrected reading's are kept for
+good), and the `outbox` of readings still to be published over MQTT, bounded (the oldest are dropped, and
+counted). WAL mode with synchronous=FULL: a reading
 whose commit returned survives a crash or a power cut, and `digitlite history` can read while the service
 writes. The live loop commits each stable reading here before any sink sees it; `edge_app.mqtt` publishes
 from the outbox; the web view lists the recent readings from it. This module also holds `digitlite history`.
@@ -23,16 +26,19 @@ import re
 import sqlite3
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
 from digitlite import HelpFormatter
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: suspect, corrected_text, corrected_time and the examples table (issue 14)
 DB_NAME = "readings.db"
 
 
@@ -43,6 +49,8 @@ class HistorySettings:
     keep: int = 1_000_000  # readings kept; older ones are deleted (about 300 B each: ~300 MB at the limit)
     outbox_limit: int = 10_000  # readings waiting for MQTT; beyond this the oldest are dropped, with a count
     busy_timeout_ms: int = 5_000  # ms to wait for another process's lock (`digitlite history` reading)
+    examples_keep: int = 1_000  # last readings whose crops and frame are kept for a correction (~50 KB each at
+    #                             640x480: ~50 MB); a corrected reading's examples are kept beyond it
 
 
 SCHEMA = """
@@ -53,12 +61,25 @@ CREATE TABLE IF NOT EXISTS readings (
     digits TEXT NOT NULL,        -- JSON: [{"digit", "confidence", "box": [x, y, w, h]}, ...]
     source TEXT NOT NULL,        -- the frame source (or "upload")
     origin TEXT NOT NULL,        -- "live" (a stable camera reading) or "upload" (a photo sent to the web view)
-    model_sha256 TEXT NOT NULL   -- the model file that read it
+    model_sha256 TEXT NOT NULL,  -- the model file that read it
+    suspect TEXT,                -- why the plausibility check refused it as the value (NULL: plausible)
+    corrected_text TEXT,         -- what a user said it reads (NULL: not corrected); `text` keeps the original
+    corrected_time TEXT          -- when it was corrected
 );
 CREATE INDEX IF NOT EXISTS readings_time ON readings(time);
 CREATE TABLE IF NOT EXISTS outbox (reading_id INTEGER PRIMARY KEY);  -- readings not yet acknowledged by MQTT
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS examples (
+    reading_id INTEGER PRIMARY KEY,
+    crops BLOB NOT NULL,         -- zlib of the (N, 28, 28) uint8 classifier inputs, in the order of `digits`
+    frame_jpeg BLOB,             -- the frame the reader read (the boxes in `digits` are in its pixels)
+    labels TEXT                  -- JSON digits aligned with the crops, once corrected (NULL: unlabelled)
+);
 """
+# v1 -> v2: the columns the plausibility check and corrections added (the examples table is created above).
+MIGRATIONS = {2: ("ALTER TABLE readings ADD COLUMN suspect TEXT", "ALTER TABLE readings ADD COLUMN corrected_text TEXT",
+                  "ALTER TABLE readings ADD COLUMN corrected_time TEXT")}
+CROP_SIDE = 28  # px: the classifier's input (digitdata.pixels)
 
 
 class HistoryError(OSError):
@@ -110,6 +131,8 @@ class ReadingStore:
             if version > SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: history schema {version} is newer than this digitlite's "
                                    f"({SCHEMA_VERSION}); upgrade digitlite.")
+            if version and version < SCHEMA_VERSION:
+                self._migrate(version)
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -118,9 +141,23 @@ class ReadingStore:
         self._lock = threading.Lock()
         self.closed = False
 
+    def _migrate(self, version: int) -> None:
+        """Bring a history written by an older digitlite up to SCHEMA_VERSION, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(step, ()):
+                    self._db.execute(statement)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        log.info("readings history %s upgraded from schema %d to %d", self.path, version, SCHEMA_VERSION)
+
     # ------------------------------------------------------------------ writing
     def add(self, reading: dict, source: str, model_sha256: str, origin: str = "live", time: str | None = None,
-            outbox: bool = False) -> dict:
+            outbox: bool = False, suspect: str | None = None, crops: np.ndarray | None = None,
+            frame_jpeg: bytes | None = None) -> dict:
         """Commit one reading (and, with `outbox`, queue it for MQTT); returns the stored record with its id.
 
         Args:
@@ -130,18 +167,34 @@ class ReadingStore:
             origin: "live" or "upload".
             time: ISO 8601 UTC; default: now.
             outbox: queue it for publishing; the oldest queued readings beyond `outbox_limit` are dropped.
+            suspect: why the plausibility check refused it as the value (None: plausible).
+            crops: the (N, 28, 28) uint8 classifier inputs, aligned with the digits (`Reading.crops`), kept as
+                examples for a correction, with `frame_jpeg`, for the last `examples_keep` readings.
+            frame_jpeg: the frame as JPEG, its pixels those of the digits' boxes.
         """
         record = {"time": time or now_iso(), "text": str(reading["text"]),
                   "digits": [dict(d) for d in reading.get("digits", [])], "source": str(source),
-                  "origin": origin, "model_sha256": model_sha256}
+                  "origin": origin, "model_sha256": model_sha256, "suspect": suspect, "corrected_text": None,
+                  "corrected_time": None}
+        if crops is not None and len(crops) != len(record["digits"]):
+            raise ValueError(f"{len(crops)} crops for {len(record['digits'])} digits: they must be aligned")
         dropped, total = [], 0
         with self._lock, self._transaction():
             cursor = self._db.execute(
-                "INSERT INTO readings (time, text, digits, source, origin, model_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO readings (time, text, digits, source, origin, model_sha256, suspect) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (record["time"], record["text"], json.dumps(record["digits"]), record["source"], origin,
-                 model_sha256))
+                 model_sha256, suspect))
             record["id"] = cursor.lastrowid
-            self._db.execute("DELETE FROM readings WHERE id <= ?", (record["id"] - self.settings.keep,))
+            if crops is not None:
+                self._db.execute("INSERT INTO examples (reading_id, crops, frame_jpeg) VALUES (?, ?, ?)",
+                                 (record["id"], pack_crops(crops), frame_jpeg))
+            # Corrected readings are labelled data: neither they nor their examples age out.
+            self._db.execute("DELETE FROM readings WHERE id <= ? AND corrected_text IS NULL",
+                             (record["id"] - self.settings.keep,))
+            self._db.execute("DELETE FROM examples WHERE reading_id <= ? AND reading_id NOT IN (SELECT id FROM "
+                             "readings WHERE corrected_text IS NOT NULL)",
+                             (record["id"] - min(self.settings.keep, self.settings.examples_keep),))
             if outbox:
                 self._db.execute("INSERT INTO outbox (reading_id) VALUES (?)", (record["id"],))
                 excess = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.settings.outbox_limit
@@ -156,6 +209,66 @@ class ReadingStore:
                         "They stay in the history (`digitlite history`); raise --outbox-limit to keep more.",
                         self.settings.outbox_limit, ", #".join(map(str, dropped)), total)
         return record
+
+    def correct(self, reading_id: int, text: str, time: str | None = None) -> dict:
+        """Record what a user says reading `reading_id` reads; its examples become labelled by it.
+
+        The original text stays in `text`; a second correction replaces the first. The crops are labelled
+        digit by digit when the corrected text has as many digits as were read (else the correction is kept,
+        and its frame still serves `digitlite eval`, but its crops cannot be labelled one to one).
+
+        Args:
+            reading_id: the id in this history (`digitlite history` and the web view show it).
+            text: the numbers as they really are: digits, numbers separated by single spaces (see
+                `parse_correction`).
+            time: ISO 8601 UTC of the correction; default: now.
+
+        Returns:
+            The corrected record, with "examples": {"crops", "labelled", "frame"} saying what was kept.
+
+        Raises:
+            ValueError: malformed text. KeyError: no reading with that id.
+        """
+        text = parse_correction(text)
+        digits = text.replace(" ", "")
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT * FROM readings WHERE id = ?", (reading_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no reading #{reading_id} in {self.path}; `digitlite history` lists the ids")
+            self._db.execute("UPDATE readings SET corrected_text = ?, corrected_time = ? WHERE id = ?",
+                             (text, time or now_iso(), reading_id))
+            example = self._db.execute("SELECT crops, frame_jpeg FROM examples WHERE reading_id = ?",
+                                       (reading_id,)).fetchone()
+            kept = {"crops": 0, "labelled": False, "frame": False}
+            if example is not None:
+                count = len(unpack_crops(example["crops"]))
+                labels = [int(c) for c in digits] if count == len(digits) else None
+                self._db.execute("UPDATE examples SET labels = ? WHERE reading_id = ?",
+                                 (json.dumps(labels) if labels is not None else None, reading_id))
+                kept = {"crops": count, "labelled": labels is not None, "frame": example["frame_jpeg"] is not None}
+            record = _record(self._db.execute("SELECT * FROM readings WHERE id = ?", (reading_id,)).fetchone())
+        return {**record, "examples": kept}
+
+    def corrections(self) -> Iterator[dict]:
+        """Every corrected reading, oldest first, with its examples: "crops" ((N, 28, 28) uint8 or None),
+        "labels" (digits aligned with them, or None) and "frame_jpeg" (bytes or None)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.*, e.crops AS e_crops, e.frame_jpeg AS e_frame, e.labels AS e_labels FROM readings r "
+                "LEFT JOIN examples e ON e.reading_id = r.id WHERE r.corrected_text IS NOT NULL ORDER BY r.id"
+            ).fetchall()
+        for row in rows:
+            yield {**_record(row), "crops": unpack_crops(row["e_crops"]) if row["e_crops"] is not None else None,
+                   "labels": json.loads(row["e_labels"]) if row["e_labels"] else None, "frame_jpeg": row["e_frame"]}
+
+    def examples_of(self, reading_id: int) -> dict | None:
+        """The kept crops and frame of one reading ({"crops", "frame_jpeg", "labels"}), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM examples WHERE reading_id = ?", (reading_id,)).fetchone()
+        if row is None:
+            return None
+        return {"crops": unpack_crops(row["crops"]), "frame_jpeg": row["frame_jpeg"],
+                "labels": json.loads(row["labels"]) if row["labels"] else None}
 
     def _count(self, name: str, n: int) -> None:
         self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
@@ -217,6 +330,23 @@ class ReadingStore:
             rows = self._db.execute(query, args).fetchall()
         return [_record(r) for r in rows]
 
+    def get(self, reading_id: int) -> dict | None:
+        """One reading by id, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM readings WHERE id = ?", (reading_id,)).fetchone()
+        return _record(row) if row is not None else None
+
+    def latest_value(self, origin: str | None = "live") -> dict | None:
+        """The newest reading that counts as the value: plausible, or corrected by a user (whose text is then
+        the value); of `origin` ("live": the camera), or any with None. None when there is none yet."""
+        query = "SELECT * FROM readings WHERE (suspect IS NULL OR corrected_text IS NOT NULL)"
+        args: list = []
+        if origin is not None:
+            query, args = query + " AND origin = ?", [origin]
+        with self._lock:
+            row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return _record(row) if row is not None else None
+
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
@@ -236,7 +366,42 @@ class ReadingStore:
 
 def _record(row: sqlite3.Row) -> dict:
     return {"id": row["id"], "time": row["time"], "text": row["text"], "digits": json.loads(row["digits"]),
-            "source": row["source"], "origin": row["origin"], "model_sha256": row["model_sha256"]}
+            "source": row["source"], "origin": row["origin"], "model_sha256": row["model_sha256"],
+            "suspect": row["suspect"], "corrected_text": row["corrected_text"],
+            "corrected_time": row["corrected_time"]}
+
+
+def value_of(record: dict) -> str:
+    """The reading's value: the user's correction when there is one, else what was read."""
+    return record["corrected_text"] if record.get("corrected_text") is not None else record["text"]
+
+
+_CORRECTION = re.compile(r"^\d+( \d+)*$")
+
+
+def parse_correction(text: str) -> str:
+    """A correction as stored: digits, numbers separated by single spaces (runs of white space are folded).
+
+    Raises:
+        ValueError: anything else, with an example.
+    """
+    folded = " ".join(str(text).split())
+    if not _CORRECTION.match(folded) or not folded.isascii():
+        raise ValueError(f"correction {text!r}: give the numbers as they really read, digits only, numbers "
+                         f"separated by a space (e.g. 4509 or 12 07)")
+    return folded
+
+
+def pack_crops(crops: np.ndarray) -> bytes:
+    """(N, 28, 28) uint8 -> zlib bytes (MNIST-style crops are mostly black: ~200 B a digit)."""
+    crops = np.asarray(crops)
+    if crops.dtype != np.uint8 or crops.ndim != 3 or crops.shape[1:] != (CROP_SIDE, CROP_SIDE):
+        raise ValueError(f"crops must be (N, {CROP_SIDE}, {CROP_SIDE}) uint8, got {crops.shape} {crops.dtype}")
+    return zlib.compress(np.ascontiguousarray(crops).tobytes(), 6)
+
+
+def unpack_crops(blob: bytes) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(blob), np.uint8).reshape(-1, CROP_SIDE, CROP_SIDE).copy()
 
 
 # ---------------------------------------------------------------------------------------------- digitlite history
@@ -245,8 +410,9 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_since(text: str, now: datetime | None = None) -> str:
-    """'15m', '2h', '7d' (ago), or an ISO 8601 date or time (local time unless it has an offset) -> ISO UTC.
+def parse_since(text: str, now: datetime | None = None, utc_default: bool = False) -> str:
+    """'15m', '2h', '7d' (ago), or an ISO 8601 date or time (local time unless it has an offset; UTC with
+    `utc_default`, as the web API takes it) -> ISO UTC.
 
     Raises:
         ValueError: neither form, with examples of both.
@@ -261,18 +427,18 @@ def parse_since(text: str, now: datetime | None = None) -> str:
         except ValueError:
             raise ValueError(f"--since {text!r}: give a duration back from now (90s, 15m, 2h, 7d, 1w) or an ISO "
                              f"date or time (2026-11-21, 2026-11-21T08:30, 2026-11-21T08:30+01:00)") from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # a time without an offset is this machine's local time
+        if moment.tzinfo is None:  # a time without an offset: this machine's local time, or UTC for the API
+            moment = moment.replace(tzinfo=UTC) if utc_default else moment.astimezone()
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-CSV_COLUMNS = ("id", "time", "text", "source", "origin", "model_sha256", "digits")
+CSV_COLUMNS = ("id", "time", "text", "corrected_text", "suspect", "source", "origin", "model_sha256", "digits")
 
 
 def write_records(records: list[dict], form: str, out=sys.stdout) -> None:
     """Print readings as "text" (one line each), "csv" (header, digits as JSON) or "json" (one object a line)."""
     if form == "csv":
-        writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for r in records:
             writer.writerow({**r, "digits": json.dumps(r["digits"])})
@@ -282,8 +448,10 @@ def write_records(records: list[dict], form: str, out=sys.stdout) -> None:
     else:
         for r in records:
             low = min((d["confidence"] for d in r["digits"]), default=0.0)
+            marks = (f"  corrected to {r['corrected_text']}" if r.get("corrected_text") is not None else "") + \
+                    (f"  SUSPECT: {r['suspect']}" if r.get("suspect") else "")
             out.write(f"#{r['id']}  {r['time']}  {r['text']:<16}  [{len(r['digits'])} digits, lowest confidence "
-                      f"{low:.0%}]  {r['origin']}: {r['source']}\n")
+                      f"{low:.0%}]  {r['origin']}: {r['source']}{marks}\n")
 
 
 def history_main(argv: list[str]) -> int:

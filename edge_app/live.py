@@ -1,10 +1,13 @@
 """The one live loop: frames from a source, read, stabilised, recorded, and handed to sinks.
 
 `LiveLoop` is the loop of every live mode (`digitlite run`, `run --web`, `serve --source`): source -> frame
-check -> reader -> stabiliser -> history -> sinks. Each frame goes to every sink's `on_frame` (video file,
-preview window, web stream); each stable reading is first committed to the readings history
-(`edge_app.history.ReadingStore`), then handed to every sink's `on_reading` (stdout JSON lines, the MQTT
-outbox, the web page). A new output is a new sink (`edge_app.sinks`), not a second loop. A frame the reader
+check -> reader -> stabiliser -> plausibility -> history -> sinks. Each frame goes to every sink's `on_frame`
+(video file, preview window, web stream); each stable reading is judged by the plausibility check
+(`edge_app.plausibility`; a reading that breaks it is marked suspect, and not queued for MQTT), committed to
+the readings history (`edge_app.history.ReadingStore`) with its examples (the classifier's crops and the
+frame, for a later correction), then handed to every sink's `on_reading` (stdout JSON lines, the MQTT outbox,
+Home Assistant, the web page). A correction made while the loop runs reaches the sinks' `on_correction`. A
+new output is a new sink (`edge_app.sinks`), not a second loop. A frame the reader
 cannot take is counted and skipped; a failing sink is logged and the others go on.
 
 `run_until_stopped` is the one shutdown path: SIGTERM (what systemd sends) and SIGINT (Ctrl-C) become a stop
@@ -28,10 +31,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import cv2
 import numpy as np
 
-from edge_app.history import ReadingStore, now_iso
+from edge_app.history import ReadingStore, now_iso, value_of
 from edge_app.images import UPLOAD_LIMITS, ImageLimits, check_frame
+from edge_app.plausibility import Plausibility
 from edge_app.reader import Stabilizer, annotate
 from edge_app.sources import SourceError
 
@@ -47,6 +52,7 @@ class LoopSettings:
     fps_window: int = 30  # frames over which the frame rate is measured
     poll_s: float = 0.1  # s between checks for a stop request while waiting (pacing, a source that stalls)
     limits: ImageLimits = UPLOAD_LIMITS  # what a frame may be before the reader sees it (edge_app.images)
+    example_jpeg_quality: int = 90  # JPEG quality of the frame kept with each stable reading, for corrections
 
 
 @dataclass
@@ -84,7 +90,12 @@ class Sink:
         """Every frame read (in order)."""
 
     def on_reading(self, record: dict, frame: Frame) -> None:
-        """A stable reading, after it was committed to the history (`record` is the stored row, with its id)."""
+        """A stable reading, after it was committed to the history (`record` is the stored row, with its id;
+        "suspect" says why the plausibility check refused it as the value, else None)."""
+
+    def on_correction(self, record: dict) -> None:
+        """A user corrected a stored reading (`record`, with "corrected_text"); called from the thread that took
+        the correction (the web server's), not the loop's."""
 
     def close(self) -> None:
         """The loop has ended: flush and release (bounded in time)."""
@@ -114,11 +125,13 @@ class LiveLoop:
         model_sha256: the reader's model, stored with each reading.
         max_frames: stop after this many frames (None: until the source ends or a stop request).
         lock: held while the reader runs; share it with whatever else calls the same interpreter (the web).
+        plausibility: the rule a stable reading must meet to be the value (default: none).
     """
 
     def __init__(self, source, reader, history: ReadingStore, sinks: Sequence[Sink] = (),
                  settings: LoopSettings = LoopSettings(), source_name: str = "", model_sha256: str = "",
-                 max_frames: int | None = None, lock: threading.Lock | None = None):
+                 max_frames: int | None = None, lock: threading.Lock | None = None,
+                 plausibility: Plausibility | None = None):
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"--max-frames must be at least 1, got {max_frames}")
         self.source, self.reader, self.history, self.sinks = source, reader, history, list(sinks)
@@ -126,6 +139,7 @@ class LiveLoop:
         self.source_name = source_name or getattr(source, "name", type(source).__name__)
         self.model_sha256 = model_sha256
         self.lock = lock or threading.Lock()
+        self.plausibility = plausibility or Plausibility()
         self.stabilizer = Stabilizer(settings.stable_frames)
         self.status = LoopStatus(times=collections.deque(maxlen=settings.fps_window))
         self._outbox = any(s.uses_outbox for s in self.sinks)
@@ -210,17 +224,40 @@ class LiveLoop:
             self._deliver(sink, "on_frame", item)
 
     def _record(self, item: Frame) -> dict:
-        """Commit a stable reading to the history first; the sinks get the stored row."""
+        """Judge a stable reading, commit it (with its examples) to the history first; the sinks get the stored
+        row. A suspect reading is stored but not queued for MQTT."""
         reading = item.reading.to_dict()
+        suspect = None
         try:
-            record = self.history.add(reading, self.source_name, self.model_sha256, "live", item.time, self._outbox)
+            if self.plausibility.active:
+                previous = self.history.latest_value() if self.plausibility.compares else None
+                suspect = self.plausibility.check(reading["text"], value_of(previous) if previous else None)
+            crops = getattr(item.reading, "crops", None)
+            record = self.history.add(reading, self.source_name, self.model_sha256, "live", item.time,
+                                      self._outbox and suspect is None, suspect=suspect, crops=crops,
+                                      frame_jpeg=self._jpeg(item.frame_bgr) if crops is not None else None)
         except Exception as exc:  # a full disk: the reading is still printed and shown, and the error logged
             self._log_once(f"the readings history {self.history.path} failed: {type(exc).__name__}: {exc}", exc)
             record = {"id": None, "time": item.time, "text": reading["text"], "digits": reading["digits"],
-                      "source": self.source_name, "origin": "live", "model_sha256": self.model_sha256}
+                      "source": self.source_name, "origin": "live", "model_sha256": self.model_sha256,
+                      "suspect": suspect, "corrected_text": None, "corrected_time": None}
         else:
             self.status.readings += 1
+        if suspect:
+            log.warning("reading #%s %r is suspect: %s (stored, not published as the value)", record["id"],
+                        reading["text"], suspect)
         return record
+
+    def _jpeg(self, frame_bgr: np.ndarray) -> bytes:
+        ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.settings.example_jpeg_quality])
+        if not ok:
+            raise ValueError(f"OpenCV could not encode a frame of shape {frame_bgr.shape} as JPEG")
+        return buf.tobytes()
+
+    def corrected(self, record: dict) -> None:
+        """Tell every sink that a stored reading was corrected (from the thread that took the correction)."""
+        for sink in self.sinks:
+            self._deliver(sink, "on_correction", record)
 
     def _deliver(self, sink: Sink, method: str, *args) -> None:
         try:

@@ -11,12 +11,19 @@ bounded time whatever the broker does (a broker that never acknowledges included
 stored reading (id, time, text, numbers, digits, source, origin, model_sha256) and the device's name; the id
 lets a consumer drop the rare duplicate.
 
+Beside the outbox, the publisher keeps a few retained messages (`set_retained`: Home Assistant's discovery
+configs and state, `edge_app.homeassistant`), sent again on every connect and whenever they change, and with a
+`Presence` topic it announces itself: "online" (retained) once connected, "offline" as the last will the broker
+publishes if the device vanishes (power cut, network lost), and "offline" itself on a clean close (a clean
+disconnect suppresses the will).
+
     digitlite run --source synthetic --headless --mqtt 127.0.0.1:1883 --topic digitlite/desk
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +48,15 @@ class MqttSettings:
     idle_s: float = 0.5  # s the publisher thread sleeps when it has nothing to do (new readings wake it)
     drain_s: float = 2.0  # s close() keeps publishing the outbox (a short run's last readings) before it stops
     close_s: float = 3.0  # s close() waits for the client's network thread; past it the thread is abandoned
+
+
+@dataclass(frozen=True)
+class Presence:
+    """The availability topic and its payloads (Home Assistant's defaults: online, offline)."""
+
+    topic: str
+    online: str = "online"
+    offline: str = "offline"
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -76,6 +92,8 @@ class OutboxPublisher:
         topic: the topic every reading is published on.
         client_id: MQTT client id; default: digitlite-<host name>-<process id>.
         settings: keepalive, reconnect backoff, window and shutdown bounds.
+        presence: an availability topic: "online" once connected, "offline" as the last will and on close.
+        device: the device's name in each message (default: the host name).
 
     Raises:
         ImportError: paho-mqtt is not installed.
@@ -83,7 +101,7 @@ class OutboxPublisher:
     """
 
     def __init__(self, store, broker: str, topic: str, client_id: str | None = None,
-                 settings: MqttSettings = MqttSettings()):
+                 settings: MqttSettings = MqttSettings(), presence: Presence | None = None, device: str | None = None):
         try:
             import paho.mqtt.client as mqtt
         except ImportError as exc:
@@ -91,7 +109,7 @@ class OutboxPublisher:
         self._mqtt = mqtt
         self.store, self.topic, self.settings = store, check_topic(topic), settings
         self.host, self.port = parse_broker(broker)
-        self.device = socket.gethostname()
+        self.device = device or socket.gethostname()
         self.published = 0  # readings acknowledged by the broker in this run
         self._inflight: dict[int, int] = {}  # message id -> reading id; only the publisher thread touches it
         self._last_handed = 0  # the newest reading id handed to the client
@@ -99,6 +117,10 @@ class OutboxPublisher:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._drain_until: float | None = None  # set by close(): publish what is left until then, then stop
         self._was_connected = False
+        self.presence = presence
+        self._retained: dict[str, bytes] = {}  # topic -> payload, sent on every connect and when changed
+        self._unsent: set[str] = set()  # retained topics to (re)send
+        self._retained_lock = threading.Lock()
         self.client_id = client_id or f"digitlite-{self.device}-{os.getpid()}"
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
         client.on_connect = self._on_connect
@@ -107,9 +129,14 @@ class OutboxPublisher:
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         client.max_inflight_messages_set(settings.inflight)
         client.max_queued_messages_set(settings.inflight)  # the outbox, not the client, holds the backlog
+        if presence is not None:
+            # Set before connecting: the broker keeps it and publishes it if this client vanishes.
+            client.will_set(check_topic(presence.topic), presence.offline, qos=1, retain=True)
         self._client = client
         # connect_async: the network thread connects, and keeps retrying with backoff; a broker that is not
         # up yet (a device booting before its server) is not an error, only a warning in the log.
+        if presence is not None:
+            self.set_retained(presence.topic, presence.online)
         client.connect_async(self.host, self.port, keepalive=settings.keepalive_s)
         client.loop_start()
         self._thread = threading.Thread(target=self._run, name="digitlite-mqtt", daemon=True)
@@ -122,6 +149,8 @@ class OutboxPublisher:
             return
         log.info("connected to the MQTT broker %s:%d", self.host, self.port)
         self._was_connected = True
+        with self._retained_lock:
+            self._unsent = set(self._retained)  # a new session: every retained message again
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -138,6 +167,32 @@ class OutboxPublisher:
     def wake(self) -> None:
         """A reading was queued: publish it soon. Never blocks (what the frame loop calls)."""
         self._wake.set()
+
+    def set_retained(self, topic: str, payload: str | bytes) -> None:
+        """Keep `payload` retained on `topic`: sent now if connected, and again on every reconnect. Never
+        blocks; safe from any thread."""
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        with self._retained_lock:
+            if self._retained.get(topic) == data and topic not in self._unsent:
+                return
+            self._retained.pop(topic, None)  # re-inserted last: sent after the messages set before it
+            self._retained[topic] = data
+            self._unsent.add(topic)
+        self._wake.set()
+
+    def _send_retained(self) -> None:
+        """Retained messages waiting, in the order they were set (discovery configs before states)."""
+        if not self._client.is_connected():
+            return
+        with self._retained_lock:
+            waiting = [(t, p) for t, p in self._retained.items() if t in self._unsent]
+        for topic, payload in waiting:
+            info = self._client.publish(topic, payload, qos=1, retain=True)
+            if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+                return  # not connected after all, or the client's queue is full: tried again on the next wake
+            with self._retained_lock:
+                if self._retained.get(topic) == payload:
+                    self._unsent.discard(topic)
 
     def _settle_acks(self) -> None:
         while self._acks:
@@ -179,6 +234,7 @@ class OutboxPublisher:
                 self._settle_acks()
                 if self._drained():
                     return
+                self._send_retained()
                 self._hand_over()
             except Exception as exc:  # a database error: log it, the outbox keeps the readings
                 log.error("MQTT publisher: %s: %s", type(exc).__name__, exc)
@@ -192,8 +248,9 @@ class OutboxPublisher:
         return self._client.is_connected()
 
     def close(self) -> None:
-        """Publish what the outbox holds for up to drain_s, then disconnect; returns within about drain_s +
-        2 x close_s whatever the broker does (unreachable, or never acknowledging).
+        """Publish what the outbox holds for up to drain_s, say "offline" (with a presence topic), then disconnect;
+        returns within about drain_s + 2 x close_s (3 x with a presence topic) whatever the broker does
+        (unreachable, or never acknowledging).
 
         Readings not yet acknowledged stay in the outbox and are published by the next run.
         """
@@ -201,6 +258,11 @@ class OutboxPublisher:
         self._wake.set()
         self._thread.join(self.settings.drain_s + self.settings.close_s)
         self._stop.set()
+        if self.presence is not None and self._client.is_connected():
+            # A clean disconnect cancels the will: say "offline" ourselves, and give it a moment to be acknowledged.
+            info = self._client.publish(self.presence.topic, self.presence.offline, qos=1, retain=True)
+            with contextlib.suppress(Exception):  # not connected after all: the will was already published
+                info.wait_for_publish(self.settings.close_s)
         self._client.disconnect()
         # paho's loop_stop() joins its network thread without a timeout, and that thread waits until a stalled
         # socket drains; bound the wait here and abandon the (daemon) thread past it.

@@ -2,6 +2,8 @@
 
 - `JsonLines`: each stable reading as one JSON line on stdout (a service's journal, a pipe).
 - `MqttOutbox`: wakes the MQTT publisher (`edge_app.mqtt`), which sends the history's outbox; never blocks.
+- Home Assistant's discovery and state are `edge_app.homeassistant.HomeAssistant` (retained messages of that
+  same publisher).
 - `VideoFile`: every annotated frame into an .mp4, written beside the target and renamed into place when
   closed, so the file named is always a complete, playable video (SIGTERM included).
 - `Preview`: an OpenCV window with the annotated frames; q or Esc stops the loop.
@@ -30,7 +32,8 @@ VIDEO_CODEC = "mp4v"  # MPEG-4 part 2: in every OpenCV build, including the head
 
 
 class JsonLines(Sink):
-    """Prints each stable reading as one JSON object: time, frame, text, numbers, digits, latency_ms, fps, id."""
+    """Prints each stable reading as one JSON object: time, frame, text, numbers, digits, latency_ms, fps, id, and
+    "suspect" (why) when the plausibility check refused it as the value."""
 
     name = "stdout"
 
@@ -38,7 +41,10 @@ class JsonLines(Sink):
         self._write = write or (lambda line: print(line, flush=True))
 
     def on_reading(self, record: dict, frame: Frame) -> None:
-        self._write(json.dumps({**frame.to_dict(), "time": record["time"], "id": record["id"]}))
+        line = {**frame.to_dict(), "time": record["time"], "id": record["id"]}
+        if record.get("suspect"):
+            line["suspect"] = record["suspect"]
+        self._write(json.dumps(line))
 
 
 class MqttOutbox(Sink):

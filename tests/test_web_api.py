@@ -210,6 +210,7 @@ def test_bad_query_parameter_is_a_422(server, examples):
 
 ROUTES = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/static/style.css"), ("GET", "/openapi.json"),
           ("GET", "/api/health"), ("GET", "/api/latest"), ("POST", "/api/read"), ("POST", "/api/digit"),
+          ("GET", "/api/value"), ("GET", "/api/history?since=1h"), ("POST", "/api/readings/1/correction"),
           ("GET", "/stream.mjpg"), ("GET", "/snapshot.jpg"), ("GET", "/no-such-page")]
 
 
@@ -218,7 +219,7 @@ def test_every_route_needs_the_token(server, method, path):
     assert_problem(request(server, method, path, b"" if method == "POST" else None), 401, "token")
     wrong = request(server, method, path, None, {"Authorization": "Bearer nope"})
     assert_problem(wrong, 401, "wrong token")
-    assert_problem(request(server, method, path + "?token=nope"), 401, "wrong token")
+    assert_problem(request(server, method, path + ("&" if "?" in path else "?") + "token=nope"), 401, "wrong token")
     assert wrong.headers.get("www-authenticate", "").startswith("Bearer")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from web_support import clear_examples, make_state, model_path, number_page, png_bytes, running_server
+from web_support import Pages, clear_examples, make_state, model_path, number_page, png_bytes, running_server
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("fastapi", reason="the [web] extra is not installed")
@@ -152,3 +152,62 @@ def test_a_bad_upload_shows_the_servers_message(page):
     page.set_input_files("#photo-input", files=[{"name": "broken.jpg", "mimeType": "image/jpeg",
                                                  "buffer": np.arange(500, dtype=np.uint8).tobytes()}])
     expect(page.locator("#photo-error")).to_contain_text("not a JPEG", timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def counter(mnist):
+    from edge_app.plausibility import Plausibility
+    from edge_app.runtime import Classifier
+
+    classifier = Classifier(model_path())
+    examples = clear_examples(mnist, classifier)
+    pages = [number_page(examples, text, size=(640, 480)) for text in ("4071", "35")]
+    state = make_state(classifier, feed_source=Pages(pages, hold_last=True), stable_frames=2, max_fps=20)
+    state.loop.plausibility = Plausibility(expect="increasing")
+    with running_server(state, token=TOKEN) as server:
+        yield server, state
+
+
+def test_a_suspect_reading_is_flagged_and_corrected_on_the_page(counter, browser_context):
+    expect = sync_api.expect
+    server, state = counter
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server.url}?token={TOKEN}", wait_until="domcontentloaded", timeout=WAIT_MS)
+        suspect = page.locator("#history li.suspect")
+        expect(suspect).to_have_count(1, timeout=WAIT_MS)
+        expect(suspect.locator(".text")).to_have_text("35")
+        expect(page.locator("#stable-suspect")).to_contain_text("below the previous value 4071", timeout=WAIT_MS)
+        suspect.locator("button.fix").click()
+        expect(page.locator("#correction")).to_be_visible()
+        page.locator("#correction-text").fill("36")
+        page.locator("#correction-save").click()
+        expect(page.locator("#correction-done")).to_contain_text("2 digits kept as training examples",
+                                                                 timeout=WAIT_MS)
+        fixed = page.locator("#history li.corrected")
+        expect(fixed).to_have_count(1, timeout=WAIT_MS)
+        expect(fixed.locator(".text")).to_have_text("36")
+        expect(fixed.locator(".was")).to_have_text("35")  # what was read stays visible, struck through
+        expect(page.locator("#history li.suspect")).to_have_count(0)
+        expect(page.locator("#stable")).to_have_text("36", timeout=WAIT_MS)  # the reading on view, corrected
+        expect(page.locator("#stable-suspect")).to_be_hidden()
+        record = next(r for r in state.history.since() if r["text"] == "35")
+        assert record["corrected_text"] == "36" and record["suspect"], "the original and its flag are kept"
+        assert state.history.examples_of(record["id"])["labels"] == [3, 6]
+        # Letters are refused before anything is sent (the field's pattern): the form stays, nothing changes.
+        page.locator("#history li.corrected button.fix").click()
+        page.locator("#correction-text").fill("3b")
+        page.locator("#correction-save").click()
+        expect(page.locator("#correction")).to_be_visible()
+        assert page.locator("#correction-text").evaluate("el => el.validity.patternMismatch")
+        page.locator("#correction-cancel").click()
+        expect(page.locator("#correction")).to_be_hidden()
+        expect(fixed.locator(".text")).to_have_text("36")
+        screenshot = os.environ.get("DIGITLITE_SCREENSHOT")
+        if screenshot:
+            page.screenshot(path=screenshot.replace(".png", "-correction.png"), full_page=True)
+        assert errors == []
+    finally:
+        page.close()

@@ -29,6 +29,24 @@ def model_path() -> Path:
     return path
 
 
+class Pages:
+    """A camera looking at pages: each frame held for `repeat` reads, in turn; then the source ends, or with
+    `hold_last` the last page stays in view (a camera keeps delivering)."""
+
+    name = "pages"
+
+    def __init__(self, frames, repeat: int = 4, hold_last: bool = False):
+        self.frames, self.hold_last = [f for f in frames for _ in range(repeat)], hold_last
+
+    def read(self):
+        if self.hold_last and len(self.frames) == 1:
+            return self.frames[0].copy()
+        return self.frames.pop(0).copy() if self.frames else None
+
+    def close(self):
+        pass
+
+
 def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2, max_fps: float = 10.0,
                history=None, body=None):
     """A WebState with the real reader around `classifier`, a readings history (in memory unless given), and the

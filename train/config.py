@@ -9,7 +9,7 @@ A run's resolved config is saved beside its model (`config.json`); `train --conf
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # The architectures `train/models.py` builds, by name (here so that a bad --arch is refused before Keras loads).
@@ -17,6 +17,10 @@ ARCHITECTURES = ("logistic", "dense", "basic-cnn", "dropout-cnn", "mobilenet")
 # The reports' classical baselines (scikit-learn, train/classical.py): fitted, reported and tabled like the networks,
 # never converted to .tflite. `digitlite architectures` fits them after the networks (`--only classical`: these alone).
 CLASSICAL = ("svm", "knn", "random-forest")
+# The model `--extra` fine-tunes when no --init is given: the released Keras model of this checkout.
+RELEASED_MODEL = Path(__file__).resolve().parents[1] / "models" / "digits.keras"
+# The flags of fine-tuning on labelled sets, which `digitlite architectures` does not take.
+EXTRA_FLAGS = ("extra", "extra_weight", "extra_held_out", "init")
 
 
 @dataclass
@@ -39,6 +43,10 @@ class TrainConfig:
     subset: int = 0  # train on the first N training images only (0 = all); for quick runs and tests
     reader_crops: int = 0  # engine scenes whose digits, cropped as the reader crops them, join training (0: none)
     weights: str = "none"  # mobilenet only: "imagenet" tries Keras' ImageNet weights, else from scratch
+    extra: list[str] = field(default_factory=list)  # labelled sets (`digitlite corrections export`) to learn too
+    extra_weight: int = 20  # times each extra digit is seen per epoch: a few hundred corrections among 55,000 MNIST
+    extra_held_out: float = 0.25  # share of the extra rows (frames) held out of training, for the before/after report
+    init: str = ""  # Keras model to start from ("" : a new one; with --extra, the released models/digits.keras)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -74,7 +82,27 @@ class TrainConfig:
             raise ValueError(f"--validation must be >= 0, got {self.validation}")
         if self.weights not in ("none", "imagenet"):
             raise ValueError(f"--weights must be 'none' or 'imagenet', got {self.weights!r}")
+        if (self.extra or self.init) and self.arch in CLASSICAL:
+            raise ValueError(f"--extra and --init fine-tune a network; --arch {self.arch} is fitted from scratch")
+        for folder in self.extra:
+            if not (Path(folder) / "labels.csv").is_file():
+                raise ValueError(f"--extra {folder}: no labels.csv there; give a folder written by `digitlite "
+                                 f"corrections export DIR`")
+        if self.extra_weight < 1:
+            raise ValueError(f"--extra-weight must be at least 1, got {self.extra_weight}")
+        if not 0 <= self.extra_held_out < 1:
+            raise ValueError(f"--extra-held-out must be in [0, 1), got {self.extra_held_out}")
+        start = self.start_model()
+        if start is not None and not start.is_file():
+            raise ValueError(f"--init {start}: no such Keras model" + ("" if self.init else " (--extra fine-tunes "
+                             "the released models/digits.keras; give --init MODEL.keras)"))
         return self
+
+    def start_model(self) -> Path | None:
+        """The Keras model training starts from: --init, else with --extra the released model; None: a new one."""
+        if self.init:
+            return Path(self.init)
+        return RELEASED_MODEL if self.extra else None
 
     def to_dict(self) -> dict:
         return asdict(self)

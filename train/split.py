@@ -2,7 +2,10 @@
 
 The networks (`train.trainer`, `train.tune`) and the classical baselines (`train.classical`) take the same
 training and validation images from here, so that every row of benchmarks/architectures.md is fitted and chosen
-on the same data. No TensorFlow: the classical baselines fit without importing it.
+on the same data. With `--extra`, the labelled digits of those folders (a device's corrections,
+`digitdata.labelled`) join the training images, repeated `extra_weight` times, except a seeded held-out share of
+their rows (`extra_split`) that the run report measures the model on before and after. No TensorFlow: the
+classical baselines fit without importing it.
 
     python -c "from digitdata.mnist import find_mnist; from train.config import TrainConfig; \
 from train.split import split; print([a.shape for a in split(find_mnist(), TrainConfig())])"
@@ -10,8 +13,11 @@ from train.split import split; print([a.shape for a in split(find_mnist(), Train
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from digitdata.labelled import read_digits
 from digitdata.mnist import Mnist
 from digitdata.pixels import to_model_input
 from train.config import TrainConfig
@@ -25,7 +31,8 @@ def split(data: Mnist, cfg: TrainConfig, data_dir=None) -> tuple[np.ndarray, np.
         cfg: `seed` shuffles, the first `validation` images of the shuffle are held out, and `subset` (when not 0)
             keeps that many of the rest for training. With `reader_crops`, the digits of that many engine
             scenes, cropped the way the reader crops them (training digits outside the validation split),
-            join the training images.
+            join the training images. With `extra`, the training share of those folders' labelled digits
+            joins them too, each `extra_weight` times (the augmentation varies every copy).
         data_dir: where MNIST is, for rendering those scenes (default: the usual search).
 
     Returns:
@@ -44,5 +51,44 @@ def split(data: Mnist, cfg: TrainConfig, data_dir=None) -> tuple[np.ndarray, np.
                              f"--validation {VALIDATION_DIGITS}) so that no validation digit is drawn in them")
         crops, labels = render_crops(cfg.reader_crops, cfg.seed, "train", data_dir)
         x, y = np.concatenate([x, crops]), np.concatenate([y, labels])
+    if cfg.extra:
+        extra = extra_split(cfg)
+        x = np.concatenate([x, np.repeat(extra.x_train, cfg.extra_weight, axis=0)])
+        y = np.concatenate([y, np.repeat(extra.y_train, cfg.extra_weight)])
     return (to_model_input(x), y.astype(np.int64),
             to_model_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
+
+
+@dataclass
+class ExtraSplit:
+    """The extra labelled digits, split by row (frame) into training and held-out, as uint8 (N, 28, 28)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_held: np.ndarray
+    y_held: np.ndarray
+    rows_train: int
+    rows_held: int
+    skipped: list[str]
+
+
+def extra_split(cfg: TrainConfig) -> ExtraSplit:
+    """The digits of `cfg.extra`, a seeded `extra_held_out` share of their rows held out (at least one row when
+    there are two or more): all the digits of a frame fall on the same side, so none is judged on a sibling
+    crop it was trained with.
+
+    Raises:
+        FileNotFoundError, ValueError: a folder without labels.csv, a malformed one, or no digits at all.
+    """
+    digits = read_digits(cfg.extra)
+    if len(digits) == 0:
+        raise ValueError(f"--extra {' '.join(cfg.extra)}: no labelled 28x28 digits there ({len(digits.skipped)} rows "
+                         f"skipped; first: {digits.skipped[:1]})")
+    rows = np.unique(digits.groups)
+    held_count = round(len(rows) * cfg.extra_held_out)
+    if cfg.extra_held_out > 0 and len(rows) >= 2:
+        held_count = min(max(held_count, 1), len(rows) - 1)
+    held_rows = np.random.default_rng(cfg.seed).permutation(rows)[:held_count]
+    held = np.isin(digits.groups, held_rows)
+    return ExtraSplit(digits.images[~held], digits.labels[~held], digits.images[held], digits.labels[held],
+                      len(rows) - held_count, held_count, digits.skipped)

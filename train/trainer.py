@@ -1,7 +1,9 @@
 """One training run: augmentation, fit with checkpoints, and the run's artifacts (the split: train/split.py).
 
 A run folder (`--out runs/NAME`) ends up holding model.keras, config.json, history.json, curves.png,
-confusion.png, report.md, report.json and misclassified.png, each written atomically. While training,
+confusion.png, report.md, report.json and misclassified.png, each written atomically. With `--extra` (a device's
+corrections) the run fine-tunes a trained model (`--init`, default the released one) on MNIST plus them, and
+held_out.json and report.md add the accuracy on their held-out share before and after, per class. While training,
 `checkpoint/` holds the state of the last finished epoch so that `--resume` continues an interrupted run.
 
     digitlite train --epochs 2 --subset 5000 --out runs/quick
@@ -23,10 +25,10 @@ import tensorflow as tf
 
 from digitdata import mnist as mnist_data
 from digitdata.atomic import atomic_path, write_json
-from digitdata.pixels import PIXELS
+from digitdata.pixels import PIXELS, to_model_input
 from train.config import TrainConfig
 from train.models import build_model
-from train.split import split
+from train.split import extra_split, split
 
 
 class RunExistsError(FileExistsError):
@@ -40,7 +42,8 @@ class RunResult:
     params: int
     train_seconds: float
     epochs_run: int
-    weights: str  # what the model started from: "scratch" or "imagenet"
+    weights: str  # what the model started from: "scratch", "imagenet", or "fine-tuned from <file>"
+    held_out: dict | None = None  # with --extra: accuracy on the held-out extra digits before and after
 
 
 def augmenter(cfg: TrainConfig) -> keras.Sequential:
@@ -96,6 +99,29 @@ def _build(cfg: TrainConfig) -> tuple[keras.Model, str]:
     return build_model(cfg.arch, **hyper), "scratch"
 
 
+def held_out_scores(model, x_u8: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, per-class accuracy and errors of `model` on uint8 (N, 28, 28) digits."""
+    predicted = model.predict(to_model_input(x_u8), batch_size=500, verbose=0).argmax(axis=1) if len(y) else y
+    per_class = {str(c): (float((predicted[y == c] == c).mean()), int((y == c).sum())) for c in range(10)
+                 if (y == c).any()}
+    accuracy = float((predicted == y).mean()) if len(y) else float("nan")
+    return {"accuracy": accuracy, "errors": int((predicted != y).sum()),
+            "per_class": {c: {"accuracy": a, "support": n} for c, (a, n) in per_class.items()}}
+
+
+def held_out_markdown(held: dict) -> str:
+    """The report's section on the held-out extra digits: overall and per class, before and after."""
+    before, after = held["before"], held["after"]
+    lines = [f"**Held-out extra digits** ({held['digits']} digits from {held['rows']} of the {held['rows_all']} rows "
+             f"of {', '.join(held['folders'])}, never trained on): **{before['accuracy']:.2%}** before "
+             f"({held['start']}) -> **{after['accuracy']:.2%}** after "
+             f"({before['errors']} -> {after['errors']} errors).", "",
+             "| class | before | after | support |", "|---|---|---|---|"]
+    for c, row in after["per_class"].items():
+        lines.append(f"| {c} | {before['per_class'][c]['accuracy']:.2%} | {row['accuracy']:.2%} | {row['support']} |")
+    return "\n".join(lines)
+
+
 def versions() -> dict:
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__}
@@ -134,7 +160,18 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
 
     seed_everything(cfg.seed)
     x_train, y_train, x_val, y_val = split(data, cfg, data_dir)
-    model, weights = _build(cfg)
+    start = cfg.start_model()
+    if start is not None and not resume:
+        model, weights = keras.saving.load_model(start), f"fine-tuned from {start.name}"
+    else:
+        model, weights = _build(cfg)
+    extra = extra_split(cfg) if cfg.extra else None
+    held = None
+    if extra is not None and len(extra.y_held):
+        held = {"folders": list(cfg.extra), "rows": extra.rows_held, "rows_all": extra.rows_held + extra.rows_train,
+                "digits": int(len(extra.y_held)), "train_digits": int(len(extra.y_train)),
+                "weight": cfg.extra_weight, "start": str(start.name if start else "a new model"),
+                "before": held_out_scores(model, extra.x_held, extra.y_held)}
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     compile_model(model, cfg, steps)
     validation = (x_val, y_val) if len(x_val) else None
@@ -155,11 +192,19 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
         model.save(tmp)
     write_json(out / "history.json", history)
 
+    notes = []
+    if held is not None:
+        held["after"] = held_out_scores(model, extra.x_held, extra.y_held)
+        write_json(out / "held_out.json", held)
+        notes.append(held_out_markdown(held))
+    elif extra is not None:
+        notes.append(f"Extra digits: {len(extra.y_train)} trained on, none held out (--extra-held-out "
+                     f"{cfg.extra_held_out} of {extra.rows_train} rows).")
     test_accuracy = float("nan")
     if report:
         from train.report import write_run_report
 
-        test_accuracy = write_run_report(model, data, out, history, title=f"{cfg.arch} ({weights})")
+        test_accuracy = write_run_report(model, data, out, history, title=f"{cfg.arch} ({weights})", notes=notes)
     previous = json.loads((out / "config.json").read_text()) if resume and (out / "config.json").exists() else {}
     write_json(out / "config.json", {
         "train": cfg.to_dict(),
@@ -169,13 +214,14 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
         "epochs_run": len(history.get("epoch", [])),
         "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1),
         "test_accuracy": test_accuracy,
+        "held_out_extra": held,
         "mnist_test_sha256": mnist_data.FILES["test_images"][1],
         "command": command or " ".join(sys.argv),
         "versions": versions(),
     })
     shutil.rmtree(checkpoint, ignore_errors=True)  # the run finished: nothing left to resume
     return RunResult(out, test_accuracy, int(model.count_params()), train_seconds,
-                     len(history.get("epoch", [])), weights)
+                     len(history.get("epoch", [])), weights, held)
 
 
 def progress_verbosity(verbose: int | str) -> int:

@@ -8,6 +8,9 @@ Routes (all behind the token when one is set):
     POST /api/read         an image (multipart field `file`, or the raw body) -> the numbers read
     POST /api/digit        a drawing of one digit -> the prediction and its top-3 probabilities
     GET  /api/latest       the stable live reading and the last readings, with times
+    GET  /api/value        the value: the last stable reading that is plausible (or corrected), time, confidence
+    GET  /api/history      the stored readings since a time (?since=15m or an ISO time), oldest first
+    POST /api/readings/{id}/correction   what a stored reading really reads: its crops become labelled examples
     GET  /api/health       model, runtime, frame rate, limits
     GET  /openapi.json     the schema
 
@@ -31,6 +34,7 @@ from urllib.parse import parse_qs, quote
 
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel, ConfigDict, Field
@@ -42,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
 
 import cv2
 
-from edge_app.history import ReadingStore, now_iso
+from edge_app.history import ReadingStore, now_iso, parse_since, value_of
 from edge_app.images import UPLOAD_LIMITS, ImageError, ImageLimits, decode_image
 from edge_app.runtime import top_k
 from edge_app.web.uploads import ACCEPTED_TYPES, UploadError, check_content_type, drawing_to_crop, encode_jpeg
@@ -58,6 +62,8 @@ STREAM_POLL_S = 0.02  # s between checks for a new frame in a stream (a 15 fps s
 ANNOTATED_SIDE = 1280  # px: long side of the annotated image sent back for an upload
 TOP_K = 3
 HISTORY_ITEMS = 20  # readings listed by /api/latest (from the readings history)
+HISTORY_LIMIT = 10_000  # readings /api/history returns at most in one answer (?limit=)
+EXAMPLE_JPEG_QUALITY = 90  # the uploaded frame kept with its reading, for a correction
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class ReadingOut(BaseModel):
 
 class ReadResult(ReadingOut):
     image: dict[str, int] = Field(description="width and height of the image that was read")
+    id: int | None = Field(None, description="its id in the readings history (POST api/readings/{id}/correction)")
     annotated_jpeg: str | None = Field(None, description="data: URL of the annotated image (with ?annotate=true)")
 
 
@@ -123,14 +130,63 @@ class DigitResult(BaseModel):
 
 class HistoryItem(BaseModel):
     id: int | None = Field(None, description="the reading's id in the device's readings history")
-    text: str
+    text: str = Field(description="what the reader read")
     time: str
     origin: str
+    suspect: str | None = Field(None, description="why the plausibility check refused it as the value")
+    corrected_text: str | None = Field(None, description="what a user said it reads (the original stays in text)")
 
 
 class Stable(BaseModel):
     text: str = Field(description="the text read on the last stable_frames frames in a row ('' for none)")
     since: str | None
+    id: int | None = Field(None, description="its id in the readings history")
+    suspect: str | None = Field(None, description="why it is not the value (the plausibility check), or null")
+
+
+class Value(BaseModel):
+    value: str = Field(description="the reading's text, or its correction when a user corrected it")
+    time: str = Field(description="when it was read, ISO 8601 UTC")
+    confidence: float = Field(ge=0, le=1, description="the lowest confidence of its digits")
+    id: int = Field(description="its id in the readings history")
+    corrected: bool = Field(description="a user corrected it")
+    origin: str = Field(description="'live' (the camera) or 'upload'")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    time: str
+    text: str = Field(description="what the reader read")
+    value: str = Field(description="text, or the correction when there is one")
+    corrected_text: str | None
+    corrected_time: str | None
+    suspect: str | None = Field(description="why the plausibility check refused it as the value, or null")
+    digits: list[DigitOut]
+    source: str
+    origin: str
+    model_sha256: str
+
+
+class History(BaseModel):
+    since: str | None = Field(description="the start of the period, ISO 8601 UTC (null: everything)")
+    count: int
+    readings: list[Record] = Field(description="oldest first")
+
+
+class CorrectionIn(BaseModel):
+    text: str = Field(description="what the reading really reads: digits, numbers separated by a space",
+                      examples=["4509", "12 07"], max_length=200)
+
+
+class Examples(BaseModel):
+    crops: int = Field(description="28x28 crops kept with the reading (0: none kept)")
+    labelled: bool = Field(description="the crops are labelled digit by digit by the correction")
+    frame: bool = Field(description="the frame is kept (for `digitlite eval`)")
+
+
+class Corrected(Record):
+    examples: Examples
 
 
 class Latest(BaseModel):
@@ -390,6 +446,14 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
     async def upload_error(request: Request, exc: ImageError):
         return Response(json.dumps({"detail": exc.message}), status_code=exc.status, media_type="application/json")
 
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes the body back and fails (500) on one that is not UTF-8: name the problems.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+                             for e in exc.errors())
+        return Response(json.dumps({"detail": f"invalid request: {problems}"}), status_code=422,
+                        media_type="application/json")
+
     page_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
     @api.get("/", include_in_schema=False)
@@ -425,6 +489,43 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
         history = await run_in_threadpool(state.history.recent, HISTORY_ITEMS)
         return {"live": stream is not None, "stable": stream.stable() if stream else None, "reading": reading,
                 "history": history}
+
+    @api.get("/api/value", response_model=Value, responses={404: {"model": Problem}},
+             summary="the value: the last stable reading that is plausible, or corrected, with its time and "
+                     "confidence")
+    async def value():
+        record = await run_in_threadpool(state.history.latest_value, "live" if state.loop is not None else None)
+        if record is None:
+            raise HTTPException(404, "no reading yet: the device has stored no plausible stable reading.")
+        return {"value": value_of(record), "time": record["time"],
+                "confidence": min((d["confidence"] for d in record["digits"]), default=0.0), "id": record["id"],
+                "corrected": record["corrected_text"] is not None, "origin": record["origin"]}
+
+    @api.get("/api/history", response_model=History, responses={422: ERRORS[422]},
+             summary="the stored readings since a time, oldest first")
+    async def history(since: str | None = Query(None, description="15m, 2h, 7d (ago), or an ISO 8601 date or time "
+                                                                  "(UTC unless it has an offset); none: all"),
+                      limit: int = Query(1000, ge=1, le=HISTORY_LIMIT, description="at most this many")):
+        try:
+            start = parse_since(since, utc_default=True) if since else None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc).replace("--since", "since")) from None
+        records = await run_in_threadpool(state.history.since, start, limit)
+        return {"since": start, "count": len(records), "readings": [{**r, "value": value_of(r)} for r in records]}
+
+    @api.post("/api/readings/{reading_id}/correction", response_model=Corrected,
+              responses={404: {"model": Problem}, 422: ERRORS[422]},
+              summary="correct a stored reading: the original stays, its crops become labelled examples")
+    async def correction(reading_id: int, body: CorrectionIn):
+        try:
+            record = await run_in_threadpool(state.history.correct, reading_id, body.text)
+        except KeyError:
+            raise HTTPException(404, f"no reading #{reading_id} in the history; GET api/history lists them.") from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if state.loop is not None:
+            await run_in_threadpool(state.loop.corrected, record)  # Home Assistant's state may change
+        return {**record, "value": value_of(record)}
 
     @api.post("/api/read", response_model=ReadResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
               summary="read the numbers in an image")
@@ -525,8 +626,12 @@ def _read_image(state: WebState, data: bytes, annotate: bool) -> dict:
     result["latency_ms"] = {"decode": round(decode_ms, 2), **result.get("latency_ms", {})}
     result["time"], result["origin"] = now_iso(), "upload"
     result["image"] = {"width": int(frame.shape[1]), "height": int(frame.shape[0])}
+    crops = getattr(reading, "crops", None)
+    jpeg = encode_jpeg(frame, EXAMPLE_JPEG_QUALITY) if crops is not None else None
+    stored = state.history.add(result, "upload", state.model_sha256, origin="upload", time=result["time"],
+                               crops=crops, frame_jpeg=jpeg)
+    result["id"] = stored["id"]
     state.last_upload = {k: v for k, v in result.items() if k != "image"}
-    state.history.add(result, "upload", state.model_sha256, origin="upload", time=result["time"])
     if annotate:
         jpeg = encode_jpeg(state.annotate(frame, reading), 85, max_side=ANNOTATED_SIDE)
         result["annotated_jpeg"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

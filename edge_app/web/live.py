@@ -40,7 +40,14 @@ class WebStream(Sink):
 
     def on_reading(self, record: dict, frame: Frame) -> None:
         with self._lock:
-            self._stable = {"text": record["text"], "since": record["time"]}
+            self._stable = {"text": record["text"], "since": record["time"], "id": record["id"],
+                            "suspect": record.get("suspect")}
+
+    def on_correction(self, record: dict) -> None:
+        with self._lock:
+            if self._stable is not None and self._stable.get("id") == record["id"]:
+                # The reading on view was corrected: show the user's text, no longer suspect.
+                self._stable = {**self._stable, "text": record["corrected_text"], "suspect": None}
 
     def latest_jpeg(self) -> tuple[int, bytes | None]:
         """(frame number, annotated JPEG) of the newest frame; (0, None) before the first one."""

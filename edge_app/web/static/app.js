@@ -1,4 +1,5 @@
-// The digitlite web view's behaviour: live status and readings, photo upload, the drawing canvas.
+// The digitlite web view's behaviour: live status and readings, correcting a reading, photo upload, the
+// drawing canvas.
 // Plain JavaScript, no build step; served by edge_app/web/app.py (`digitlite serve`).
 // The page's own ?token=... (when the server was started with --token) is sent with every request.
 "use strict";
@@ -71,20 +72,45 @@ async function refreshHealth() {
   }
 }
 
+function span(className, text) {
+  const el = document.createElement("span");
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
 function renderHistory(items) {
   const list = $("history");
   list.replaceChildren(...items.map((item) => {
     const li = document.createElement("li");
+    li.dataset.id = item.id;
     const time = document.createElement("time");
     time.dateTime = item.time;
     time.textContent = timeOf(item.time);
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = item.text || "(none)";
-    const origin = document.createElement("span");
-    origin.className = "origin";
-    origin.textContent = item.origin === "upload" ? "photo" : "camera";
-    li.append(time, text, origin);
+    li.append(time);
+    if (item.corrected_text != null) {
+      // The correction is the value; what was read stays visible beside it.
+      li.append(span("text", item.corrected_text), span("was", item.text || "(none)"));
+      li.classList.add("corrected");
+    } else {
+      li.append(span("text", item.text || "(none)"));
+    }
+    if (item.suspect && item.corrected_text == null) {
+      const flag = span("flag", "suspect");
+      flag.title = item.suspect;
+      li.append(flag);
+      li.classList.add("suspect");
+    }
+    li.append(span("origin", item.origin === "upload" ? "photo" : "camera"));
+    if (item.id != null) {
+      const fix = document.createElement("button");
+      fix.type = "button";
+      fix.className = "fix";
+      fix.textContent = "correct";
+      fix.setAttribute("aria-label", `correct reading ${item.id} (${item.text})`);
+      fix.addEventListener("click", () => openCorrection(item));
+      li.append(fix);
+    }
     return li;
   }));
 }
@@ -92,10 +118,51 @@ function renderHistory(items) {
 async function refreshLatest() {
   try {
     const latest = await api("api/latest");
-    $("stable").textContent = latest.stable && latest.stable.text ? latest.stable.text : "—";
-    renderHistory(latest.history);
+    const stable = latest.stable;
+    $("stable").textContent = stable && stable.text ? stable.text : "—";
+    $("stable-suspect").textContent = stable && stable.suspect ? `suspect: ${stable.suspect}` : "";
+    show($("stable-suspect"), Boolean(stable && stable.suspect));
+    if (correcting == null) renderHistory(latest.history); // never under the user's fingers while correcting
   } catch (e) {
     // the status line already says when the device cannot be reached
+  }
+}
+
+// ------------------------------------------------------------------------------------ corrections
+
+let correcting = null; // the reading being corrected, while the form is open
+
+function openCorrection(item) {
+  correcting = item;
+  $("correction-of").textContent = `#${item.id} (${item.text || "nothing"})`;
+  $("correction-text").value = item.corrected_text != null ? item.corrected_text : item.text;
+  show($("correction-error"), false);
+  show($("correction"), true);
+  $("correction-text").focus();
+  $("correction-text").select();
+}
+
+function closeCorrection() {
+  correcting = null;
+  show($("correction"), false);
+}
+
+async function saveCorrection(event) {
+  event.preventDefault();
+  if (correcting == null) return;
+  const text = $("correction-text").value.trim();
+  try {
+    const result = await api(`api/readings/${correcting.id}/correction`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text }),
+    });
+    const kept = result.examples.labelled ? `${result.examples.crops} digits kept as training examples`
+      : result.examples.frame ? "its image is kept for evaluation" : "no crops were kept for it";
+    $("correction-done").textContent = `#${result.id} corrected: ${result.text} → ${result.corrected_text} (${kept})`;
+    closeCorrection();
+    refreshLatest();
+  } catch (e) {
+    $("correction-error").textContent = e.message;
+    show($("correction-error"), true);
   }
 }
 
@@ -230,6 +297,8 @@ function start() {
   pad.addEventListener("pointerup", onUp);
   pad.addEventListener("pointercancel", onUp);
   $("clear").addEventListener("click", clearPad);
+  $("correction").addEventListener("submit", saveCorrection);
+  $("correction-cancel").addEventListener("click", closeCorrection);
   clearPad();
   refreshHealth();
   refreshLatest();
