@@ -22,6 +22,7 @@ WORK_HEIGHT = 64  # px: a box is processed at most this tall (bounded work for a
 MARGIN = 0.2  # of the box height, added around the box to see the paper and whole strokes
 PAPER_REACH = 0.45  # of the box height: the paper estimate's window, wider than the boldest stroke
 MIN_INK = 0.12  # ink strength (fraction of the paper's brightness) below which nothing is ink
+GRAIN_SIGMAS = 4.0  # ink stands this many robust standard deviations of the paper's grain above it
 INSIDE_SHARE = 0.4  # a stroke belongs to the box if at least this share of it lies inside the box ...
 CLIP_GROW = 0.08  # ... and is kept up to this fraction of the box height outside it (touching neighbours)
 POLARITY_SIDE = 256  # px: polarity is judged on a thumbnail this long
@@ -81,7 +82,9 @@ def digit_crop(gray: np.ndarray, box, dark_ink: bool) -> np.ndarray:
     strength = ink_strength(region, dark_ink, max(3, int(PAPER_REACH * bh) | 1))
     s8 = (strength * 255).astype(np.uint8)
     otsu, _ = cv2.threshold(s8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    threshold = max(otsu / 255.0, MIN_INK)
+    # Otsu always splits a box in two, even one of bare, grainy paper: ink must also stand out of the grain.
+    grain = 1.4826 * float(np.median(np.abs(strength - np.median(strength))))
+    threshold = max(otsu / 255.0, MIN_INK, GRAIN_SIGMAS * grain)
     strong = (strength >= threshold).astype(np.uint8)
     weak = (strength >= threshold / 2).astype(np.uint8)
     ink = _hysteresis(strong, weak)

@@ -77,16 +77,25 @@ def make_reader(model: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREAD
     Raises:
         ModelError (UnverifiedModelError), RuntimeNotFound, ValueError: see `_model_errors`.
     """
-    from edge_app.reader import DigitReader, parse_roi
-    from edge_app.runtime import Classifier, Detector
+    from edge_app.runtime import Classifier
 
     if kind not in READERS:
         raise ValueError(f"reader {kind!r}: valid readers are {', '.join(READERS)}")
     classifier = Classifier(model, threads=threads, require_verified=not allow_unverified)
+    return reader_for(classifier, kind, detector, allow_unverified, min_confidence, roi)
+
+
+def reader_for(classifier, kind: str = READERS[0], detector: str | Path = DEFAULT_DETECTOR,
+               allow_unverified: bool = False, min_confidence: float = 0.5, roi: str | None = None):
+    """The reader `kind` around a classifier already loaded (the web app shares it); see `make_reader`."""
+    from edge_app.reader import DigitReader, parse_roi
+    from edge_app.runtime import Detector
+
     if kind == "classic":
         from edge_app.classic_reader import ClassicReader
 
         return ClassicReader(classifier, min_confidence=min_confidence, roi=parse_roi(roi))
+    threads = classifier.runtime.threads
     return DigitReader(classifier, Detector(detector, threads=threads, require_verified=not allow_unverified),
                        min_confidence=min_confidence, roi=parse_roi(roi))
 

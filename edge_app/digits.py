@@ -21,7 +21,7 @@ Pipeline (`find_candidates`, then `extract_crops`):
   5. `prepare_crop`: MNIST-style, fit in 20x20 keeping the aspect ratio, stroke width normalised, placed in
      28x28 by centre of mass, white on black, uint8.
 
-    python -m edge_app.digits tests/data/golden/scene_00.png   # writes the crops it found as one PNG strip
+    python -m edge_app.digits tests/data/golden/scene_00.jpg   # writes the crops it found as one PNG strip
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ MIN_DIGIT_HEIGHT = 10  # px at detection resolution; smaller blobs are specks
 MIN_RELATIVE_HEIGHT = 0.45  # of the median candidate height; dots, commas and specks are smaller
 MIN_INK_STRENGTH = 0.16  # fraction of the paper brightness; below this a blank page's noise is not ink
 MAX_INK_FRACTION = 0.3  # of the frame: handwriting covers far less of a page; more is noise or texture
+MAX_BLOBS = 300  # ink blobs in a frame: written numbers make far fewer; more is noise or texture (bounds the work)
+MAX_BLOB_DENSITY = 25e-4  # ink blobs per detection pixel: noise makes ~27 per 10,000 px, written pages under 10
 WIDE_REACH = 0.1  # of the frame's long side: the wide paper estimate's reach, over half the widest digit
 MIN_FINE_SHARE = 0.35  # a wide-estimate blob is ink if this share of it is also ink in the fine estimate
 MAX_INK_THRESHOLD = 0.5  # Otsu is clamped here so faint, blurred strokes stay connected
@@ -567,13 +569,14 @@ def _detect(gray: np.ndarray, polarity: str, max_side: int) -> tuple[list[Candid
     """`find_candidates` at one detection resolution."""
     fh, fw = gray.shape
     scale = max(1.0, max(fh, fw) / max_side)
-    det = gray if scale == 1.0 else cv2.resize(gray, (round(fw / scale), round(fh / scale)),
+    det = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(fw / scale)), max(1, round(fh / scale))),
                                                interpolation=cv2.INTER_AREA)
     strength, paper, dark = ink_strength(det, polarity)
     binary, paper = two_scale_ink(det if dark else 255 - det, strength, paper)
     binary &= paper_mask(det if dark else 255 - det)
+    context = {"gray": gray if dark else 255 - gray, "paper": paper, "scale": scale, "dark_ink": dark}
     if binary.mean() > MAX_INK_FRACTION:  # noise, a texture or a screen: no page with writing to read
-        return [], {"gray": gray if dark else 255 - gray, "paper": paper, "scale": scale, "dark_ink": dark}
+        return [], context
     blobs = []
     for box, mask in _components(binary):
         if box[3] < MIN_DIGIT_HEIGHT and box[2] < MIN_DIGIT_HEIGHT:
@@ -586,7 +589,10 @@ def _detect(gray: np.ndarray, polarity: str, max_side: int) -> tuple[list[Candid
             blobs.append((box, mask))
         else:
             blobs.extend(_components(cleaned, offset=box[:2]))
-    blobs = merge_fragments([b for b in blobs if max(b[0][2], b[0][3]) >= MIN_DIGIT_HEIGHT // 2])
+    blobs = [b for b in blobs if max(b[0][2], b[0][3]) >= MIN_DIGIT_HEIGHT // 2]
+    if len(blobs) > min(MAX_BLOBS, MAX_BLOB_DENSITY * binary.size):  # merging is quadratic: noise took minutes
+        return [], context
+    blobs = merge_fragments(blobs)
     dh, dw = binary.shape
     blobs, shaped = screen_blobs(blobs, det if dark else 255 - det)
     # Shadow edges are out before the typical height is taken: a tall one would make real digits look small.
@@ -613,8 +619,7 @@ def _detect(gray: np.ndarray, polarity: str, max_side: int) -> tuple[list[Candid
     for (x, y, w, h), mask, group, role in pieces:
         full = (int(x * scale), int(y * scale), max(1, int(round(w * scale))), max(1, int(round(h * scale))))
         candidates.append(Candidate(full, mask, (x, y, w, h), group, role))
-    gray_dark = gray if dark else 255 - gray
-    return candidates, {"gray": gray_dark, "paper": paper, "scale": scale, "dark_ink": dark}
+    return candidates, context
 
 
 def screen_blobs(blobs: list[tuple[tuple, np.ndarray]], gray_dark_ink: np.ndarray,

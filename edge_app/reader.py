@@ -145,7 +145,9 @@ class DigitReader:
         probabilities = self.classifier.probabilities(self.classifier.pixels_to_input(crops))
         classified = time.perf_counter()
 
-        keep = probabilities.max(axis=1) >= self.min_confidence if len(boxes) else np.zeros(0, bool)
+        # A box with no ink in it (paper grain, a shadow's edge) is not a digit, whatever the classifier says.
+        keep = ((probabilities.max(axis=1) >= self.min_confidence) & (crops.reshape(len(crops), -1).max(axis=1) > 0)
+                if len(boxes) else np.zeros(0, bool))
         kept = [Digit(int(p.argmax()), float(p.max()), _int_box(b / f, ox, oy))
                 for b, p in zip(boxes[keep], probabilities[keep], strict=True)]
         crops = crops[keep]

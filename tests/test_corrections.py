@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 
 from digitdata.labelled import read_digits
+from edge_app.cli import make_reader
 from edge_app.history import HistorySettings, ReadingStore, parse_correction
 from edge_app.live import LiveLoop, LoopSettings
-from edge_app.reader import DigitReader
-from edge_app.runtime import Classifier
 from edge_app.sources import open_source
 
 SHA = "cd" * 32
@@ -104,7 +103,7 @@ def test_a_schema_1_history_is_upgraded_in_place(tmp_path):
 @pytest.fixture(scope="module")
 def filled_history(repo, tmp_path_factory):
     """A history the live loop filled with the real reader from the golden scenes: (path, records, reader)."""
-    reader = DigitReader(Classifier(repo / "models" / "digits_int8.tflite"))
+    reader = make_reader(repo / "models" / "digits_int8.tflite")
     path = tmp_path_factory.mktemp("history") / "readings.db"
     store = ReadingStore(path)
     loop = LiveLoop(open_source(str(repo / "tests" / "data" / "golden" / "scene_0*.jpg")), reader, store, [],
@@ -154,7 +153,7 @@ def test_correct_says_what_is_wrong(filled_history):
 
 
 def test_reading_crops_are_the_classifier_inputs_aligned_with_the_digits(repo):
-    reader = DigitReader(Classifier(repo / "models" / "digits_int8.tflite"))
+    reader = make_reader(repo / "models" / "digits_int8.tflite")
     for path in sorted((repo / "tests" / "data" / "golden").glob("*.*g")):
         reading = reader.read(cv2.imread(str(path)))
         assert reading.crops.shape == (len(reading.digits), 28, 28) and reading.crops.dtype == np.uint8, path.name

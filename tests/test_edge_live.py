@@ -16,17 +16,16 @@ import pytest
 from fakes import FakeCamera
 from mqtt_support import Broker
 
+from edge_app.cli import make_reader
 from edge_app.history import ReadingStore
 from edge_app.live import LiveLoop, LoopSettings
-from edge_app.reader import DigitReader
-from edge_app.runtime import Classifier
 from edge_app.sinks import JsonLines, VideoFile
 from edge_app.sources import LatestFrame, SourceError, open_source
 
 
 @pytest.fixture(scope="module")
 def reader(repo):
-    return DigitReader(Classifier(repo / "models" / "digits_int8.tflite"))
+    return make_reader(repo / "models" / "digits_int8.tflite")
 
 
 def run_loop(source, reader, stable_frames: int = 1, sinks=(), history=None) -> tuple[int, list[str], LiveLoop]:

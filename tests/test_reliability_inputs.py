@@ -26,7 +26,6 @@ from edge_app.images import ImageError, ImageLimits, decode_image
 pytestmark = pytest.mark.reliability
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
-OLD_FINDER = "old finder, replaced by the learned reader"
 MEMORY_CAP = 2 * 1024**3  # B of address space for `read` in the pixel-limit test (the 2 GB cap)
 
 
@@ -59,7 +58,6 @@ def blurred_noise(height: int, width: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- 1: degenerate
 
 
-@pytest.mark.xfail(strict=False, reason=OLD_FINDER)
 @pytest.mark.parametrize("shape", [(1, 5000, 3), (5000, 1, 3)], ids=["1x5000", "5000x1"])
 def test_reader_answers_a_degenerate_frame_cleanly(reader, shape):
     frame = np.full(shape, 255, np.uint8)
@@ -104,7 +102,6 @@ def test_run_skips_a_degenerate_image_and_reads_the_others(tmp_path):
 # ---------------------------------------------------------------------------------------------- 2: noise
 
 
-@pytest.mark.xfail(strict=False, reason=OLD_FINDER)
 def test_a_noise_frame_reads_as_nothing(reader):
     reading = reader.read(blurred_noise(240, 320))
     assert reading.text == "" and reading.digits == [], f"a noise frame read as {len(reading.digits)} digits"

@@ -24,7 +24,6 @@ pytest.importorskip("fastapi", reason="the [web] extra is not installed")
 
 WAIT_S = 60  # generous: the machine may be busy; nothing here asserts a speed
 HELD_UP_S = 30  # an upload still waiting after this long is held up by another client (the old lock held 108 s)
-OLD_FINDER = "old finder, replaced by the learned reader"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,6 @@ class Address:
         self.port = port
 
 
-@pytest.mark.xfail(strict=False, reason=OLD_FINDER)
 def test_a_noise_upload_holds_no_other_upload_up(examples, tmp_path):
     """A real `digitlite serve` (killed at the end, whatever it is doing): a frame of blurred noise is uploaded, then
     a page of digits, which must be read without waiting for the noise."""

@@ -4,7 +4,7 @@ A run folder (`--out runs/NAME`) ends up holding model.keras, config.json, histo
 report.md/report.json (precision and recall at IoU 0.5 on the fixed validation scenes, overall and per
 kind of scene), each written atomically; `checkpoint/` lets `--resume` continue an interrupted run.
 
-    digitlite train --arch detector --scenes 2000 --epochs 2 --out runs/detector-quick
+    digitlite train-detector --scenes 2000 --epochs 2 --out runs/detector-quick
 """
 
 from __future__ import annotations
