@@ -62,7 +62,7 @@ def convert_main(argv: list[str]) -> int:
                                                                         ("float32", "int8")],
                         help="extra variants besides float32 and int8")
     parser.add_argument("--calibration-size", type=int, default=500,
-                        help="class-balanced training images used to calibrate int8")
+                        help="class-balanced training images used to calibrate int8 (a detector: 600 scenes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
     _add_gate(parser)
     parser.add_argument("--min-recall", type=float, default=None,

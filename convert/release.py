@@ -65,7 +65,8 @@ class Outcome:
         return "; ".join(self.failures) if self.failures else "all checks passed"
 
 
-def load_keras(path: str | Path):
+def load_keras(path: str | Path, compile: bool = True):
+    """The Keras model at `path`; `compile=False` skips its training losses (a detector's are custom)."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"Keras model {path} not found; train one with `digitlite train`.")
@@ -73,7 +74,7 @@ def load_keras(path: str | Path):
     import keras
 
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, compile=compile)
     except Exception as exc:  # noqa: BLE001  (Keras raises many types for a bad file; all mean "cannot load")
         raise ModelLoadError(f"{path}: cannot load as a Keras model ({exc.__class__.__name__}: {exc})") from exc
 

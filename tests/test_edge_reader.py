@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.classic_reader import ClassicReader
 from edge_app.cli import make_reader, reader_for
 
 GOLDEN_MIN_CONFIDENCE = 0.6
@@ -24,9 +23,20 @@ def reader(repo):
 
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
-# Issue 16's hard cases, which the classic finder (the default reader until the learned one reads better) misses.
-CLASSIC_MISSES = {"tight_crop.jpg": "a digit filling a tight crop", "marker_photo.jpg": "a bold marker digit on a "
-                  "large photo", "touching.jpg": "touching digits"}
+# What each reader still misses (strict: a fix shows up as a failure to remove the entry). Issue 16's hard cases
+# defeat the classic finder; the learned detector reads those but not yet these.
+MISSES = {
+    "classic": {"tight_crop.jpg": "a digit filling a tight crop", "marker_photo.jpg": "a bold marker digit on a "
+                "large photo", "touching.jpg": "touching digits"},
+    "learned": {"scene_01.jpg": "a 1 beside an 8, read as one digit", "mnist_test_0000.png": "an MNIST 7 read as 1",
+                "touching.jpg": "touching digits", "huge_digit.png": "(read right, at confidence 0.57)",
+                "grid_cells.png": "(read right, a digit at confidence 0.57)"},
+}
+
+
+@pytest.fixture(scope="module", params=list(MISSES))
+def each_reader(request, repo):
+    return request.param, make_reader(repo / "models" / "digits_int8.tflite", kind=request.param)
 
 
 def golden():
@@ -35,9 +45,10 @@ def golden():
 
 
 @pytest.mark.parametrize(("name", "truth"), golden())
-def test_golden_image_reads_correctly(reader, name, truth, request):
-    if name in CLASSIC_MISSES and isinstance(reader, ClassicReader):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"classic finder misses {CLASSIC_MISSES[name]}"))
+def test_golden_image_reads_correctly(each_reader, name, truth, request):
+    kind, reader = each_reader
+    if name in MISSES[kind]:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{kind} reader misses {MISSES[kind][name]}"))
     reading = reader.read(cv2.imread(str(GOLDEN / name)))
     assert reading.text == truth, f"{name}: read {reading.text!r}, truth {truth!r}"
     low = min(d.confidence for d in reading.digits)
