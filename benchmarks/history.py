@@ -34,6 +34,8 @@ RATIO_HELP = {
     "int8_over_reference": "int8 invoke p50 / numpy reference p50",
     "pipeline_1core_over_reference": "pipeline ms per frame (1 core) / numpy reference",
     "pipeline_all_over_reference": "pipeline ms per frame (all cores) / numpy reference",
+    "detector_int8_over_float32": "detector int8 / float32 invoke p50 (1 thread)",
+    "detector_int8_over_reference": "detector int8 invoke p50 / numpy reference p50",
 }
 
 

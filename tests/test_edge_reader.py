@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from golden_support import GOLDEN, MISSES, golden
 
 from edge_app.cli import make_reader, reader_for
 
@@ -22,26 +21,9 @@ def reader(repo):
     return make_reader(repo / "models" / "digits_int8.tflite")
 
 
-GOLDEN = Path(__file__).parent / "data" / "golden"
-# What each reader still misses (strict: a fix shows up as a failure to remove the entry). Issue 16's hard cases
-# defeat the classic finder; the learned detector reads those but not yet these.
-MISSES = {
-    "classic": {"tight_crop.jpg": "a digit filling a tight crop", "marker_photo.jpg": "a bold marker digit on a "
-                "large photo", "touching.jpg": "touching digits"},
-    "learned": {"scene_01.jpg": "a 1 beside an 8, read as one digit", "mnist_test_0000.png": "an MNIST 7 read as 1",
-                "touching.jpg": "touching digits", "huge_digit.png": "(read right, at confidence 0.57)",
-                "grid_cells.png": "(read right, a digit at confidence 0.57)"},
-}
-
-
 @pytest.fixture(scope="module", params=list(MISSES))
 def each_reader(request, repo):
     return request.param, make_reader(repo / "models" / "digits_int8.tflite", kind=request.param)
-
-
-def golden():
-    with open(GOLDEN / "truth.csv", newline="") as f:
-        return [(row["file"], row["text"]) for row in csv.DictReader(f)]
 
 
 @pytest.mark.parametrize(("name", "truth"), golden())
