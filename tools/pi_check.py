@@ -511,6 +511,11 @@ def summary(report: dict) -> str:
             lines.append(f"  digitlite read: {rd['images']} golden images, "
                          f"{'identical' if not rd['differences'] else str(len(rd['differences'])) + ' differences'}"
                          f", largest float difference {rd['max_float_diff']:.6f}")
+        if "learned_read" in run_:
+            lr = run_["learned_read"]
+            same = "the same" if lr["texts_agree"] else "DIFFERENT"
+            lines.append(f"  digitlite read --reader learned: {lr['images']} golden images, numbers {same}, "
+                         f"{len(lr['box_differences'])} box differences")
         lines.append("  doctor: " + "; ".join(f"{k} {v.split(':')[0]}" for k, v in run_["doctor"].items()))
     lines.append("time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in report["timings"].items()))
     return "\n".join(f"pi-check: {line}" for line in lines)
