@@ -4,8 +4,7 @@
 closing or opening estimates the paper, so shadows and uneven light are not ink), keeps the strokes that
 belong to this box (a neighbour's strokes and printed lines that run through are left out), and hands the
 ink to `mnist_style`: fit in 20x20 keeping the aspect, stroke width normalised, placed in 28x28 by centre
-of mass, white on black, uint8. The device reads with it and the classifier trains on its output
-(`digitdata.scene_sets.render_crops`), so both see the same crops.
+of mass, white on black, uint8.
 
     python -c "from digitdata.crops import digit_crop; help(digit_crop)"
 """
@@ -133,11 +132,14 @@ def stroke_width(binary: np.ndarray) -> float:
     return 2 * area / max(perimeter, 1.0)
 
 
-def normalize_stroke(ink_u8: np.ndarray, target_20: float = MNIST_STROKE) -> np.ndarray:
-    """Thicken thin or thin thick strokes so that, once fit in 20x20, they are about `target_20` px wide."""
+def normalize_stroke(ink_u8: np.ndarray, target_20: float = MNIST_STROKE, width_of=stroke_width) -> np.ndarray:
+    """Thicken thin or thin thick strokes so that, once fit in 20x20, they are about `target_20` px wide.
+
+    `width_of(mask) -> px` measures the stroke width (the classic finder keeps its own estimate).
+    """
     h, w = ink_u8.shape
     box = max(h, w)
-    width = stroke_width((ink_u8 > 127).astype(np.uint8))
+    width = width_of((ink_u8 > 127).astype(np.uint8))
     if width == 0:
         return ink_u8
     width_20 = width * MNIST_BOX / box
@@ -152,7 +154,7 @@ def normalize_stroke(ink_u8: np.ndarray, target_20: float = MNIST_STROKE) -> np.
     return eroded if eroded.max() > 127 else ink_u8  # never erode a digit away
 
 
-def mnist_style(ink_u8: np.ndarray, normalize_width: bool = True) -> np.ndarray:
+def mnist_style(ink_u8: np.ndarray, normalize_width: bool = True, width_of=stroke_width) -> np.ndarray:
     """MNIST-style 28x28 uint8 digit from an ink patch (ink bright, paper 0).
 
     Steps as in LeCun et al.'s MNIST: fit the ink's bounding box in 20x20 keeping the aspect ratio
@@ -179,7 +181,7 @@ def mnist_style(ink_u8: np.ndarray, normalize_width: bool = True) -> np.ndarray:
     level = float(np.percentile(ink[ink > 20], 90)) if (ink > 20).any() else float(ink.max())
     ink = np.clip(ink.astype(np.float32) * (255.0 / max(level, 1.0)), 0, 255).astype(np.uint8)
     if normalize_width:
-        ink = normalize_stroke(ink)
+        ink = normalize_stroke(ink, width_of=width_of)
     f = MNIST_BOX / max(h, w)
     nw, nh = max(1, round(w * f)), max(1, round(h * f))
     digit = cv2.resize(ink, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)

@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from digitdata import crops, engine, frames, heatmap
+from digitdata import engine, frames, heatmap
 from digitdata.mnist import Mnist, cache_dir, find_mnist
 
 VALIDATION_DIGITS = 5000  # training images held out, as for the classifier (same split, same seed)
 SPLIT_SEED = 42
 CHUNK = 250  # scenes per worker task (and per cache file)
-BOX_JITTER = 0.08  # of the digit height: how far a detector's box may sit from the truth (crops are made so)
-CROP_MIN_HEIGHT_PX = 18  # digits shorter than this in the picture make no classifier training crops
 
 
 @dataclass
@@ -77,31 +75,13 @@ def _render_chunk(task: tuple) -> dict:
             "texts": np.array(texts), "kinds": np.array(kinds)}
 
 
-def _crops_chunk(task: tuple) -> dict:
-    seed, start, count, part, data_dir, cfg_dict, _ = task
-    images, labels = digit_split(find_mnist(data_dir), part)
-    cfg = engine.EngineConfig(**cfg_dict)
-    crops_out, labels_out, heights = [], [], []
-    for i in range(start, start + count):
-        rng = np.random.default_rng([seed, i])
-        scene = engine.render(rng, images, labels, cfg)
-        gray = frames.to_gray(scene.image_bgr)
-        dark = crops.ink_is_dark(gray)
-        for (x, y, w, h), digit in zip(scene.boxes, scene.digits, strict=True):
-            dx, dy, dw, dh = rng.normal(0, BOX_JITTER, 4) * h
-            crops_out.append(crops.digit_crop(gray, (x + dx, y + dy, max(1.0, w + dw), max(1.0, h + dh)), dark))
-            labels_out.append(digit)
-            heights.append(h)
-    return {"crops": np.stack(crops_out), "labels": np.asarray(labels_out, np.uint8),
-            "heights": np.asarray(heights, np.float32)}
-
-
-def _chunks(render, name: str, count: int, seed: int, part: str, data_dir, cfg: engine.EngineConfig,
+def _chunks(count: int, seed: int, part: str, data_dir, cfg: engine.EngineConfig,
             size: tuple[int, int], workers: int | None, cache: bool) -> list[dict]:
-    """`render` over CHUNK-scene slices, in parallel; each slice cached on its own, so a larger set reuses
+    """`_render_chunk` over CHUNK-scene slices, in parallel; each slice cached on its own, so a larger set reuses
     a smaller one's scenes (scene i always comes from the seed [seed, i])."""
+    name = "detector"
     recipe = {"what": name, "seed": seed, "part": part, "engine": asdict(cfg), "size": list(size),
-              "stride": heatmap.STRIDE, "jitter": BOX_JITTER, "version": 3}
+              "stride": heatmap.STRIDE, "version": 3}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir().parent / "scenes"
     paths = [folder / f"{name}-{part}-{seed}-{start}-{min(CHUNK, count - start)}-{key}.npz"
@@ -113,7 +93,7 @@ def _chunks(render, name: str, count: int, seed: int, part: str, data_dir, cfg: 
         tasks = [(seed, i * CHUNK, min(CHUNK, count - i * CHUNK), part, data_dir, asdict(cfg), size) for i in missing]
         workers = workers or min(len(tasks), os.cpu_count() or 1)
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-            results = pool.map(render, tasks) if pool else map(render, tasks)
+            results = pool.map(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
             for i, arrays in zip(missing, results, strict=True):  # each slice is kept as soon as it is made
                 fresh[i] = arrays
                 if cache:
@@ -135,29 +115,11 @@ def render_set(count: int, seed: int, part: str, data_dir: str | Path | None = N
                cfg: engine.EngineConfig | None = None, size: tuple[int, int] = frames.DETECTOR_SIZE,
                workers: int | None = None, cache: bool = True) -> SceneSet:
     """`count` scenes from `seed` with the `part` digits, rendered in parallel (or loaded from the cache)."""
-    parts = _chunks(_render_chunk, "detector", count, seed, part, data_dir, cfg or engine.EngineConfig(), size,
-                    workers, cache)
+    parts = _chunks(count, seed, part, data_dir, cfg or engine.EngineConfig(), size, workers, cache)
     counts = np.concatenate([p["counts"] for p in parts])
     return SceneSet(np.concatenate([p["inputs"] for p in parts]), np.concatenate([p["boxes"] for p in parts]),
                     np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                     [str(t) for p in parts for t in p["texts"]], [str(k) for p in parts for k in p["kinds"]])
-
-
-def render_crops(scenes: int, seed: int, part: str = "train", data_dir: str | Path | None = None,
-                 cfg: engine.EngineConfig | None = None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The classifier's view of the digits in `scenes` engine scenes: (N, 28, 28) uint8 crops made by the
-    device's `digitdata.crops.digit_crop` from slightly misplaced boxes (as a detector gives), and labels.
-
-    Digits shorter than CROP_MIN_HEIGHT_PX, and crops with no ink left, are left out: blurred and
-    compressed that small they hold too little of the digit to teach anything but guessing. Cached like
-    `render_set`. Training digits only unless `part` says otherwise.
-    """
-    parts = _chunks(_crops_chunk, "crops", scenes, seed, part, data_dir, cfg or engine.EngineConfig(),
-                    frames.DETECTOR_SIZE, workers, True)
-    crops_u8 = np.concatenate([p["crops"] for p in parts])
-    labels = np.concatenate([p["labels"] for p in parts])
-    keep = (np.concatenate([p["heights"] for p in parts]) >= CROP_MIN_HEIGHT_PX) & (crops_u8.max(axis=(1, 2)) > 0)
-    return crops_u8[keep], labels[keep]
 
 
 def detection_scores(heats: np.ndarray, boxes: np.ndarray, scene_set: SceneSet, threshold: float,

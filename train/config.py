@@ -41,7 +41,6 @@ class TrainConfig:
     patience: int = 6  # epochs without validation improvement before stopping
     seed: int = 42
     subset: int = 0  # train on the first N training images only (0 = all); for quick runs and tests
-    reader_crops: int = 0  # engine scenes whose digits, cropped as the reader crops them, join training (0: none)
     weights: str = "none"  # mobilenet only: "imagenet" tries Keras' ImageNet weights, else from scratch
     extra: list[str] = field(default_factory=list)  # labelled sets (`digitlite corrections export`) to learn too
     extra_weight: int = 20  # times each extra digit is seen per epoch: a few hundred corrections among 55,000 MNIST
@@ -76,8 +75,6 @@ class TrainConfig:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.reader_crops < 0:
-            raise ValueError(f"--reader-crops must be >= 0, got {self.reader_crops}")
         if self.validation < 0:
             raise ValueError(f"--validation must be >= 0, got {self.validation}")
         if self.weights not in ("none", "imagenet"):

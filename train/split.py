@@ -23,17 +23,14 @@ from digitdata.pixels import to_model_input
 from train.config import TrainConfig
 
 
-def split(data: Mnist, cfg: TrainConfig, data_dir=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def split(data: Mnist, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_val, y_val) from the training set only, shuffled with the run's seed.
 
     Args:
         data: MNIST, verified.
         cfg: `seed` shuffles, the first `validation` images of the shuffle are held out, and `subset` (when not 0)
-            keeps that many of the rest for training. With `reader_crops`, the digits of that many engine
-            scenes, cropped the way the reader crops them (training digits outside the validation split),
-            join the training images. With `extra`, the training share of those folders' labelled digits
-            joins them too, each `extra_weight` times (the augmentation varies every copy).
-        data_dir: where MNIST is, for rendering those scenes (default: the usual search).
+            keeps that many of the rest for training. With `extra`, the training share of those folders' labelled
+            digits joins the training images, each `extra_weight` times (the augmentation varies every copy).
 
     Returns:
         Model input in the pixel convention (N, 28, 28, 1) float32 and int64 labels, training then validation.
@@ -43,14 +40,6 @@ def split(data: Mnist, cfg: TrainConfig, data_dir=None) -> tuple[np.ndarray, np.
     if cfg.subset:
         train_idx = train_idx[: cfg.subset]
     x, y = data.x_train[train_idx], data.y_train[train_idx]
-    if cfg.reader_crops:
-        from digitdata.scene_sets import SPLIT_SEED, VALIDATION_DIGITS, render_crops
-
-        if (cfg.seed, cfg.validation) != (SPLIT_SEED, VALIDATION_DIGITS):
-            raise ValueError(f"--reader-crops needs the scenes' validation split (--seed {SPLIT_SEED} "
-                             f"--validation {VALIDATION_DIGITS}) so that no validation digit is drawn in them")
-        crops, labels = render_crops(cfg.reader_crops, cfg.seed, "train", data_dir)
-        x, y = np.concatenate([x, crops]), np.concatenate([y, labels])
     if cfg.extra:
         extra = extra_split(cfg)
         x = np.concatenate([x, np.repeat(extra.x_train, cfg.extra_weight, axis=0)])
