@@ -93,10 +93,15 @@ def convert_main(argv: list[str]) -> int:
     for variant, comp in outcome.comparisons.items():
         print(f"{variant:>8} vs float32: {comp['drop_points']:+.2f} points, {len(comp['disagreements'])} "
               f"disagreements, McNemar p = {comp['mcnemar']['p_value']:.3g}")
+    return _released_or_refused(outcome, args.out)
+
+
+def _released_or_refused(outcome, out: Path) -> int:
+    """The last line of a conversion (classifier or detector) and its exit code."""
     if not outcome.passed:
         print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
         return EXIT_REGRESSION
-    print(f"released into {args.out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
+    print(f"released into {out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
     return EXIT_OK
 
 
@@ -117,11 +122,7 @@ def _convert_detector(args, argv: list[str], run_config: dict) -> int:
     for name, s in outcome.scores.items():
         print(f"{name:>8}: precision {s['precision']:.2%}, recall {s['recall']:.2%} (IoU >= {s['min_iou']}), "
               f"scenes read whole {s['scenes_all_found']:.2%}")
-    if not outcome.passed:
-        print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
-        return EXIT_REGRESSION
-    print(f"released into {args.out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
-    return EXIT_OK
+    return _released_or_refused(outcome, args.out)
 
 
 def check_main(argv: list[str]) -> int:
@@ -144,20 +145,29 @@ def check_main(argv: list[str]) -> int:
     entry = _manifest_entry(args.model, args.manifest)
     if entry.get("task") == "detector":
         return _check_detector(args, entry)
+
+    def describe(result) -> None:
+        recorded = f" (manifest: {result.recorded['overall']:.4%})" if result.recorded else " (not in a manifest)"
+        print(f"{args.model}: test accuracy {result.accuracy:.4%}{recorded}; sha256 "
+              f"{'matches' if result.sha256_matches else 'differs from' if result.recorded else 'is'} "
+              f"{'the manifest' if result.recorded else result.sha256}")
+        print("per class: " + " ".join(f"{c}:{a:.4f}" for c, a in enumerate(result.per_class)))
+
+    return _checked(args, lambda: check_model(args.model, args.manifest, Gate(args.max_drop, args.min_accuracy),
+                                              args.tolerance, args.data_dir, args.allow_unverified), describe)
+
+
+def _checked(args, run, describe) -> int:
+    """`digitlite check`'s common part: run the check, print it (JSON or `describe`), the exit code."""
     try:
-        result = check_model(args.model, args.manifest, Gate(args.max_drop, args.min_accuracy), args.tolerance,
-                             args.data_dir, args.allow_unverified)
+        result = run()
     except _input_errors() as exc:
         print(f"digitlite check: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        recorded = f" (manifest: {result.recorded['overall']:.4%})" if result.recorded else " (not in a manifest)"
-        print(f"{args.model}: test accuracy {result.accuracy:.4%}{recorded}; sha256 "
-              f"{'matches' if result.sha256_matches else 'differs from' if result.recorded else 'is'} "
-              f"{'the manifest' if result.recorded else result.sha256}")
-        print("per class: " + " ".join(f"{c}:{a:.4f}" for c, a in enumerate(result.per_class)))
+        describe(result)
     if not result.passed:
         print(f"digitlite check: failed: {'; '.join(result.failures)}", file=sys.stderr)
         return EXIT_REGRESSION
@@ -178,24 +188,16 @@ def _check_detector(args, entry: dict) -> int:
     """`digitlite check` of a released detector: precision and recall on its validation scenes, and its sha256."""
     from convert.detector_release import check_detector
 
-    try:
-        result = check_detector(args.model, entry, args.manifest or args.model.parent / "manifest.json",
-                                max(args.tolerance, 0.5), args.data_dir, args.allow_unverified)
-    except _input_errors() as exc:
-        print(f"digitlite check: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
+    def describe(result) -> None:
         s, r = result.scores, result.recorded
         print(f"{args.model}: precision {s['precision']:.2%} (manifest: {r['precision']:.2%}), recall "
               f"{s['recall']:.2%} (manifest: {r['recall']:.2%}) at IoU {s['min_iou']} on the "
               f"{r['validation_scenes']['count']} validation scenes; sha256 "
               f"{'matches' if result.sha256_matches else 'differs from'} the manifest")
-    if not result.passed:
-        print(f"digitlite check: failed: {'; '.join(result.failures)}", file=sys.stderr)
-        return EXIT_REGRESSION
-    return EXIT_OK
+
+    manifest = args.manifest or args.model.parent / "manifest.json"
+    return _checked(args, lambda: check_detector(args.model, entry, manifest, max(args.tolerance, 0.5), args.data_dir,
+                                                 args.allow_unverified), describe)
 
 
 def compare_main(argv: list[str]) -> int:

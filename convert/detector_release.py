@@ -94,7 +94,7 @@ def convert_detector(keras_path: str | Path, out_dir: str | Path, run_config: di
     `calibration_size` training scenes calibrate int8: with 200, the first release's int8 lost 1.18 points of
     precision against float32; with 600, 0.29.
     """
-    from convert.release import _converter_versions, load_keras, remove_stale_staging, staging_folder
+    from convert.release import load_keras, move_in, provenance, remove_stale_staging, staging_folder
     from convert.tflite import convert_variant
 
     gate = gate or DetectorGate()
@@ -124,16 +124,11 @@ def convert_detector(keras_path: str | Path, out_dir: str | Path, run_config: di
         outcome = DetectorOutcome(not failures, failures, scores)
         if failures:
             return outcome
-        source = {"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)}
-        commands = [c for c in (run_config.get("command"), command) if c]
-        versions = {**run_config.get("versions", {}), **_converter_versions()}
+        source, commands, versions = provenance(keras_path, run_config, command)
         entries = {name: detector_entry(staging / name, variant, scores[variant], run_config, source, commands,
                                         versions, asdict(gate), calibration_size)
                    for variant, name in FILE_NAMES.items()}
-        for name in FILE_NAMES.values():
-            os.replace(staging / name, out_dir / name)
-            outcome.released.append(out_dir / name)
-        manifest.update(out_dir / "manifest.json", entries)
+        outcome.released += move_in(staging, out_dir, list(FILE_NAMES.values()), entries)
         return outcome
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -65,6 +65,24 @@ class Outcome:
         return "; ".join(self.failures) if self.failures else "all checks passed"
 
 
+def provenance(keras_path: Path, run_config: dict, command: str) -> tuple[dict, list[str], dict]:
+    """What a manifest entry says a release came from: the Keras file (name, sha256), the commands that made
+    it (training, then conversion) and the library versions of both."""
+    source = {"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)}
+    commands = [c for c in (run_config.get("command"), command) if c]
+    return source, commands, {**run_config.get("versions", {}), **_converter_versions()}
+
+
+def move_in(staging: Path, out_dir: Path, names: list[str], entries: dict) -> list[Path]:
+    """Every check passed: move the files in, one rename each, and the manifest last; the paths released."""
+    released = []
+    for name in names:
+        os.replace(staging / name, out_dir / name)
+        released.append(out_dir / name)
+    manifest.update(out_dir / "manifest.json", entries)
+    return released
+
+
 def load_keras(path: str | Path, compile: bool = True):
     """The Keras model at `path`; `compile=False` skips its training losses (a detector's are custom)."""
     path = Path(path)
@@ -223,9 +241,7 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
             "keras_agreement": agreement, "gate": gate.__dict__, "comparisons": comparisons,
             "calibration": {"images": calibration_size, "seed": seed, "from": "training set, class-balanced"},
         })
-        source = {"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)}
-        commands = [c for c in (train_cfg.get("command"), command) if c]
-        versions = {**train_cfg.get("versions", {}), **_converter_versions()}
+        source, commands, versions = provenance(keras_path, train_cfg, command)
         entries = {}
         for variant in variants:
             extra = {"calibration": {"images": calibration_size, "seed": seed}} if variant == "int8" else {}
@@ -236,14 +252,9 @@ def convert_and_release(keras_path: str | Path, out_dir: str | Path, variants=DE
             entries[FILE_NAMES[variant]] = manifest.entry(
                 staging / FILE_NAMES[variant], variant, evaluations[variant], pixels,
                 source, commands, versions, {"training_config": train_cfg.get("train", {}), **extra})
-        # Every check passed: move files in, one rename each, and the manifest last.
-        for name in [FILE_NAMES[v] for v in variants] + ["conversion.md", "conversion.json",
-                                                          "float32_vs_int8_disagreements.png",
-                                                          "float32_vs_int8_confusion.png",
-                                                          "float32_vs_int8_per_class.png"]:
-            os.replace(staging / name, out_dir / name)
-            outcome.released.append(out_dir / name)
-        manifest.update(out_dir / "manifest.json", entries)
+        outcome.released += move_in(staging, out_dir, [FILE_NAMES[v] for v in variants] + [
+            "conversion.md", "conversion.json", "float32_vs_int8_disagreements.png", "float32_vs_int8_confusion.png",
+            "float32_vs_int8_per_class.png"], entries)
         return outcome
     finally:
         shutil.rmtree(staging, ignore_errors=True)

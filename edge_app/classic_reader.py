@@ -18,7 +18,7 @@ from edge_app.digits import (
     find_candidates,
     group_digits,
 )
-from edge_app.reader import MIN_CONFIDENCE, Digit, Reading
+from edge_app.reader import MIN_CONFIDENCE, Digit, Reading, crop_roi
 from edge_app.runtime import Classifier
 
 
@@ -50,14 +50,7 @@ class ClassicReader:
         """
         started = time.perf_counter()
         frame_bgr = as_bgr_uint8(frame)
-        ox = oy = 0
-        if self.roi is not None:
-            x, y, w, h = self.roi
-            frame_bgr = frame_bgr[y:y + h, x:x + w]
-            ox, oy = x, y
-            if frame_bgr.size == 0:
-                raise ValueError(f"the region of interest {self.roi} lies outside the {frame.shape[1]}x"
-                                 f"{frame.shape[0]} frame")
+        frame_bgr, ox, oy = crop_roi(frame_bgr, self.roi)
         candidates, context = find_candidates(frame_bgr, polarity=self.polarity)
         crops = extract_crops(candidates, context)
         found = time.perf_counter()

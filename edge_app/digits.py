@@ -32,6 +32,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from digitdata.crops import MNIST_SIZE, mnist_style
+from digitdata.frames import to_gray
+from edge_app.layout import split_at_gaps
+
 # ---------------------------------------------------------------------------------------------- defaults
 MAX_DETECT_SIDE = 1024  # px; larger frames are downscaled for detection, crops still come from full resolution
 FAST_DETECT_SIDE = 320  # px; detection tries this long side first (see `find_candidates`)
@@ -50,9 +54,6 @@ BORDER_MARGIN = 0.05  # of the frame's short side: blobs this close to the borde
 MIN_STROKE_SHARE = 0.5  # of a blob near the frame border: pixels in a valley, for it to be pen strokes
 PEEL_INK = 0.3  # a peeled stroke's valleys reach this fraction of the paper brightness: ink, not texture
 MAX_LINE_SHARE = 0.1  # of a printed cell's height (width): the thickest its border lines are
-MNIST_BOX = 20  # MNIST digits were fit in a 20x20 box ...
-MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
-MNIST_STROKE = 2.2  # px: median stroke width of MNIST digits in the 20x20 box (area / half the boundary)
 SPLIT_MARGIN = 0.1  # confidence the pieces of a wide blob must gain over the whole blob to be read as two digits
 MERGE_ASPECT = 1.0  # two overlapping blobs whose union is narrower than this many heights may be one digit
 DIGIT_ASPECT = 0.72  # typical width / height of one handwritten digit, used to split touching digits
@@ -81,29 +82,6 @@ def _small(image: np.ndarray, long_side: int) -> np.ndarray:
     if f >= 1:
         return image
     return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-
-
-def to_gray(frame_bgr: np.ndarray) -> np.ndarray:
-    """The grey image in which the ink stands out most: luminance or one colour channel.
-
-    Coloured ink on coloured paper can vanish in luminance (blue on yellow); one channel always separates
-    them. The choice is made by local contrast (mean |pixel - local mean|) on a thumbnail, which large
-    smooth areas such as a desk or a shadow hardly affect.
-    """
-    if frame_bgr.ndim == 2:
-        return frame_bgr
-    small = _small(frame_bgr, 160)
-    candidates = [cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)] + [small[:, :, c] for c in range(3)]
-    scores = []
-    for g in candidates:
-        g = g.astype(np.float32)
-        scores.append(float(np.abs(g - cv2.blur(g, (9, 9))).mean()))
-    best = int(np.argmax(scores))
-    # Luminance unless a single channel is clearly better: it averages the sensor noise of three channels.
-    if scores[best] < 1.15 * scores[0]:
-        best = 0
-    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if best == 0 else np.ascontiguousarray(
-        frame_bgr[:, :, best - 1])
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
@@ -708,71 +686,10 @@ def stroke_width(binary: np.ndarray) -> float:
     return area / max(boundary / 2.0, 1.0)
 
 
-def normalize_stroke(ink_u8: np.ndarray, target_20: float = MNIST_STROKE) -> np.ndarray:
-    """Thicken thin or thin thick strokes so that, once fit in 20x20, they are about `target_20` px wide."""
-    h, w = ink_u8.shape
-    box = max(h, w)
-    width = stroke_width((ink_u8 > 127).astype(np.uint8))
-    if width == 0:
-        return ink_u8
-    width_20 = width * MNIST_BOX / box
-    delta_px = (target_20 - width_20) * box / MNIST_BOX  # in crop pixels, total over both sides
-    k = int(round(abs(delta_px)))
-    if k < 1 or 0.6 * target_20 <= width_20 <= 1.6 * target_20:
-        return ink_u8
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k + 1, k + 1))
-    if delta_px > 0:
-        return cv2.dilate(ink_u8, kernel)
-    eroded = cv2.erode(ink_u8, kernel)
-    return eroded if eroded.max() > 127 else ink_u8  # never erode a digit away
-
-
 def prepare_crop(ink_u8: np.ndarray, normalize_width: bool = True) -> np.ndarray:
-    """MNIST-style 28x28 uint8 digit from an ink-strength patch (ink bright, paper 0).
-
-    Steps as in LeCun et al.'s MNIST: fit the ink's bounding box in 20x20 keeping the aspect ratio
-    (anti-aliased), then place it in 28x28 so that its centre of mass is at the centre. Before that, the
-    ink is scaled so strokes reach 255 and, optionally, the stroke width is normalised.
-
-    Args:
-        ink_u8: 2-D uint8, any size; ink bright on 0.
-        normalize_width: adjust stroke width to MNIST's.
-
-    Returns:
-        (28, 28) uint8, white on black; all zeros if there is no ink.
-    """
-    out = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
-    ink = np.asarray(ink_u8)
-    if ink.ndim != 2 or ink.size == 0 or ink.max() == 0:
-        return out
-    on = ink > max(20, int(ink.max()) // 4)
-    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
-    if len(rows) == 0:
-        return out
-    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    h, w = ink.shape
-    if max(h, w) > 64:  # work at a bounded size: stroke surgery on a 1,000 px digit is slow and pointless
-        f = 64 / max(h, w)
-        ink = cv2.resize(ink, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-        h, w = ink.shape
-    level = float(np.percentile(ink[ink > 20], 90)) if (ink > 20).any() else float(ink.max())
-    ink = np.clip(ink.astype(np.float32) * (255.0 / max(level, 1.0)), 0, 255).astype(np.uint8)
-    if normalize_width:
-        ink = normalize_stroke(ink)
-    f = MNIST_BOX / max(h, w)
-    nw, nh = max(1, round(w * f)), max(1, round(h * f))
-    interpolation = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    digit = cv2.resize(ink, (nw, nh), interpolation=interpolation)
-    mass = digit.astype(np.float64)
-    total = mass.sum()
-    if total == 0:
-        return out
-    cy = (mass.sum(axis=1) * np.arange(nh)).sum() / total
-    cx = (mass.sum(axis=0) * np.arange(nw)).sum() / total
-    top = int(np.clip(round(MNIST_SIZE / 2 - cy - 0.5), 0, MNIST_SIZE - nh))
-    left = int(np.clip(round(MNIST_SIZE / 2 - cx - 0.5), 0, MNIST_SIZE - nw))
-    out[top:top + nh, left:left + nw] = digit
-    return out
+    """MNIST-style 28x28 uint8 digit from an ink-strength patch (ink bright, paper 0): `digitdata.crops.mnist_style`
+    with this finder's stroke-width estimate."""
+    return mnist_style(ink_u8, normalize_width, width_of=stroke_width)
 
 
 def extract_crops(candidates: list[Candidate], context: dict) -> np.ndarray:
@@ -830,18 +747,8 @@ def split_numbers(boxes: list[tuple[int, int, int, int]], line: list[int], gap: 
     """Split one line (indices, left to right) into numbers where the gap exceeds `gap` digit heights."""
     if not line:
         return []
-    height = float(np.median([boxes[i][3] for i in line]))
-    # A "1" is a narrow box; measure gaps as if every digit were at least a typical digit wide.
-    half = {i: max(boxes[i][2], DIGIT_ASPECT * height) / 2 for i in line}
-    centre = {i: boxes[i][0] + boxes[i][2] / 2 for i in line}
-    numbers = [[line[0]]]
-    for prev, cur in zip(line[:-1], line[1:], strict=True):
-        space = (centre[cur] - half[cur]) - (centre[prev] + half[prev])
-        if space > gap * height:
-            numbers.append([cur])
-        else:
-            numbers[-1].append(cur)
-    return numbers
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return split_at_gaps(line, b[:, 0] + b[:, 2] / 2, b, gap)
 
 
 def group_digits(boxes: list[tuple[int, int, int, int]], gap: float = NUMBER_GAP) -> list[list[list[int]]]:

@@ -74,11 +74,15 @@ def reading_order(boxes, gap: float = NUMBER_GAP) -> list[list[list[int]]]:
             lines[-1] += g
         else:
             lines.append(g)
-    return [_numbers(sorted(line, key=lambda i: along[i]), along, b, gap) for line in lines]
+    return [split_at_gaps(sorted(line, key=lambda i: along[i]), along, b, gap) for line in lines]
 
 
-def _numbers(line: list[int], along: np.ndarray, b: np.ndarray, gap: float) -> list[list[int]]:
-    """Split one line (indices in writing order) where the space between digits exceeds `gap` heights."""
+def split_at_gaps(line: list[int], along: np.ndarray, b: np.ndarray, gap: float) -> list[list[int]]:
+    """Split one line (indices in writing order) where the space between digits exceeds `gap` heights.
+
+    `along`: each box's centre along the writing direction; `b`: the boxes (N, 4) x, y, w, h. A "1" is a
+    narrow box: gaps are measured as if every digit were at least a typical digit wide.
+    """
     height = float(np.median(b[line, 3]))
     half = {i: max(b[i, 2], DIGIT_ASPECT * height) / 2 for i in line}
     numbers = [[line[0]]]

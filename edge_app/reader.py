@@ -87,6 +87,22 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     return x, y, w, h
 
 
+def crop_roi(frame_bgr: np.ndarray, roi: tuple[int, int, int, int] | None) -> tuple[np.ndarray, int, int]:
+    """The part of the frame a reader reads, and its offset (x, y) in the frame.
+
+    Raises:
+        ValueError: the region lies outside the frame.
+    """
+    if roi is None:
+        return frame_bgr, 0, 0
+    x, y, w, h = roi
+    part = frame_bgr[y:y + h, x:x + w]
+    if part.size == 0:
+        raise ValueError(f"the region of interest {roi} lies outside the {frame_bgr.shape[1]}x{frame_bgr.shape[0]} "
+                         f"frame")
+    return part, x, y
+
+
 class DigitReader:
     """Reads the handwritten numbers in pictures: detect, crop, classify, then lines and numbers.
 
@@ -123,14 +139,7 @@ class DigitReader:
         """
         started = time.perf_counter()
         frame_bgr = as_bgr_uint8(frame)
-        ox = oy = 0
-        if self.roi is not None:
-            x, y, w, h = self.roi
-            frame_bgr = frame_bgr[y:y + h, x:x + w]
-            ox, oy = x, y
-            if frame_bgr.size == 0:
-                raise ValueError(f"the region of interest {self.roi} lies outside the {frame.shape[1]}x"
-                                 f"{frame.shape[0]} frame")
+        frame_bgr, ox, oy = crop_roi(frame_bgr, self.roi)
         # Bounded work for any size: a picture larger than work_side is read at that size (digits stay
         # readable: a 4,000 px photo whose digits are 30 px tall still gives 15 px digits).
         f = min(1.0, self.settings.work_side / max(frame_bgr.shape[:2]))

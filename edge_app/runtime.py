@@ -351,6 +351,16 @@ def _quant(detail: dict) -> Quantization:
     return Quantization(float(scale), int(zero_point))
 
 
+def open_model(path: Path, threads: int, xnnpack: bool, runtime: str | None, manifest_path: str | Path | None,
+               require_verified: bool):
+    """(integrity, interpreter, runtime) of a .tflite file, its integrity checked against the manifest first
+    (refused unless it matches, when `require_verified`), for every model adapter."""
+    content = check_tflite_file(path)
+    integrity = (verify_model(path, manifest_path, content=content) if require_verified
+                 else model_integrity(path, manifest_path, content))
+    return (integrity, *make_interpreter(path, threads, xnnpack, runtime))
+
+
 class Classifier:
     """A digit classifier around one interpreter: float crops in, probabilities out.
 
@@ -371,10 +381,8 @@ class Classifier:
                  manifest_path: str | Path | None = None, runtime: str | None = None,
                  pixels: PixelConvention | None = None, require_verified: bool = False):
         self.path = Path(model_path)
-        content = check_tflite_file(self.path)
-        self.integrity = (verify_model(self.path, manifest_path, content=content) if require_verified
-                          else model_integrity(self.path, manifest_path, content))
-        self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
+        self.integrity, self.interpreter, self.runtime = open_model(self.path, threads, xnnpack, runtime, manifest_path,
+                                                                    require_verified)
         inp = self.interpreter.get_input_details()
         out = self.interpreter.get_output_details()
         if len(inp) != 1 or len(out) != 1:
@@ -483,10 +491,8 @@ class Detector:
     def __init__(self, model_path: str | Path = DEFAULT_DETECTOR, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
                  runtime: str | None = None, manifest_path: str | Path | None = None, require_verified: bool = False):
         self.path = Path(model_path)
-        content = check_tflite_file(self.path)
-        self.integrity = (verify_model(self.path, manifest_path, content=content) if require_verified
-                          else model_integrity(self.path, manifest_path, content))
-        self.interpreter, self.runtime = make_interpreter(self.path, threads, xnnpack, runtime)
+        self.integrity, self.interpreter, self.runtime = open_model(self.path, threads, xnnpack, runtime, manifest_path,
+                                                                    require_verified)
         inp = self.interpreter.get_input_details()
         outputs = {int(d["shape"][-1]): d for d in self.interpreter.get_output_details()}
         if len(inp) != 1 or sorted(outputs) != [1, 4]:

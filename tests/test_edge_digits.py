@@ -1,12 +1,10 @@
-"""Pure functions of the reading pipeline on arrays: crop preparation, grouping, stability."""
+"""Pure functions of the classic finder on arrays: crop preparation, grouping, finding ink."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from edge_app.digits import group_digits, prepare_crop, split_numbers
-from edge_app.reader import Stabilizer, parse_roi
 
 
 def test_prepare_crop_fits_20x20_and_centres_mass():
@@ -56,25 +54,6 @@ def test_narrow_ones_do_not_split_a_number():
     assert split_numbers(boxes, [0, 1, 2]) == [[0, 1, 2]]
 
 
-FRAMES = ["12", "12", "12", "12", "13", "12", "12", "12", "", "", "", "12", "12", "12"]
-_ = None  # a frame after which nothing is reported
-
-
-def test_a_reading_is_reported_once_it_held_for_n_frames_and_again_after_looking_away():
-    # The one stabiliser of every live mode reports numbers only, never "" (nothing in view).
-    s = Stabilizer(3)
-    assert [s.update(t) for t in FRAMES] == [_, _, "12", _, _, _, _, _, _, _, _, _, _, "12"]
-    with pytest.raises(ValueError, match="at least 1"):
-        Stabilizer(0)
-
-
-def test_parse_roi():
-    assert parse_roi("10,20,300,200") == (10, 20, 300, 200)
-    assert parse_roi(None) is None
-    with pytest.raises(ValueError, match="four integers"):
-        parse_roi("10,20")
-
-
 # ---------------------------------------------------------------------------------------------- finding ink
 
 
@@ -95,15 +74,6 @@ def test_polarity_dark_ink_and_chalk():
     page = _page()
     assert ink_is_dark(to_gray(page))
     assert not ink_is_dark(to_gray(255 - page))
-
-
-def test_blue_ink_on_a_yellow_note_uses_the_channel_that_shows_it():
-    from edge_app.digits import to_gray
-
-    page = _page(ink_bgr=(170, 60, 30), paper_bgr=(60, 230, 250))  # BGR: blue ink, yellow paper
-    gray = to_gray(page)
-    contrast = int(gray[5, 5]) - int(gray[30, 75])  # paper minus ink
-    assert contrast > 150, f"ink barely visible in the chosen grey (contrast {contrast})"
 
 
 def test_blank_noisy_page_has_no_ink():

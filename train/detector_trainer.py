@@ -123,14 +123,11 @@ def _report_markdown(scores: dict, cfg: DetectorConfig, params: int) -> str:
 def train_detector(cfg: DetectorConfig, out: str | Path, data_dir: str | Path | None = None, resume: bool = False,
                    verbose: int | str | None = None, command: str | None = None) -> dict:
     """Train the detector into the run folder `out`; returns the validation scores."""
-    from train.trainer import RunExistsError, read_history, seed_everything, versions
+    from train.trainer import checkpoint_of, read_history, seed_everything, versions
 
     cfg.validate()
     out = Path(out)
-    checkpoint = out / "checkpoint"
-    if checkpoint.exists() and not resume:
-        raise RunExistsError(f"{out} holds an interrupted run ({checkpoint}); pass --resume to continue it, "
-                             f"or choose another --out.")
+    checkpoint = checkpoint_of(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     started = time.perf_counter()

@@ -122,6 +122,19 @@ def held_out_markdown(held: dict) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_of(out: Path, resume: bool) -> Path:
+    """The run folder's checkpoint folder.
+
+    Raises:
+        RunExistsError: an interrupted run is there and `resume` is False.
+    """
+    checkpoint = out / "checkpoint"
+    if checkpoint.exists() and not resume:
+        raise RunExistsError(f"{out} holds an interrupted run ({checkpoint}); pass --resume to continue it, "
+                             f"or choose another --out.")
+    return checkpoint
+
+
 def versions() -> dict:
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__}
@@ -149,17 +162,14 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
     """
     cfg.validate()
     out = Path(out)
-    checkpoint = out / "checkpoint"
-    if checkpoint.exists() and not resume:
-        raise RunExistsError(f"{out} holds an interrupted run ({checkpoint}); pass --resume to continue it, "
-                             f"or choose another --out.")
+    checkpoint = checkpoint_of(out, resume)
     if resume and not checkpoint.exists():
         raise FileNotFoundError(f"--resume: no checkpoint in {out}; start the run without --resume.")
     data = mnist_data.find_mnist(data_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed)
-    x_train, y_train, x_val, y_val = split(data, cfg, data_dir)
+    x_train, y_train, x_val, y_val = split(data, cfg)
     start = cfg.start_model()
     if start is not None and not resume:
         model, weights = keras.saving.load_model(start), f"fine-tuned from {start.name}"
