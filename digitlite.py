@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("train.cli:data_main", "find or fetch MNIST, verify its checksums, summarise it"),
     "train": ("train.cli:train_main", "train a model (default: the dropout CNN) and write its run report"),
     "train-detector": ("train.cli:train_detector_main", "train the digit detector on rendered scenes"),
+    "train-recognizer": ("train.cli:train_recognizer_main", "train the number recognizer on rendered regions"),
+    "train-regions": ("train.cli:train_regions_main", "train the region finder on the data engine's mixes"),
     "architectures": ("benchmarks.architectures:architectures_main",
                       "train every network and classical baseline the same way; benchmarks/architectures.md"),
     "tune": ("train.cli:tune_main", "hyperparameter search with keras-tuner; saves the best config"),

@@ -34,8 +34,10 @@ RATIO_HELP = {
     "int8_over_reference": "int8 invoke p50 / numpy reference p50",
     "pipeline_1core_over_reference": "pipeline ms per frame (1 core) / numpy reference",
     "pipeline_all_over_reference": "pipeline ms per frame (all cores) / numpy reference",
-    "detector_int8_over_float32": "detector int8 / float32 invoke p50 (1 thread)",
-    "detector_int8_over_reference": "detector int8 invoke p50 / numpy reference p50",
+    "detector_int8_over_float32": "detector int8 / float32 invoke p50 (1 thread; the detector left the device)",
+    "detector_int8_over_reference": "detector int8 invoke p50 / numpy reference p50 (the detector left the device)",
+    "regions_int8_over_float32": "region finder int8 / float32 invoke p50 (1 thread)",
+    "recognizer_int8_over_float32": "recognizer int8 / float32 invoke p50 (1 thread)",
 }
 
 
@@ -87,6 +89,10 @@ def ratios(record: dict) -> dict[str, float]:
     det8, det32 = _invoke_p50(record, "detector-int8"), _invoke_p50(record, "detector-float32")
     if det8 and det32:
         out["detector_int8_over_float32"] = det8 / det32
+    for graph in ("regions", "recognizer"):
+        g8, g32 = _invoke_p50(record, f"{graph}-int8"), _invoke_p50(record, f"{graph}-float32")
+        if g8 and g32:
+            out[f"{graph}_int8_over_float32"] = g8 / g32
     if ref_ms:
         if int8:
             out["int8_over_reference"] = int8 / (ref_ms * 1e3)

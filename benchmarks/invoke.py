@@ -43,17 +43,23 @@ class InvokeCase:
 
 def discover_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
     """{variant: path} for every `digits_<variant>.tflite` in `models_dir`, released variants first, then the
-    detector's as `detector-<variant>`."""
+    reader's graphs as `regions-<variant>` and `recognizer-<variant>`."""
     found = {p.stem.removeprefix("digits_"): p for p in sorted(Path(models_dir).glob("digits_*.tflite"))}
     order = [v for v in VARIANT_ORDER if v in found] + [v for v in found if v not in VARIANT_ORDER]
-    detectors = {f"detector-{p.stem.removeprefix('detector_')}": p
-                 for p in sorted(Path(models_dir).glob("detector_*.tflite"))}
-    return {**{v: found[v] for v in order}, **dict(sorted(detectors.items(), key=lambda kv: kv[0] != "detector-int8"))}
+    graphs = {}
+    for graph in READER_GRAPHS:
+        found_graph = {f"{graph}-{p.stem.removeprefix(graph + '_')}": p
+                       for p in sorted(Path(models_dir).glob(f"{graph}_*.tflite"))}
+        graphs.update(sorted(found_graph.items(), key=lambda kv: kv[0] != f"{graph}-int8"))
+    return {**{v: found[v] for v in order}, **graphs}
 
 
-def is_detector(variant: str) -> bool:
-    """The detector reads one picture at a time: it is timed at batch 1 only."""
-    return variant.startswith("detector")
+READER_GRAPHS = ("regions", "recognizer")  # the reader's models: one picture (one region) per invoke
+
+
+def is_reader_graph(variant: str) -> bool:
+    """The region finder and the recognizer run one input at a time: they are timed at batch 1 only."""
+    return variant.split("-")[0] in READER_GRAPHS
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
@@ -124,7 +130,7 @@ def run_invoke(models: dict[str, Path], threads: tuple[int, ...] = THREADS, batc
     rows = []
     for variant, path in models.items():
         for xnn in xnnpack:
-            for batch in ((1,) if is_detector(variant) else batches):
+            for batch in ((1,) if is_reader_graph(variant) else batches):
                 for n_threads in threads:
                     row = time_invoke(path, InvokeCase(variant, n_threads, batch, xnn), runs, warmup, max_seconds)
                     log.info("invoke %-8s threads=%d batch=%-3d xnnpack=%-5s %s", variant, n_threads, batch, xnn,

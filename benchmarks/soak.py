@@ -74,7 +74,7 @@ def run_soak(model_path: str | Path, frames: int = FRAMES, every: int = EVERY, s
         history = ReadingStore(Path(tmp) / "readings.db")
         loop = LiveLoop(Synthetic(seed=seed, frames=frames, fps=None), reader, history,
                         [JsonLines(lambda line: None), WebStream(), sampler], LoopSettings(stable_frames=3),
-                        source_name="synthetic", model_sha256=reader.classifier.integrity.sha256)
+                        source_name="synthetic", model_sha256=reader.integrity.sha256)
         started = time.perf_counter()
         loop.run()
         seconds = time.perf_counter() - started

@@ -62,21 +62,22 @@ def convert_main(argv: list[str]) -> int:
                                                                         ("float32", "int8")],
                         help="extra variants besides float32 and int8")
     parser.add_argument("--calibration-size", type=int, default=500,
-                        help="class-balanced training images used to calibrate int8 (a detector: 600 scenes)")
+                        help="class-balanced training images used to calibrate int8 (the recognizer: rendered "
+                             "regions; the region finder: scenes, a quarter from each mix)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
     _add_gate(parser)
     parser.add_argument("--min-recall", type=float, default=None,
-                        help="detector only: minimum recall of digit boxes at IoU 0.5 (default: DetectorGate's)")
+                        help="region finder only: minimum recall of number lines at IoU 0.5 (default: RegionGate's)")
     parser.add_argument("--min-precision", type=float, default=None,
-                        help="detector only: minimum precision of digit boxes at IoU 0.5 (default: DetectorGate's)")
+                        help="region finder only: minimum precision of number lines at IoU 0.5 (default: RegionGate's)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
 
-    from convert.detector_release import is_detector_run
+    from convert.reader_release import run_task
 
-    run_config = is_detector_run(args.model)
-    if run_config is not None:
-        return _convert_detector(args, argv, run_config)
+    task = run_task(args.model)
+    if task is not None:
+        return _convert_reader_model(args, argv, *task)
 
     from convert.release import convert_and_release
 
@@ -97,7 +98,7 @@ def convert_main(argv: list[str]) -> int:
 
 
 def _released_or_refused(outcome, out: Path) -> int:
-    """The last line of a conversion (classifier or detector) and its exit code."""
+    """The last line of a conversion (classifier, recognizer or region finder) and its exit code."""
     if not outcome.passed:
         print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
         return EXIT_REGRESSION
@@ -105,23 +106,30 @@ def _released_or_refused(outcome, out: Path) -> int:
     return EXIT_OK
 
 
-def _convert_detector(args, argv: list[str], run_config: dict) -> int:
-    """`digitlite convert` of a detector run: its own gate on the fixed validation scenes."""
-    from convert.detector_release import DetectorGate, convert_detector
+def _convert_reader_model(args, argv: list[str], task: str, run_config: dict) -> int:
+    """`digitlite convert` of a recognizer or region finder run: its own gate (convert/reader_release.py)."""
+    from convert.reader_release import RecognizerGate, RegionGate, convert_reader_model
 
-    defaults = DetectorGate()
-    gate = DetectorGate(args.min_recall if args.min_recall is not None else defaults.min_recall,
-                        args.min_precision if args.min_precision is not None else defaults.min_precision,
-                        args.max_drop if "--max-drop" in argv else defaults.max_drop)
+    gate = RecognizerGate() if task == "recognizer" else RegionGate()
+    if "--max-drop" in argv:
+        gate.max_drop = args.max_drop
+    if task == "regions":
+        gate.min_recall = args.min_recall if args.min_recall is not None else gate.min_recall
+        gate.min_precision = args.min_precision if args.min_precision is not None else gate.min_precision
     try:
-        outcome = convert_detector(args.model, args.out, run_config, gate, data_dir=args.data_dir,
-                                   command="digitlite convert " + shlex.join(argv))
+        outcome = convert_reader_model(args.model, args.out, task, run_config, gate, data_dir=args.data_dir,
+                                       command="digitlite convert " + shlex.join(argv))
     except _input_errors() as exc:
         print(f"digitlite convert: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for name, s in outcome.scores.items():
-        print(f"{name:>8}: precision {s['precision']:.2%}, recall {s['recall']:.2%} (IoU >= {s['min_iou']}), "
-              f"scenes read whole {s['scenes_all_found']:.2%}")
+    for variant, s in outcome.scores.items():
+        if task == "recognizer":
+            print(f"{variant:>8}: exact {s['exact']:.2%} on {s['regions'] - s['digit_free']} test-digit regions, "
+                  f"digit-free read as nothing {s['nothing_read']:.2%}, MNIST test digits one at a time "
+                  f"{s['mnist_single']:.2%}")
+        else:
+            print(f"{variant:>8}: number lines precision {s['precision']:.2%}, recall {s['recall']:.2%}; " + ", ".join(
+                f"{m} {v['precision']:.1%}/{v['recall']:.1%}" for m, v in s["per_mix"].items() if v["lines"]))
     return _released_or_refused(outcome, args.out)
 
 
@@ -143,8 +151,8 @@ def check_main(argv: list[str]) -> int:
     from convert.check import check_model
 
     entry = _manifest_entry(args.model, args.manifest)
-    if entry.get("task") == "detector":
-        return _check_detector(args, entry)
+    if entry.get("task") in ("recognizer", "regions"):
+        return _check_reader_model(args, entry)
 
     def describe(result) -> None:
         recorded = f" (manifest: {result.recorded['overall']:.4%})" if result.recorded else " (not in a manifest)"
@@ -184,20 +192,18 @@ def _manifest_entry(model: Path, manifest: Path | None) -> dict:
         return {}  # check_model reports a corrupt manifest
 
 
-def _check_detector(args, entry: dict) -> int:
-    """`digitlite check` of a released detector: precision and recall on its validation scenes, and its sha256."""
-    from convert.detector_release import check_detector
+def _check_reader_model(args, entry: dict) -> int:
+    """`digitlite check` of a released recognizer or region finder: its gate figures re-measured, and its sha256."""
+    from convert.reader_release import check_reader_model
 
     def describe(result) -> None:
-        s, r = result.scores, result.recorded
-        print(f"{args.model}: precision {s['precision']:.2%} (manifest: {r['precision']:.2%}), recall "
-              f"{s['recall']:.2%} (manifest: {r['recall']:.2%}) at IoU {s['min_iou']} on the "
-              f"{r['validation_scenes']['count']} validation scenes; sha256 "
-              f"{'matches' if result.sha256_matches else 'differs from'} the manifest")
+        print(f"{args.model}: " + ", ".join(f"{k} {v:.2%} (manifest: {result.recorded[k]:.2%})"
+                                            for k, v in result.scores.items()) +
+              f"; sha256 {'matches' if result.sha256_matches else 'differs from'} the manifest")
 
     manifest = args.manifest or args.model.parent / "manifest.json"
-    return _checked(args, lambda: check_detector(args.model, entry, manifest, max(args.tolerance, 0.5), args.data_dir,
-                                                 args.allow_unverified), describe)
+    return _checked(args, lambda: check_reader_model(args.model, entry, manifest, max(args.tolerance, 0.5),
+                                                     args.data_dir, args.allow_unverified), describe)
 
 
 def compare_main(argv: list[str]) -> int:

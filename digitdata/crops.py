@@ -1,12 +1,11 @@
-"""From a detected digit box to the classifier's input, the way MNIST was made: plain numpy and OpenCV.
+"""Ink primitives and the classifier's MNIST-style input: plain numpy and OpenCV.
 
-`digit_crop` takes the grey picture and one box, separates the ink from the paper around it (a grey
-closing or opening estimates the paper, so shadows and uneven light are not ink), keeps the strokes that
-belong to this box (a neighbour's strokes and printed lines that run through are left out), and hands the
-ink to `mnist_style`: fit in 20x20 keeping the aspect, stroke width normalised, placed in 28x28 by centre
-of mass, white on black, uint8.
+`ink_is_dark` tells dark ink on light paper from bright ink on a dark ground (the reader's polarity);
+`mnist_style` makes the classifier's 28x28 input from an ink patch the way MNIST was made (fit in 20x20
+keeping the aspect, stroke width normalised, placed in 28x28 by centre of mass, white on black): the web
+page's drawn digits go through it.
 
-    python -c "from digitdata.crops import digit_crop; help(digit_crop)"
+    python -c "from digitdata.crops import mnist_style; help(mnist_style)"
 """
 
 from __future__ import annotations
@@ -17,15 +16,8 @@ import numpy as np
 MNIST_BOX = 20  # MNIST digits were fit in a 20x20 box ...
 MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
 MNIST_STROKE = 2.2  # px: median stroke width of MNIST digits in the 20x20 box (area / half the boundary)
-WORK_HEIGHT = 64  # px: a box is processed at most this tall (bounded work for a 2,000 px digit)
-MARGIN = 0.2  # of the box height, added around the box to see the paper and whole strokes
-PAPER_REACH = 0.45  # of the box height: the paper estimate's window, wider than the boldest stroke
-MIN_INK = 0.12  # ink strength (fraction of the paper's brightness) below which nothing is ink
-GRAIN_SIGMAS = 4.0  # ink stands this many robust standard deviations of the paper's grain above it
-INSIDE_SHARE = 0.4  # a stroke belongs to the box if at least this share of it lies inside the box ...
-CLIP_GROW = 0.08  # ... and is kept up to this fraction of the box height outside it (touching neighbours)
 POLARITY_SIDE = 256  # px: polarity is judged on a thumbnail this long
-LINE_LENGTH = 1.1  # a straight run longer than this many box widths (heights) is a printed line, not ink
+WORK_HEIGHT = 64  # px: a patch is processed at most this tall (bounded work for a 2,000 px digit)
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
@@ -41,85 +33,6 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     k = max(3, min(31, (min(small.shape) // 6) | 1))
     deviation = small.astype(np.float32) - cv2.medianBlur(small, k).astype(np.float32)
     return bool(np.clip(-deviation, 0, None).sum() >= np.clip(deviation, 0, None).sum())
-
-
-def ink_strength(gray: np.ndarray, dark_ink: bool, reach: int) -> np.ndarray:
-    """Ink as a fraction of the paper's brightness (float32 0-1); the paper is a grey closing (opening)."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach))
-    g = gray.astype(np.float32)
-    if dark_ink:
-        paper = cv2.morphologyEx(g, cv2.MORPH_CLOSE, kernel)
-        return np.clip((paper - g) / np.maximum(paper, 1.0), 0, 1)
-    ground = cv2.morphologyEx(g, cv2.MORPH_OPEN, kernel)
-    return np.clip((g - ground) / np.maximum(255.0 - ground, 1.0), 0, 1)
-
-
-def printed_lines(binary: np.ndarray, box_w: float, box_h: float) -> np.ndarray:
-    """Pixels on straight horizontal or vertical runs longer than the digit box: ruled and grid lines."""
-    horizontal = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((1, max(3, int(LINE_LENGTH * box_w))), np.uint8))
-    vertical = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((max(3, int(LINE_LENGTH * box_h)), 1), np.uint8))
-    return horizontal | vertical
-
-
-def digit_crop(gray: np.ndarray, box, dark_ink: bool) -> np.ndarray:
-    """The MNIST-style (28, 28) uint8 crop of the digit in `box` (x, y, w, h, picture pixels) of `gray`."""
-    x, y, w, h = (float(v) for v in box)
-    if w < 1 or h < 1:
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
-    pad = MARGIN * h
-    x0, y0 = max(0, int(x - pad)), max(0, int(y - pad))
-    x1, y1 = min(gray.shape[1], int(np.ceil(x + w + pad))), min(gray.shape[0], int(np.ceil(y + h + pad)))
-    region = gray[y0:y1, x0:x1]
-    if region.size == 0:
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
-    f = min(1.0, WORK_HEIGHT / h)
-    if f < 1:
-        region = cv2.resize(region, (max(1, round(region.shape[1] * f)), max(1, round(region.shape[0] * f))),
-                            interpolation=cv2.INTER_AREA)
-    bx, by, bw, bh = (x - x0) * f, (y - y0) * f, w * f, h * f  # the box inside the region
-
-    strength = ink_strength(region, dark_ink, max(3, int(PAPER_REACH * bh) | 1))
-    s8 = (strength * 255).astype(np.uint8)
-    otsu, _ = cv2.threshold(s8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    # Otsu always splits a box in two, even one of bare, grainy paper: ink must also stand out of the grain.
-    grain = 1.4826 * float(np.median(np.abs(strength - np.median(strength))))
-    threshold = max(otsu / 255.0, MIN_INK, GRAIN_SIGMAS * grain)
-    strong = (strength >= threshold).astype(np.uint8)
-    weak = (strength >= threshold / 2).astype(np.uint8)
-    ink = _hysteresis(strong, weak)
-    ink = ink & (1 - printed_lines(ink, bw, bh))
-    keep = _strokes_of_box(ink, bx, by, bw, bh)
-    return mnist_style((strength * keep * 255).astype(np.uint8))
-
-
-def _core(shape, bx, by, bw, bh, grow: float) -> np.ndarray:
-    m = np.zeros(shape, np.uint8)
-    g = grow * bh
-    m[max(0, int(by - g)):int(np.ceil(by + bh + g)), max(0, int(bx - g)):int(np.ceil(bx + bw + g))] = 1
-    return m
-
-
-def _hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:
-    """Weak ink pixels connected to strong ones (faint, blurred strokes stay whole)."""
-    n, labels = cv2.connectedComponents(weak, connectivity=8)
-    if n <= 1:
-        return strong
-    touched = np.zeros(n, bool)
-    touched[labels[strong > 0]] = True
-    touched[0] = False
-    return touched[labels].astype(np.uint8)
-
-
-def _strokes_of_box(ink: np.ndarray, bx, by, bw, bh) -> np.ndarray:
-    """The connected strokes that lie mostly inside the box, clipped to it (grown by CLIP_GROW)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    if n <= 1:
-        return np.zeros_like(ink)
-    inside = _core(ink.shape, bx, by, bw, bh, 0.0)
-    share = np.bincount(labels.ravel(), weights=inside.ravel(), minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
-    chosen = share >= INSIDE_SHARE
-    chosen[0] = False
-    return (chosen[labels] & _core(ink.shape, bx, by, bw, bh, CLIP_GROW).astype(bool)).astype(np.uint8)
 
 
 def stroke_width(binary: np.ndarray) -> float:

@@ -71,6 +71,27 @@ class EngineConfig:
     blur_sigma: tuple[float, float] = (0.0, 1.6)  # px
     noise_sigma: tuple[float, float] = (0.0, 9.0)  # grey levels
     jpeg_quality: tuple[int, int] = (30, 96)
+    words_p: float = 0.3  # of printed texts: a form's words ("Marks Awarded", "Roll No."), the rest random letters
+    digits: bool = True  # False: nothing is written, only the marks around (the `distractors` mix)
+
+
+# The data engine's mixes, by name: what people photograph, forms, today's hard scenes, and pages with no digit.
+MIXES = {
+    # One number of 1-6 digits filling a good part of the picture, single digits, tight crops, marker digits,
+    # with printed words, ruled lines and doodles beside it.
+    "photo": EngineConfig(frame_share=0.45, tight_share=0.3, max_digits=6, long_share=0.0, single_share=0.35,
+                          second_line_p=0.03, min_height_px=40.0, touching_p=0.2, text_p=0.6, words_p=0.6,
+                          scribble_p=0.4, ruled_p=0.25, cells_p=0.04, desk_p=0.2, hard_shadow_p=0.1),
+    # Printed labels, dotted and ruled lines, cells and digit boxes, several short numbers per page.
+    "form": EngineConfig(frame_share=0.6, tight_share=0.1, max_digits=4, long_share=0.0, single_share=0.3,
+                         second_line_p=0.6, min_height_px=22.0, touching_p=0.15, text_p=0.9, words_p=0.85,
+                         scribble_p=0.15, ruled_p=0.2, dotted_p=0.15, cells_p=0.35, underline_p=0.3, sticky_p=0.0),
+    "hard": EngineConfig(),
+    # Printed words, scribbles, boxes, lines and specks, and no digit at all: the right reading is nothing.
+    "distractors": EngineConfig(frame_share=0.5, tight_share=0.2, max_digits=6, long_share=0.0, min_height_px=30.0,
+                                text_p=0.95, words_p=0.6, scribble_p=0.7, cells_p=0.2, ruled_p=0.3,
+                                underline_p=0.3, specks_p=0.5, digits=False),
+}
 
 
 # BGR colours.
@@ -83,6 +104,10 @@ BOARDS = [(45, 60, 40), (35, 35, 35), (70, 55, 40)]
 DESKS = [(30, 40, 55), (25, 25, 25), (60, 70, 80), (90, 110, 130), (40, 60, 90), (120, 120, 120)]
 RULE_INKS = [(200, 170, 140), (180, 180, 180), (150, 150, 230), (210, 190, 160), (120, 120, 120)]
 LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZabcdefghkmnprstuvwxyz:-/#."
+WORDS = ["Marks", "Awarded", "Max", "Total", "Roll No", "Name", "Date", "Score", "Qty", "Page", "Class", "Room",
+         "Tel", "Ph", "No.", "Sum", "Sign", "Mr", "Mrs", "Obtained", "out of", "Grade", "Q", "Item", "Ref", "Amount",
+         "Reading", "kWh", "Meter", "Section", "Sub", "Roll", "Exam", "Form", "Id", "Code", "Part", "Unit", "km",
+         "Marks Awarded", "Max. Marks", "Signature", "Invigilator", "Student", "Remarks", "Balance", "Paid"]
 FONTS = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
          cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX]
 
@@ -258,7 +283,8 @@ def _draw_distractors(rng, canvas: np.ndarray, height: float, ink, keep_out: lis
     h, w = canvas.shape[:2]
     if rng.random() < cfg.text_p:
         for _ in range(int(rng.integers(1, 4))):
-            text = "".join(rng.choice(list(LETTERS), int(rng.integers(1, 9))))
+            text = (WORDS[rng.integers(len(WORDS))] if rng.random() < cfg.words_p
+                    else "".join(rng.choice(list(LETTERS), int(rng.integers(1, 9)))))
             font = FONTS[rng.integers(len(FONTS))]
             target_h = height * rng.uniform(0.25, 0.9)
             (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
@@ -470,7 +496,7 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
 
     canvas = canvas.astype(np.float32)
     coverage = np.zeros((ch, cw), np.float32)
-    for p, box in zip(placed, boxes, strict=True):
+    for p, box in zip(placed if cfg.digits else [], boxes, strict=False):
         roi = _grow(box, 0.25 * height + 3, cw, ch)
         if roi[2] < 1 or roi[3] < 1:
             continue
@@ -562,6 +588,8 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
         "blur_sigma": round(float(sigma), 2), "noise_sigma": round(float(noise), 2), "jpeg_quality": quality,
         "size": [int(image.shape[1]), int(image.shape[0])], "digit_index": [int(i) for li in picks for i in li],
     })
+    if not cfg.digits:  # the number was laid out (cells, underline) but never written
+        return Scene(image, [], [], [], ["no-digit", *tags[:1], *sorted(set(conditions))], params)
     return Scene(image, lines, [p.label for p in placed], boxes, tags + sorted(set(conditions)), params)
 
 

@@ -64,6 +64,19 @@ def as_bgr_uint8(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def as_gray_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any image array as a contiguous grey uint8 picture: a grey frame as it is (the Pi camera's Y plane),
+    a colour one by `to_gray` (the channel in which the ink stands out most).
+
+    Raises:
+        ValueError: for arrays that are not an image.
+    """
+    a = np.asarray(frame)
+    if a.ndim == 2 and a.dtype == np.uint8 and a.size:
+        return np.ascontiguousarray(a)
+    return to_gray(as_bgr_uint8(a))
+
+
 def to_gray(image_bgr: np.ndarray) -> np.ndarray:
     """The grey image in which the ink stands out most: luminance or one colour channel.
 

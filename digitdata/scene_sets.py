@@ -122,6 +122,12 @@ def render_set(count: int, seed: int, part: str, data_dir: str | Path | None = N
                     [str(t) for p in parts for t in p["texts"]], [str(k) for p in parts for k in p["kinds"]])
 
 
+def mix_sets(counts: dict[str, int], seed: int, part: str, data_dir=None) -> dict[str, SceneSet]:
+    """One scene set per mix of the data engine (each mix its own seed stream)."""
+    return {mix: render_set(n, seed + k, part, data_dir, cfg=engine.MIXES[mix])
+            for k, (mix, n) in enumerate(counts.items()) if n > 0}
+
+
 def detection_scores(heats: np.ndarray, boxes: np.ndarray, scene_set: SceneSet, threshold: float,
                      max_boxes: int, min_iou: float = 0.5) -> dict:
     """Precision and recall at `min_iou` over a scene set, overall and per kind, from the model's maps."""

@@ -23,10 +23,12 @@ from pathlib import Path
 
 from digitlite import HelpFormatter
 from edge_app.images import FILE_LIMITS
-from edge_app.runtime import DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_THREADS, thread_count
+from edge_app.reader import MIN_CONFIDENCE
+from edge_app.runtime import DEFAULT_MODEL, DEFAULT_RECOGNIZER, DEFAULT_REGIONS, DEFAULT_THREADS, thread_count
 from edge_app.sources import SOURCE_HELP
 
 log = logging.getLogger(__name__)
+MIX_NAMES = ("photo", "form", "hard", "distractors")  # digitdata.engine.MIXES (not imported here: it needs no MNIST)
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -37,74 +39,69 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def add_model_options(parser: argparse.ArgumentParser, reading: bool = True) -> None:
-    """--model, --threads, --allow-unverified; with `reading`, the reader's --min-confidence and --roi too."""
+    """--model, --threads, --allow-unverified; with `reading`, the reader's models, --min-confidence and --roi."""
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="the .tflite model; by default the int8 model installed with digitlite")
+                        help="the .tflite digit classifier (single digits: the drawing canvas, `digitlite check`); "
+                             "by default the int8 model installed with digitlite")
     parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS,
                         help="interpreter (XNNPACK) threads")
     parser.add_argument("--allow-unverified", action="store_true",
                         help="use a model whose sha256 does not match its manifest entry, or that has none (your "
                              "own model); by default such a model is refused")
     if reading:
-        parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR,
-                            help="the .tflite digit detector; by default the int8 one installed with digitlite")
-        parser.add_argument("--reader", choices=READERS, default=READERS[0],
-                            help="learned: the detector finds the digits; classic: tuned thresholds (transition)")
-        parser.add_argument("--min-confidence", type=float, default=0.5, help="digits below this are dropped")
+        parser.add_argument("--regions", type=Path, default=DEFAULT_REGIONS,
+                            help="the .tflite region finder (where the numbers are); by default the installed one")
+        parser.add_argument("--recognizer", type=Path, default=DEFAULT_RECOGNIZER,
+                            help="the .tflite number recognizer (what they say); by default the installed one")
+        parser.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
+                            help="numbers whose least sure digit is below this are dropped")
         parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
 
 
-READERS = ("classic", "learned")  # the first is the default (transition: learned takes over when it wins)
-
-
 def make_reader(model: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREADS, allow_unverified: bool = False,
-                min_confidence: float = 0.5, roi: str | None = None, detector: str | Path = DEFAULT_DETECTOR,
-                kind: str = READERS[0]):
+                min_confidence: float = MIN_CONFIDENCE, roi: str | None = None,
+                regions: str | Path = DEFAULT_REGIONS, recognizer: str | Path = DEFAULT_RECOGNIZER):
     """The one place a reader is built: its models verified against the manifest (unless allowed), once.
 
     Args:
-        model: the .tflite classifier.
-        detector: the .tflite detector (the learned reader).
-        kind: one of READERS.
+        model: the .tflite digit classifier (kept beside the reader for single drawn digits).
+        regions: the .tflite region finder.
+        recognizer: the .tflite number recognizer.
         threads: interpreter threads (1 to runtime.MAX_THREADS).
         allow_unverified: load a model that does not match its manifest entry, or has none.
-        min_confidence: digits below this are dropped.
+        min_confidence: numbers whose least sure digit is below this are dropped.
         roi: "x,y,w,h", the region read, or None for the whole frame.
 
     Returns:
-        An `edge_app.reader.DigitReader`; `.classifier.integrity.sha256` identifies the model.
+        An `edge_app.reader.DigitReader`; `.integrity.sha256` identifies its recognizer.
 
     Raises:
         ModelError (UnverifiedModelError), RuntimeNotFound, ValueError: see `_model_errors`.
     """
     from edge_app.runtime import Classifier
 
-    if kind not in READERS:
-        raise ValueError(f"reader {kind!r}: valid readers are {', '.join(READERS)}")
     classifier = Classifier(model, threads=threads, require_verified=not allow_unverified)
-    return reader_for(classifier, kind, detector, allow_unverified, min_confidence, roi)
+    return reader_for(classifier, allow_unverified, min_confidence, roi, regions, recognizer)
 
 
-def reader_for(classifier, kind: str = READERS[0], detector: str | Path = DEFAULT_DETECTOR,
-               allow_unverified: bool = False, min_confidence: float = 0.5, roi: str | None = None):
-    """The reader `kind` around a classifier already loaded (the web app shares it); see `make_reader`."""
+def reader_for(classifier, allow_unverified: bool = False, min_confidence: float = MIN_CONFIDENCE,
+               roi: str | None = None, regions: str | Path = DEFAULT_REGIONS,
+               recognizer: str | Path = DEFAULT_RECOGNIZER):
+    """The reader around a classifier already loaded (the web app shares it); see `make_reader`."""
     from edge_app.reader import DigitReader, parse_roi
-    from edge_app.runtime import Detector
+    from edge_app.runtime import Recognizer, RegionFinder
 
-    if kind == "classic":
-        from edge_app.classic_reader import ClassicReader
-
-        return ClassicReader(classifier, min_confidence=min_confidence, roi=parse_roi(roi))
-    threads = classifier.runtime.threads
-    return DigitReader(classifier, Detector(detector, threads=threads, require_verified=not allow_unverified),
-                       min_confidence=min_confidence, roi=parse_roi(roi))
+    threads, verified = classifier.runtime.threads, not allow_unverified
+    return DigitReader(RegionFinder(regions, threads=threads, require_verified=verified),
+                       Recognizer(recognizer, threads=threads, require_verified=verified),
+                       min_confidence=min_confidence, roi=parse_roi(roi), classifier=classifier)
 
 
 def reader_from_args(args: argparse.Namespace):
     """`make_reader` with the options `add_model_options` added."""
-    return make_reader(args.model, args.threads, args.allow_unverified, getattr(args, "min_confidence", 0.5),
-                       getattr(args, "roi", None), getattr(args, "detector", DEFAULT_DETECTOR),
-                       getattr(args, "reader", READERS[0]))
+    return make_reader(args.model, args.threads, args.allow_unverified, getattr(args, "min_confidence", MIN_CONFIDENCE),
+                       getattr(args, "roi", None), getattr(args, "regions", DEFAULT_REGIONS),
+                       getattr(args, "recognizer", DEFAULT_RECOGNIZER))
 
 
 def _model_errors():
@@ -307,7 +304,7 @@ def build_live(args: argparse.Namespace, reader, source, extra_sinks=(), stdout:
     sinks.extend(extra_sinks)
     settings = LoopSettings(stable_frames=args.stable_frames, max_fps=args.max_fps)
     return LiveLoop(source, reader, history, sinks, settings, source_name=args.source,
-                    model_sha256=reader.classifier.integrity.sha256, max_frames=args.max_frames,
+                    model_sha256=reader.integrity.sha256, max_frames=args.max_frames,
                     plausibility=plausibility_from_args(args))
 
 
@@ -395,19 +392,20 @@ def _web_view(args: argparse.Namespace, reader):
 # ---------------------------------------------------------------------------------------------- eval-scenes
 
 
-def eval_scenes(readers: dict, count: int = 200, seed: int = 0, thumbnail=None) -> list:
-    """Every reader on `count` engine scenes written with MNIST *test* digits, scored by `edge_app.evaluation`.
+def eval_scenes(readers: dict, count: int = 200, seed: int = 0, thumbnail=None, mix: str = "photo") -> list:
+    """Every reader on `count` engine scenes of one mix written with MNIST *test* digits, scored by
+    `edge_app.evaluation`.
 
-    A scene's kind is the main condition it was made for (tight, small, frame, ...); each picture is
-    rendered, read and dropped in turn (only the misses' thumbnails are kept).
+    A scene's kind is the main condition it was made for (tight, small, frame, ...; "no-digit" where nothing
+    is written); each picture is rendered, read and dropped in turn (only the misses' thumbnails are kept).
     """
-    from digitdata.engine import scenes
+    from digitdata.engine import MIXES, scenes
     from digitdata.mnist import load_mnist
     from edge_app.evaluation import Sample, evaluate
 
     mnist = load_mnist()
     samples = (Sample(f"scene {i}", scene.text, scene.kind, lambda f=scene.image_bgr: f)
-               for i, scene in zip(range(count), scenes(seed, mnist.x_test, mnist.y_test), strict=False))
+               for i, scene in zip(range(count), scenes(seed, mnist.x_test, mnist.y_test, MIXES[mix]), strict=False))
     return evaluate(samples, readers, thumbnail)
 
 
@@ -416,6 +414,9 @@ def eval_scenes_main(argv: list[str]) -> int:
                                     "report of `digitlite eval`, with each scene's number as the truth.")
     parser.add_argument("--count", type=int, default=200, help="scenes to render and read")
     parser.add_argument("--seed", type=int, default=0, help="scene generator seed")
+    parser.add_argument("--mix", choices=sorted(MIX_NAMES), default="photo",
+                        help="the data engine's mix: photo (what people photograph), form (labels, lines, cells), "
+                             "hard (small digits, long rows, three lines), distractors (no digit at all)")
     _add_eval_options(parser)
     add_model_options(parser)
     args = parser.parse_args(argv)
@@ -423,9 +424,9 @@ def eval_scenes_main(argv: list[str]) -> int:
         print("digitlite eval-scenes: --count must be at least 1", file=sys.stderr)
         return 2
     meta = {"command": " ".join(["digitlite eval-scenes", *argv]), "scenes": args.count, "seed": args.seed,
-            "source": f"digitdata.engine, MNIST test digits, seed {args.seed}"}
-    return _evaluate_and_report("eval-scenes", args, meta,
-                                lambda readers, thumbnail: eval_scenes(readers, args.count, args.seed, thumbnail))
+            "mix": args.mix, "source": f"digitdata.engine mix {args.mix}, MNIST test digits, seed {args.seed}"}
+    return _evaluate_and_report("eval-scenes", args, meta, lambda readers, thumbnail: eval_scenes(
+        readers, args.count, args.seed, thumbnail, args.mix))
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -452,9 +453,8 @@ def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
     except _model_errors() as exc:
         print(f"digitlite {prog}: {exc}", file=sys.stderr)
         return 2
-    about = {"digitlite": f"{args.reader} reader, {args.model}"
-                          + (f" + {args.detector}" if args.reader == "learned" else "")
-                          + f", {args.threads} interpreter thread(s)"}
+    about = {"digitlite": f"reader: {args.regions.name} + {args.recognizer.name}, "
+                          f"{args.threads} interpreter thread(s)"}
     if args.peer:
         module, name = PEERS[args.peer].split(":")
         try:

@@ -254,15 +254,17 @@ def check_config(path: str | None) -> tuple[Check, dict]:
     return check, config
 
 
-def check_model(model: Path, manifest: Path | None = None, allow_unverified: bool = False) -> Check:
+def check_model(model: Path, manifest: Path | None = None, allow_unverified: bool = False,
+                name: str = "model") -> Check:
     """The model file exists, is a TFLite flatbuffer, and matches its manifest entry's sha256
     (`runtime.model_integrity`, what `digitlite run` verifies before loading it). A model it cannot verify fails,
-    as `digitlite run` refuses it, unless the configuration allows it (`allow_unverified = true`): then a warning."""
+    as `digitlite run` refuses it, unless the configuration allows it (`allow_unverified = true`): then a warning.
+    `name` is the check's name: "model" (the classifier), "regions" or "recognizer" (the reader's models)."""
     data = {"path": str(model)}
     try:
         content = runtime.check_tflite_file(model)
     except runtime.ModelError as exc:
-        return Check("model", "fail", str(exc), "reinstall digitlite to restore the model installed with it "
+        return Check(name, "fail", str(exc), "reinstall digitlite to restore the model installed with it "
                      "(pip install --force-reinstall 'digitlite[edge]'), or name an existing one: model = "
                      "\"...\" in the configuration file, or --model", data)
     data["bytes"] = len(content)
@@ -271,21 +273,21 @@ def check_model(model: Path, manifest: Path | None = None, allow_unverified: boo
     try:
         integrity = runtime.model_integrity(model, manifest_path, content)
     except runtime.ModelError as exc:
-        return Check("model", "fail", str(exc),
+        return Check(name, "fail", str(exc),
                      f"copy manifest.json again from the release beside {model.name}", data)
     data["sha256"] = digest = integrity.sha256
     status = "warn" if allow_unverified else "fail"
     allowed = ("; used anyway: allow_unverified = true" if allow_unverified else
                "; `digitlite run` refuses it (allow_unverified = true in the configuration uses it anyway)")
     if integrity.status == "no manifest":
-        return Check("model", status, f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
+        return Check(name, status, f"{model} ({data['bytes']} bytes), no {manifest_path.name} beside it: "
                      f"cannot verify it{allowed}", f"copy manifest.json from the release to {model.parent}", data)
     if integrity.status == "no entry":
-        return Check("model", status, f"{integrity.problem()}{allowed}",
+        return Check(name, status, f"{integrity.problem()}{allowed}",
                      "use the manifest.json released with this model (or regenerate it with `digitlite convert`)",
                      data)
     if integrity.status == "mismatch":
-        return Check("model", status, f"{model}: sha256 {digest[:12]}... does not match the manifest "
+        return Check(name, status, f"{model}: sha256 {digest[:12]}... does not match the manifest "
                      f"({integrity.expected[:12]}...); the file is corrupt or from another release{allowed}",
                      f"copy digits_int8.tflite and manifest.json again from the same release to "
                      f"{model.parent}", data)
@@ -295,7 +297,7 @@ def check_model(model: Path, manifest: Path | None = None, allow_unverified: boo
         if isinstance(entry.get(key), int | float):
             extra = f", MNIST test accuracy {entry[key]:.4f}"
             break
-    return Check("model", "ok", f"{model} (sha256 {digest[:12]}... matches the manifest{extra})", data=data)
+    return Check(name, "ok", f"{model} (sha256 {digest[:12]}... matches the manifest{extra})", data=data)
 
 
 def check_inference(model: Path, threads: int) -> Check:
@@ -341,7 +343,11 @@ def run_checks(model: str | None = None, config: str | None = None,
     checks = [check_python(), check_runtime(), check_cpu(threads), board, config_check,
               check_cameras(run_config.get("source"), on_pi="Raspberry Pi" in board.data.get("model", "")),
               check_model(model_path, allow_unverified=bool(run_config.get("allow_unverified")))]
-    if checks[1].status != "fail" and checks[-1].status != "fail":
+    model_check = checks[-1]
+    for name, default in (("regions", runtime.DEFAULT_REGIONS), ("recognizer", runtime.DEFAULT_RECOGNIZER)):
+        checks.append(check_model(Path(run_config.get(name) or default), name=name,
+                                  allow_unverified=bool(run_config.get("allow_unverified"))))
+    if checks[1].status != "fail" and model_check.status != "fail":
         checks.append(check_inference(model_path, threads))
     else:
         checks.append(Check("inference", "info", "skipped: needs the runtime and the model (see above)"))

@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reader = make_reader(args.model)
     loop = LiveLoop(open_source(args.source), reader, ReadingStore(args.history), [JsonLines()],
-                    source_name=args.source, model_sha256=reader.classifier.integrity.sha256,
+                    source_name=args.source, model_sha256=reader.integrity.sha256,
                     max_frames=args.max_frames)
     return run_until_stopped(loop)
 

@@ -14,29 +14,28 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from digitdata import heatmap
-from digitdata.crops import digit_crop, ink_is_dark
-from digitdata.frames import Letterbox, as_bgr_uint8, detector_input, to_gray
-from edge_app.layout import NUMBER_GAP, reading_order
-from edge_app.runtime import DEFAULT_DETECTOR, Classifier, Detector
+from digitdata import ctc, regions
+from digitdata.crops import ink_is_dark
+from digitdata.frames import Letterbox, as_bgr_uint8, as_gray_uint8, detector_input
+from digitdata.lines import INPUT_HEIGHT, INPUT_WIDTH, line_input
+from edge_app.layout import reading_order
+from edge_app.runtime import Classifier, Recognizer, RegionFinder
 
-MIN_CONFIDENCE = 0.5  # below this a box is more likely a scribble, a letter or a smudge than a digit
+MIN_CONFIDENCE = 0.5  # a number whose least sure digit is below this is more likely a word, a mark or a smudge
 
 
 @dataclass(frozen=True)
 class ReaderSettings:
-    """The reader's tuned numbers, in one place (the detector's own are in its manifest entry)."""
+    """The reader's tuned numbers, in one place (each model's own are in its manifest entry)."""
 
-    peak: float = 0.3  # heatmap peak score that makes a detection
-    max_digits: int = 64  # detections per look (bounded work for any picture, noise included)
-    zoom_below_px: float = 14.0  # detections shorter than this (detector input px) get a closer look ...
-    zoom_trigger: float = 0.15  # ... as do weaker peaks of small boxes (a row too small to be sure of)
-    zoom_target_px: float = 36.0  # ... at a scale that makes them about this tall
-    max_upscale: float = 2.0  # the closer look enlarges the picture at most this much
-    max_tiles: int = 4  # closer looks per picture at most
-    zoom_when_empty: float = 0.5  # a first look that found nothing, shrinking the picture more than this, looks closer
-    duplicate_iou: float = 0.5  # two boxes overlapping more than this are one digit (the surer is kept) ...
-    duplicate_cover: float = 0.7  # ... as is a box lying more than this share inside a surer one
+    threshold: float = 0.5  # region map value that counts as "number here"
+    max_regions: int = 32  # regions read per picture at most (bounded work for any picture, noise included)
+    pad_height: float = 0.2  # of a region's height, added above and below before it is read ...
+    pad_ends: float = 0.35  # ... and of its height at each end (the recognizer learned loose and tight cuts)
+    read_height: int = 64  # px: a region is cut from the picture at most this tall (then resized to 32)
+    zoom_below_px: float = 14.0  # regions shorter than this (finder input px) get a closer look ...
+    zoom_target_px: float = 40.0  # ... at a scale that makes them about this tall
+    max_upscale: float = 3.0  # the closer look enlarges the picture at most this much
     work_side: int = 2048  # px: larger pictures are read at this long side (bounded work per picture)
 
 
@@ -58,7 +57,7 @@ class Reading:
     lines: list[list[str]] = field(default_factory=list)  # lines top to bottom, numbers left to right
     latency_ms: dict[str, float] = field(default_factory=dict)  # find, classify, group, total
     rejected: int = 0  # boxes dropped as not confidently a digit
-    crops: np.ndarray | None = None  # (N, 28, 28) uint8: the classifier's inputs, aligned with `digits`
+    crops: np.ndarray | None = None  # (N, 32, 256) uint8: the recognizer's inputs, one per number region
 
     @property
     def numbers(self) -> list[str]:
@@ -104,163 +103,145 @@ def crop_roi(frame_bgr: np.ndarray, roi: tuple[int, int, int, int] | None) -> tu
 
 
 class DigitReader:
-    """Reads the handwritten numbers in pictures: detect, crop, classify, then lines and numbers.
+    """Reads the handwritten numbers in pictures: find the number lines, read each as a digit string.
 
-    detect: the learned detector on the whole picture (letterboxed, grey), then a closer look at rows too
-    small to read at that scale; crop: each box cut from the full-resolution picture and prepared the
-    MNIST way (`digitdata.crops`); classify: one batch through the classifier; order: `edge_app.layout`.
+    find: the region finder's "number here" map on the whole grey picture (letterboxed), its connected
+    parts as rotated rectangles, and a closer look where the lines are too small to read at that scale;
+    read: each region straightened, cut from the full-resolution picture (`digitdata.lines.line_input`) and
+    read by the recognizer (CTC, greedy); a region read as nothing, or not surely, is dropped; order:
+    regions into lines and numbers (`edge_app.layout`).
 
     Args:
-        classifier: the LiteRT digit classifier (built once, outside the frame loop).
-        detector: the LiteRT digit detector; default: the released one, with the classifier's threads.
-        min_confidence: digits the classifier is less sure of are dropped as non-digits.
+        finder: the LiteRT region finder (built once, outside the frame loop).
+        recognizer: the LiteRT number recognizer.
+        min_confidence: numbers whose least sure digit is below this are dropped as not numbers.
         roi: (x, y, w, h): only this part of each frame is read (boxes stay in frame coordinates).
         polarity: "auto", "dark" (ink darker than paper) or "bright" (chalk on a board).
-        gap: a gap wider than this many digit heights separates two numbers.
         settings: the tuned numbers.
+        classifier: the MNIST digit classifier, kept beside the reader for single drawn digits (the web
+            page's canvas); the reader itself does not use it.
     """
 
-    def __init__(self, classifier: Classifier, detector: Detector | None = None,
-                 min_confidence: float = MIN_CONFIDENCE, roi: tuple[int, int, int, int] | None = None,
-                 polarity: str = "auto", gap: float = NUMBER_GAP, settings: ReaderSettings = ReaderSettings()):  # noqa: B008
+    def __init__(self, finder: RegionFinder, recognizer: Recognizer, min_confidence: float = MIN_CONFIDENCE,
+                 roi: tuple[int, int, int, int] | None = None, polarity: str = "auto",
+                 settings: ReaderSettings = ReaderSettings(), classifier: Classifier | None = None):  # noqa: B008
         if not 0 <= min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
         if polarity not in ("auto", "dark", "bright"):
             raise ValueError(f"polarity {polarity!r}: valid values are auto, dark, bright")
-        self.classifier, self.min_confidence, self.roi = classifier, min_confidence, roi
-        self.detector = detector or Detector(DEFAULT_DETECTOR, threads=classifier.runtime.threads)
-        self.polarity, self.gap, self.settings = polarity, gap, settings
+        self.finder, self.recognizer = finder, recognizer
+        self.min_confidence, self.roi, self.polarity, self.settings = min_confidence, roi, polarity, settings
+        self.classifier = classifier
+
+    @property
+    def integrity(self):
+        """The recognizer's integrity (sha256, manifest check): what identifies the model behind a reading."""
+        return self.recognizer.integrity
 
     def read(self, frame) -> Reading:
-        """Read one picture (BGR or grey, uint8, uint16 or float; see `as_bgr_uint8`).
+        """Read one picture (grey or BGR; uint8, uint16 or float; see `as_bgr_uint8`).
 
         Raises:
             ValueError: the array is not an image, or the region of interest lies outside it.
         """
         started = time.perf_counter()
-        frame_bgr = as_bgr_uint8(frame)
-        frame_bgr, ox, oy = crop_roi(frame_bgr, self.roi)
-        # Bounded work for any size: a picture larger than work_side is read at that size (digits stay
-        # readable: a 4,000 px photo whose digits are 30 px tall still gives 15 px digits).
-        f = min(1.0, self.settings.work_side / max(frame_bgr.shape[:2]))
+        gray = as_gray_uint8(frame)
+        gray, ox, oy = crop_roi(gray, self.roi)
+        # Bounded work for any size: a picture larger than work_side is read at that size.
+        f = min(1.0, self.settings.work_side / max(gray.shape[:2]))
         if f < 1:
-            frame_bgr = cv2.resize(frame_bgr, (max(1, round(frame_bgr.shape[1] * f)),
-                                               max(1, round(frame_bgr.shape[0] * f))), interpolation=cv2.INTER_AREA)
-        gray = to_gray(frame_bgr)
-        boxes, scores = self.detect(gray)
-        found = time.perf_counter()
+            gray = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))),
+                              interpolation=cv2.INTER_AREA)
+        found = self.find(gray)
+        t_found = time.perf_counter()
         dark = ink_is_dark(gray) if self.polarity == "auto" else self.polarity == "dark"
-        crops = np.stack([digit_crop(gray, b, dark) for b in boxes]) if len(boxes) else np.zeros((0, 28, 28), np.uint8)
-        probabilities = self.classifier.probabilities(self.classifier.pixels_to_input(crops))
-        classified = time.perf_counter()
+        read = [self._read_region(gray, r, dark) for r in found]
+        t_read = time.perf_counter()
 
-        # A box with no ink in it (paper grain, a shadow's edge) is not a digit, whatever the classifier says.
-        keep = ((probabilities.max(axis=1) >= self.min_confidence) & (crops.reshape(len(crops), -1).max(axis=1) > 0)
-                if len(boxes) else np.zeros(0, bool))
-        kept = [Digit(int(p.argmax()), float(p.max()), _int_box(b / f, ox, oy))
-                for b, p in zip(boxes[keep], probabilities[keep], strict=True)]
-        crops = crops[keep]
-        groups = reading_order([d.box for d in kept], self.gap)
-        order = [i for line in groups for number in line for i in number]
-        lines = [["".join(str(kept[i].digit) for i in number) for number in line] for line in groups]
+        kept = [(r, *out) for r, out in zip(found, read, strict=True)
+                if out[0] and min(out[1]) >= self.min_confidence]
+        order = reading_order([r.box() for r, *_ in kept], gap=0.0)
+        digits, lines, crops = [], [], []
+        for line in order:
+            numbers = []
+            for number in line:
+                text = ""
+                for i in number:
+                    region, s, conf, boxes, crop = kept[i]
+                    text += s
+                    digits += [Digit(int(c), p, _int_box(b / f, ox, oy)) for c, p, b in zip(s, conf, boxes,
+                                                                                            strict=True)]
+                    crops.append(crop)
+                numbers.append(text)
+            lines.append(numbers)
         done = time.perf_counter()
-        latency = {"find": (found - started) * 1e3, "classify": (classified - found) * 1e3,
-                   "group": (done - classified) * 1e3, "total": (done - started) * 1e3}
-        return Reading([kept[i] for i in order], lines, latency, len(boxes) - len(kept), crops[order])
+        latency = {"find": (t_found - started) * 1e3, "read": (t_read - t_found) * 1e3,
+                   "group": (done - t_read) * 1e3, "total": (done - started) * 1e3}
+        return Reading(digits, lines, latency, len(found) - len(kept),
+                       np.stack(crops) if crops else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
 
-    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Digit boxes (N, 4) x, y, w, h in picture pixels and their scores, best first.
-
-        One look at the whole picture; then closer looks (at most `max_tiles`) where it found digits too
-        small to be sure of, or, in a large picture where it found nothing, over the whole picture.
-        """
+    def find(self, gray: np.ndarray) -> list[regions.Region]:
+        """Number lines in picture pixels, best first: one look at the whole picture, then a closer look at
+        the part holding lines too small to read at that scale (at most one, bounded work)."""
         s = self.settings
-        boxes, scores, lb = self._look(gray, None, min(s.peak, s.zoom_trigger))
-        small = (boxes[:, 3] * lb.scale < s.zoom_below_px) & (lb.scale < s.max_upscale)
-        sure = scores >= s.peak
-        if small.any():
-            h_px = float(np.median(boxes[small, 3]))
-            b = boxes[small]
-            area = (b[:, 0].min(), b[:, 1].min(), (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max())
-            regions = self._tiles(area, s.zoom_target_px / max(h_px, 1.0), 1.5 * h_px, gray.shape, lb.scale)
-        elif not sure.any() and lb.scale < s.zoom_when_empty:
-            regions = self._tiles((0, 0, gray.shape[1], gray.shape[0]), 2 * lb.scale, 0.0, gray.shape, lb.scale)
-        else:
-            regions = []
-        if regions:  # the closer looks replace what the first look found there
-            seen = np.zeros(len(boxes), bool)
-            for region in regions:
-                seen |= _centres_inside(boxes, region)
-            closer = [self._look(gray, region, s.peak)[:2] for region in regions]
-            boxes = np.concatenate([boxes[sure & ~seen], *(c[0] for c in closer)])
-            scores = np.concatenate([scores[sure & ~seen], *(c[1] for c in closer)])
-        else:
-            boxes, scores = boxes[sure], scores[sure]
-        keep = _non_duplicates(boxes, scores, s.duplicate_iou, s.duplicate_cover)
-        return boxes[keep], scores[keep]
+        found, lb = self._look(gray, None)
+        small = [r for r in found if r.height * lb.scale < s.zoom_below_px]
+        if small and lb.scale < s.max_upscale:
+            boxes = np.stack([r.box() for r in small])
+            pad = 2.0 * float(np.median(boxes[:, 3]))
+            x0, y0 = max(0, int(boxes[:, 0].min() - pad)), max(0, int(boxes[:, 1].min() - pad))
+            x1 = min(gray.shape[1], int((boxes[:, 0] + boxes[:, 2]).max() + pad))
+            y1 = min(gray.shape[0], int((boxes[:, 1] + boxes[:, 3]).max() + pad))
+            closer, clb = self._look(gray, (x0, y0, x1 - x0, y1 - y0))
+            if clb.scale > 1.3 * lb.scale:  # the closer look replaces what the first found there
+                inside = [r for r in found if not (x0 <= r.cx < x1 and y0 <= r.cy < y1)]
+                found = inside + closer
+        return found[:s.max_regions]
 
-    def _look(self, gray, region, threshold) -> tuple[np.ndarray, np.ndarray, Letterbox]:
-        x, lb = detector_input(gray, self.detector.input_size, region)
-        heat, box = self.detector.maps(x)
-        det = heatmap.decode(heat, box, threshold, self.settings.max_digits)
-        return lb.to_picture(det.boxes), det.scores, lb
+    def _look(self, gray, region) -> tuple[list[regions.Region], Letterbox]:
+        x, lb = detector_input(gray, self.finder.input_size, region)
+        prob = self.finder.map(x)
+        found = regions.decode(prob, self.settings.threshold, self.settings.max_regions)
+        return [r.scaled(1 / lb.scale, -lb.left / lb.scale, -lb.top / lb.scale) for r in found], lb
 
-    def _tiles(self, area, target: float, pad: float, shape, first_scale: float) -> list[tuple[int, int, int, int]]:
-        """Overlapping regions covering `area` (x0, y0, x1, y1) at `target` detector px per picture px.
-
-        At most `max_tiles` (the enlargement shrinks to fit); none if that is no closer than the first look.
-        """
+    def _read_region(self, gray: np.ndarray, r: regions.Region, dark: bool):
+        """(text, digit confidences, digit boxes (N, 4) in picture px, recognizer input) of one region."""
         s = self.settings
-        target = min(target, s.max_upscale)
-        x0, y0 = max(0, int(area[0] - pad)), max(0, int(area[1] - pad))
-        x1, y1 = min(shape[1], int(area[2] + pad)), min(shape[0], int(area[3] + pad))
-        in_w, in_h = self.detector.input_size
-        while True:
-            cols = max(1, int(np.ceil((x1 - x0) * target / in_w)))
-            rows = max(1, int(np.ceil((y1 - y0) * target / in_h)))
-            if cols * rows <= s.max_tiles:
-                break
-            target *= 0.8  # too many looks: settle for a smaller enlargement
-        if target <= first_scale * 1.15:
-            return []
-        tw, th = (x1 - x0) / cols, (y1 - y0) / rows
-        overlap = max(pad, 0.1 * min(tw, th))  # tiles overlap so that no digit is cut in every tile
-        tiles = []
-        for r in range(rows):
-            for c in range(cols):
-                tx0, ty0 = max(x0, int(x0 + c * tw - overlap)), max(y0, int(y0 + r * th - overlap))
-                tx1, ty1 = min(x1, int(x0 + (c + 1) * tw + overlap)), min(y1, int(y0 + (r + 1) * th + overlap))
-                tiles.append((tx0, ty0, tx1 - tx0, ty1 - ty0))
-        return tiles
+        height = r.height * (1 + 2 * s.pad_height)
+        length = r.length + 2 * s.pad_ends * r.height
+        f = min(1.0, s.read_height / max(height, 1.0))  # cut at most read_height px tall
+        out_w, out_h = max(1, round(length * f)), max(1, round(height * f))
+        theta = np.radians(r.angle)
+        c, si = np.cos(theta), np.sin(theta)
+        # picture -> patch: rotate by -angle about the region's centre, scale by f, centre in the patch
+        m = np.array([[c * f, si * f, 0.0], [-si * f, c * f, 0.0]])
+        m[:, 2] = np.array([out_w / 2, out_h / 2]) - m[:, :2] @ np.array([r.cx, r.cy])
+        patch = cv2.warpAffine(gray, m, (out_w, out_h), flags=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        x = line_input(patch, dark)
+        text, conf, spans = ctc.greedy(self.recognizer.run(x))
+        # digit boxes: each digit's columns, widened to halfway to its neighbours, mapped back to the picture
+        used = min(INPUT_WIDTH, max(1, round(out_w * INPUT_HEIGHT / out_h)))
+        px_per_col = INPUT_WIDTH / self.recognizer.output_shape[0]
+        to_patch = out_w / used
+        inverse = cv2.invertAffineTransform(m)
+        boxes = []
+        centres = [((a + b) / 2 + 0.5) * px_per_col for a, b in spans]
+        pitch = float(np.median(np.diff(centres))) if len(centres) > 1 else 0.7 * INPUT_HEIGHT
+        for k, centre in enumerate(centres):
+            left = (centres[k - 1] + centre) / 2 if k else centre - pitch / 2
+            right = (centre + centres[k + 1]) / 2 if k + 1 < len(centres) else centre + pitch / 2
+            x0, x1 = max(0.0, left) * to_patch, min(float(used), right) * to_patch
+            corners = np.array([[x0, 0, 1], [x1, 0, 1], [x1, out_h, 1], [x0, out_h, 1]], np.float64) @ inverse.T
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            boxes.append((lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]))
+        return text, conf, np.asarray(boxes, np.float64).reshape(-1, 4), x
 
 
 def _int_box(b, ox: int, oy: int) -> tuple[int, int, int, int]:
     x, y, w, h = (float(v) for v in b)
     return int(round(x)) + ox, int(round(y)) + oy, max(1, int(round(w))), max(1, int(round(h)))
 
-
-def _centres_inside(boxes: np.ndarray, region) -> np.ndarray:
-    x, y, w, h = region
-    cx, cy = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
-    return (cx >= x) & (cx < x + w) & (cy >= y) & (cy < y + h)
-
-
-def _non_duplicates(boxes: np.ndarray, scores: np.ndarray, max_iou: float, max_cover: float) -> np.ndarray:
-    """Indices of the boxes to keep, best first: a box is dropped if it overlaps a kept one by more than
-    `max_iou`, or lies more than `max_cover` inside it (a digit cut by a tile's edge, seen whole in another)."""
-    order = np.argsort(-scores, kind="stable")
-    overlap = heatmap.iou(boxes, boxes)
-    area = boxes[:, 2] * boxes[:, 3]
-    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    x1 = np.minimum(boxes[:, None, 0] + boxes[:, None, 2], boxes[None, :, 0] + boxes[None, :, 2])
-    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    y1 = np.minimum(boxes[:, None, 1] + boxes[:, None, 3], boxes[None, :, 1] + boxes[None, :, 3])
-    cover = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None) / np.maximum(area[:, None], 1e-6)
-    keep: list[int] = []
-    for i in order:
-        if all(overlap[i, j] <= max_iou and cover[i, j] <= max_cover for j in keep):
-            keep.append(int(i))
-    return np.array(sorted(keep, key=lambda i: -scores[i]), np.int64)
 
 # ---------------------------------------------------------------------------------------------- live readings
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODEL_NAME = "digits_int8.tflite"  # the product: full-integer, the fast path on the Pi's ARM cores
-DEFAULT_DETECTOR_NAME = "detector_int8.tflite"  # the digit detector the reader runs first
+DEFAULT_REGIONS_NAME = "regions_int8.tflite"  # the region finder: where the numbers are
+DEFAULT_RECOGNIZER_NAME = "recognizer_int8.tflite"  # the number recognizer: what they say
 # Interpreter (XNNPACK) threads for every command, the configuration file, the web view and the benchmarks.
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)  # two halve one's invoke time; other cores: camera, OpenCV, web
 MAX_THREADS = 64  # more cores than any board has; the runtime crashes outright on absurd counts (100000)
@@ -119,7 +120,8 @@ def models_dir() -> Path:
 
 
 DEFAULT_MODEL = models_dir() / DEFAULT_MODEL_NAME
-DEFAULT_DETECTOR = models_dir() / DEFAULT_DETECTOR_NAME
+DEFAULT_REGIONS = models_dir() / DEFAULT_REGIONS_NAME
+DEFAULT_RECOGNIZER = models_dir() / DEFAULT_RECOGNIZER_NAME
 
 
 # ---------------------------------------------------------------------------------------------- pure maths
@@ -476,52 +478,71 @@ class Classifier:
         return p.argmax(axis=1), p.max(axis=1)
 
 
-class Detector:
-    """The digit detector around one interpreter: a grey (H, W) uint8 input in, heat and box maps out.
+class GreyModel:
+    """One interpreter with one grey (1, H, W, 1) input and one output: the region finder and the recognizer.
 
-    The input is `digitdata.frames.detector_input` of a picture; the outputs are dequantized with the
-    parameters the model declares and told apart by their channels (heat: 1, box: 4). Decoding the maps
-    into boxes is plain numpy (`digitdata.heatmap.decode`).
+    The input is uint8 pixels (scaled by 1/255 and quantized as the model declares); the output is
+    dequantized float32 without its batch axis. What the output means is the caller's (pure numpy:
+    `digitdata.regions.decode`, `digitdata.ctc.greedy`).
 
     Args:
-        model_path: the detector .tflite file.
+        model_path: the .tflite file.
+        output_shape: the output's shape without the batch axis, None where any size is accepted; a model
+            whose output differs is refused with a `ModelError` naming what it is not.
+        kind: what the model is, for messages ("region finder", "number recognizer").
         threads, xnnpack, runtime, manifest_path, require_verified: as for `Classifier`.
     """
 
-    def __init__(self, model_path: str | Path = DEFAULT_DETECTOR, threads: int = DEFAULT_THREADS, xnnpack: bool = True,
-                 runtime: str | None = None, manifest_path: str | Path | None = None, require_verified: bool = False):
-        self.path = Path(model_path)
+    def __init__(self, model_path: str | Path, output_shape: tuple, kind: str, threads: int = DEFAULT_THREADS,
+                 xnnpack: bool = True, runtime: str | None = None, manifest_path: str | Path | None = None,
+                 require_verified: bool = False):
+        self.path, self.kind = Path(model_path), kind
         self.integrity, self.interpreter, self.runtime = open_model(self.path, threads, xnnpack, runtime, manifest_path,
                                                                     require_verified)
-        inp = self.interpreter.get_input_details()
-        outputs = {int(d["shape"][-1]): d for d in self.interpreter.get_output_details()}
-        if len(inp) != 1 or sorted(outputs) != [1, 4]:
-            raise ModelError(f"{self.path}: expected one image input and two outputs (heat: 1 channel, box: 4); "
-                             f"this is not a digitlite digit detector.")
-        self._in, self._heat, self._box = inp[0], outputs[1], outputs[4]
-        shape = [int(v) for v in self._in["shape"]]
-        if len(shape) != 4 or shape[0] != 1 or shape[3] != 1:
-            raise ModelError(f"{self.path}: input shape {shape} is not (1, H, W, 1) grey")
+        inp, out = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        shape = [int(v) for v in inp[0]["shape"]] if len(inp) == 1 else []
+        got = tuple(int(v) for v in out[0]["shape"][1:]) if len(out) == 1 else ()
+        if (len(shape) != 4 or shape[0] != 1 or shape[3] != 1 or len(got) != len(output_shape)
+                or any(e is not None and e != g for e, g in zip(output_shape, got, strict=True))):
+            raise ModelError(f"{self.path}: expected one grey (1, H, W, 1) input and one output shaped "
+                             f"{output_shape}; got input {shape} and outputs "
+                             f"{[list(d['shape']) for d in out]}: this is not a digitlite {kind}.")
+        self._in, self._out = inp[0], out[0]
         self.input_size = (shape[2], shape[1])  # (width, height)
+        self.output_shape = got
         self.entry = find_manifest_entry(self.path, manifest_path)
 
     def __repr__(self) -> str:
-        return (f"Detector({self.path.name}, input {self.input_size[0]}x{self.input_size[1]}, "
+        return (f"{type(self).__name__}({self.path.name}, input {self.input_size[0]}x{self.input_size[1]}, "
                 f"runtime={self.runtime.name} {self.runtime.version}, threads={self.runtime.threads})")
 
-    def maps(self, image_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """heat (rows, cols) and box (rows, cols, 4) float32 for one (H, W) uint8 detector input."""
+    def run(self, image_u8: np.ndarray) -> np.ndarray:
+        """The output (float32, no batch axis) for one (H, W) uint8 input of the model's size."""
         x = (np.asarray(image_u8, np.float32) / 255.0).reshape(self._in["shape"])
         q = _quant(self._in)
         tensor = quantize(x, q, self._in["dtype"]) if q.quantized else x
         self.interpreter.set_tensor(self._in["index"], tensor.astype(self._in["dtype"], copy=False))
         self.interpreter.invoke()
-        out = []
-        for detail in (self._heat, self._box):
-            raw = self.interpreter.get_tensor(detail["index"])[0]
-            oq = _quant(detail)
-            out.append(dequantize(raw, oq) if oq.quantized else raw.astype(np.float32))
-        return out[0][..., 0], out[1]
+        raw = self.interpreter.get_tensor(self._out["index"])[0]
+        oq = _quant(self._out)
+        return dequantize(raw, oq) if oq.quantized else raw.astype(np.float32)
+
+
+class RegionFinder(GreyModel):
+    """The region finder: a detector-sized grey picture in, a (rows, cols) "number here" map out."""
+
+    def __init__(self, model_path: str | Path = DEFAULT_REGIONS, **kwargs):
+        super().__init__(model_path, (None, None, 1), "region finder", **kwargs)
+
+    def map(self, image_u8: np.ndarray) -> np.ndarray:
+        return self.run(image_u8)[..., 0]
+
+
+class Recognizer(GreyModel):
+    """The number recognizer: a (32, 256) region in, per-column probabilities of the ten digits and the blank."""
+
+    def __init__(self, model_path: str | Path = DEFAULT_RECOGNIZER, **kwargs):
+        super().__init__(model_path, (None, 11), "number recognizer", **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,8 +176,8 @@ class PiCamera:
 
 
 class Synthetic:
-    """Camera frames rendered by the data engine from MNIST test digits (`digitdata.engine`); `.truth` is the
-    last scene's text.
+    """Camera frames rendered by the data engine from MNIST test digits (`digitdata.engine`, its `photo` mix:
+    what people photograph, one number filling a good part of the frame); `.truth` is the last scene's text.
 
     Like a camera held over a page: each scene is shown for `repeat` frames (so `--stable-frames` can
     settle), at most `fps` frames per second (so the capture thread does not spin a core).
@@ -187,11 +187,11 @@ class Synthetic:
 
     def __init__(self, seed: int = 0, frames: int | None = None, repeat: int = SYNTHETIC_REPEAT,
                  fps: float | None = SYNTHETIC_FPS):
-        from digitdata.engine import scenes
+        from digitdata.engine import MIXES, scenes
         from digitdata.mnist import load_mnist
 
         mnist = load_mnist()
-        self._scenes = scenes(seed, mnist.x_test, mnist.y_test, kind="frame")
+        self._scenes = scenes(seed, mnist.x_test, mnist.y_test, MIXES["photo"], kind="frame")
         self.name, self.frames, self.repeat = "synthetic", frames, max(1, repeat)
         self.fps = fps
         self._served, self._frame, self.truth, self._next_at = 0, None, "", 0.0

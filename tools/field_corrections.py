@@ -41,7 +41,7 @@ def simulate(history: Path, scenes: int, seed: int) -> dict:
             scene = next(frames)
             reading = reader.read(scene.image_bgr)
             ok, jpeg = cv2.imencode(".jpg", scene.image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            record = store.add(reading.to_dict(), "field simulation", reader.classifier.integrity.sha256,
+            record = store.add(reading.to_dict(), "field simulation", reader.integrity.sha256,
                                crops=reading.crops, frame_jpeg=jpeg.tobytes())
             if reading.text == scene.text:
                 counts["exact"] += 1

@@ -16,9 +16,9 @@ What it does, on an x86_64 Debian/Ubuntu host (needs qemu-user-static, debootstr
    (the default threads, what the device runs) must match within one quantization step; with the built-in kernels every
    prediction must agree (their rounding differs between ARM and x86 by up to ~10 steps, reported);
    `digitlite read --json` on the golden images must give the same numbers (confidences within one step,
-   boxes within 2 px: JPEG decoders round differently); `digitlite read --reader learned` (with the released
-   detector) must read the same numbers (its boxes' differences are reported); and `digitlite doctor` must pass
-   inside the emulated system. Functional only: nothing is timed against a limit.
+   boxes within 2 px: JPEG decoders round differently), the reader running the released region finder and
+   recognizer; and `digitlite doctor` must pass inside the emulated system. Functional only: nothing is timed
+   against a limit.
 
 Host-side tooling (debootstrap, QEMU): it lives in tools/, outside the packages the wheel installs.
 
@@ -312,10 +312,6 @@ def compare_json(a: object, b: object, tolerance: float, path: str = "$") -> lis
     return [] if a == b else [f"{path}: {a!r} on x86, {b!r} on aarch64"]
 
 
-def _as_list(value: object) -> list:
-    return value if isinstance(value, list) else [value]
-
-
 def max_float_diff(a: object, b: object) -> float:
     """The largest |a - b| over matching float leaves (timing keys ignored), for the report."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -395,9 +391,11 @@ def check(args: argparse.Namespace) -> dict:
         if manifest.is_file():
             shutil.copy2(manifest, models / "manifest.json")
         model_copy = models / model.name
-        detector = model.parent / "detector_int8.tflite"
-        if detector.is_file():
-            shutil.copy2(detector, models / detector.name)
+        reader_models = [model.parent / "regions_int8.tflite", model.parent / "recognizer_int8.tflite"]
+        for m in reader_models:
+            if not m.is_file():
+                raise CheckFailed(f"{m} not found: the reader's released models sit beside --model")
+            shutil.copy2(m, models / m.name)
         digits, batch_from = fixed_batch()
         batch = work / "batch.npy"
         np.save(batch, digits)
@@ -407,17 +405,13 @@ def check(args: argparse.Namespace) -> dict:
         config.write_text('source = "synthetic"\nheadless = true\n')  # the model installed with the wheel
 
         probe = ["-m", "edge_app.deploy.pi_probe", "--model", str(model_copy), "--batch", str(batch)]
-        read = ["-m", "digitlite", "read", "--json", "--model", str(model_copy), *map(str, goldens)]
-        # The learned reader too, when a detector is released: the same numbers read on every image.
-        learned = (["-m", "digitlite", "read", "--json", "--reader", "learned", "--model", str(model_copy),
-                    "--detector", str(models / detector.name), *map(str, goldens)]
-                   if detector.is_file() and not args.no_read else None)
+        read = ["-m", "digitlite", "read", "--json", "--model", str(model_copy), "--regions",
+                str(models / reader_models[0].name), "--recognizer", str(models / reader_models[1].name),
+                *map(str, goldens)]
         t = time.perf_counter()
         host_python(probe + ["--out", str(work / "probe-x86.json")], "raw outputs", work)
         host_probe = json.loads((work / "probe-x86.json").read_text())
         host_read = None if args.no_read else read_json(host_python(read, "digitlite read", REPO), "read (x86)")
-        host_learned = learned and read_json(host_python(learned, "digitlite read --reader learned", REPO),
-                                             "learned read (x86)")
         timings["host_s"] = time.perf_counter() - t
         quant = host_probe["output_quant"]
         step = float(quant["scale"]) if quant["scale"] else 1e-6
@@ -464,15 +458,6 @@ def check(args: argparse.Namespace) -> dict:
                 if diffs:
                     problems.append(f"{cpu} digitlite read: {len(diffs)} difference(s) from x86, first: "
                                     + "; ".join(diffs[:5]))
-            if learned:
-                target_learned = read_json(emu.python(learned, "digitlite read --reader learned", work),
-                                           f"learned read ({cpu})")
-                texts = [[r.get("text") for r in _as_list(x)] for x in (host_learned, target_learned)]
-                entry["learned_read"] = {"images": len(goldens), "texts_agree": texts[0] == texts[1],
-                                         "box_differences": compare_json(host_learned, target_learned,
-                                                                         tolerance=1.0)[:20]}
-                if texts[0] != texts[1]:
-                    problems.append(f"{cpu} digitlite read --reader learned: {texts[1]} on aarch64, {texts[0]} on x86")
             doctor = emu.python(["-m", "digitlite", "doctor", "--json", "--config", str(config)],
                                 "digitlite doctor", work)
             doc = read_json(doctor, f"doctor ({cpu})")
@@ -511,11 +496,6 @@ def summary(report: dict) -> str:
             lines.append(f"  digitlite read: {rd['images']} golden images, "
                          f"{'identical' if not rd['differences'] else str(len(rd['differences'])) + ' differences'}"
                          f", largest float difference {rd['max_float_diff']:.6f}")
-        if "learned_read" in run_:
-            lr = run_["learned_read"]
-            same = "the same" if lr["texts_agree"] else "DIFFERENT"
-            lines.append(f"  digitlite read --reader learned: {lr['images']} golden images, numbers {same}, "
-                         f"{len(lr['box_differences'])} box differences")
         lines.append("  doctor: " + "; ".join(f"{k} {v.split(':')[0]}" for k, v in run_["doctor"].items()))
     lines.append("time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in report["timings"].items()))
     return "\n".join(f"pi-check: {line}" for line in lines)

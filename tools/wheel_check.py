@@ -4,9 +4,9 @@
    manifest as edge_app/models, the board CSVs; not digits.keras, the PNG reports, tools/ or tests/.
 2. Install it with only the `[edge]` extra into a clean virtualenv.
 3. Prove TensorFlow is absent there: `import tensorflow` fails.
-4. From a folder outside the checkout, with no --model or --detector: `digitlite read --json tests/data/golden/`,
-   with each reader, must read every golden image as the checkout does (same code, the bundled models: a
-   reader's known misses, listed in tests/golden_support.py, stay misses), and `digitlite doctor` must find the
+4. From a folder outside the checkout, with no model options: `digitlite read --json tests/data/golden/` must
+   read every golden image as the checkout does (same code, the bundled models: the reader's known misses,
+   listed in tests/golden_support.py, stay misses), and `digitlite doctor` must find the
    model installed with the package and its manifest.
 
     python -m tools.wheel_check            # make wheel-check
@@ -90,19 +90,16 @@ def check(work: Path) -> list[str]:
     outside.mkdir()
     env = {**os.environ, "DIGITLITE_CONFIG": "", "PYTHONPATH": ""}
     truth = golden_truth()
-    for reader in ("classic", "learned"):
-        args = ["read", "--json", "--reader", reader, str(GOLDEN)]
-        installed = run([str(digitlite), *args], f"digitlite read --reader {reader} (no --model)", cwd=outside, env=env)
-        checkout = run([sys.executable, "-m", "digitlite", *args], f"digitlite read --reader {reader} (checkout)",
-                       cwd=REPO)
-        got, expected = (texts(read_json(p, f"digitlite read --json ({reader})")) for p in (installed, checkout))
-        wrong = compare_readings(got, expected, truth)
-        if wrong:
-            raise CheckFailed(f"digitlite read --reader {reader} with the bundled models differs from the "
-                              "checkout:\n  " + "\n  ".join(wrong))
-        right = sum(got.get(name) == text for name, text in truth.items())
-        lines.append(f"digitlite read --reader {reader} {GOLDEN.relative_to(REPO)}/ from {outside}: as the checkout; "
-                     f"{right}/{len(truth)} as truth.csv says")
+    args = ["read", "--json", str(GOLDEN)]
+    installed = run([str(digitlite), *args], "digitlite read (no model options)", cwd=outside, env=env)
+    checkout = run([sys.executable, "-m", "digitlite", *args], "digitlite read (checkout)", cwd=REPO)
+    got, expected = (texts(read_json(p, "digitlite read --json")) for p in (installed, checkout))
+    wrong = compare_readings(got, expected, truth)
+    if wrong:
+        raise CheckFailed("digitlite read with the bundled models differs from the checkout:\n  " + "\n  ".join(wrong))
+    right = sum(got.get(name) == text for name, text in truth.items())
+    lines.append(f"digitlite read {GOLDEN.relative_to(REPO)}/ from {outside}: as the checkout; "
+                 f"{right}/{len(truth)} as truth.csv says")
 
     doctor = run([str(digitlite), "doctor", "--json"], "digitlite doctor", cwd=outside, env=env)
     model = {c["name"]: c for c in read_json(doctor, "digitlite doctor --json")["checks"]}["model"]

@@ -270,3 +270,83 @@ def train_detector_main(argv: list[str]) -> int:
     print(f"detector: precision {scores['precision']:.2%}, recall {scores['recall']:.2%} at IoU "
           f"{scores['min_iou']} on {cfg.validation_scenes} validation scenes -> {args.out}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- train-recognizer
+
+
+def train_recognizer_main(argv: list[str]) -> int:
+    from dataclasses import asdict
+
+    from train.recognizer_config import RecognizerConfig
+
+    parser = _parser("train-recognizer", "Train the number recognizer (conv + CTC) on rendered regions (MNIST "
+                                         "training digits among words, lines and marks) and write its run folder.")
+    for name, value in asdict(RecognizerConfig()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--out", type=Path, default=Path("runs/recognizer"), help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_data_dir(parser)
+    add_log_level(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = RecognizerConfig(**{k: getattr(args, k) for k in asdict(RecognizerConfig())}).validate()
+    except ValueError as exc:
+        print(f"digitlite train-recognizer: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level)
+    load_tensorflow()
+
+    from digitdata.mnist import MnistError
+    from train.recognizer_trainer import train_recognizer
+    from train.trainer import RunExistsError
+
+    try:
+        scores = train_recognizer(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
+                                  command="digitlite train-recognizer " + shlex.join(argv))
+    except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
+        print(f"digitlite train-recognizer: {exc}", file=sys.stderr)
+        return 2
+    print(f"recognizer: exact {scores['exact']:.2%}, digit-free read as nothing {scores['nothing_read']:.2%}, "
+          f"MNIST singles {scores['mnist_single']:.2%} on the validation set -> {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- train-regions
+
+
+def train_regions_main(argv: list[str]) -> int:
+    from dataclasses import asdict
+
+    from train.region_config import RegionConfig
+
+    parser = _parser("train-regions", "Train the region finder (a per-pixel number-line map) on the data "
+                                      "engine's mixes (MNIST training digits) and write its run folder.")
+    for name, value in asdict(RegionConfig()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--out", type=Path, default=Path("runs/regions"), help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_data_dir(parser)
+    add_log_level(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = RegionConfig(**{k: getattr(args, k) for k in asdict(RegionConfig())}).validate()
+    except ValueError as exc:
+        print(f"digitlite train-regions: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level)
+    load_tensorflow()
+
+    from digitdata.mnist import MnistError
+    from train.region_trainer import train_regions
+    from train.trainer import RunExistsError
+
+    try:
+        scores = train_regions(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
+                               command="digitlite train-regions " + shlex.join(argv))
+    except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
+        print(f"digitlite train-regions: {exc}", file=sys.stderr)
+        return 2
+    print(f"region finder: precision {scores['precision']:.2%}, recall {scores['recall']:.2%} on the validation "
+          f"scenes -> {args.out}")
+    return 0

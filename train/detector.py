@@ -53,15 +53,14 @@ def _upsample(x, size):
     return layers.Resizing(int(size[0]), int(size[1]), interpolation="nearest")(x)
 
 
-def build_detector(width: int = 16, input_shape: tuple = INPUT_SHAPE) -> keras.Model:
-    """The detector for a (256, 320, 1) grey input in [0, 1]; outputs `heat` (64, 80, 1), `box` (64, 80, 4).
+def trunk(inputs, width: int = 16):
+    """The encoder down to stride 32 and the decoder back to stride 4: features (rows/4, cols/4, 1.5 width).
 
     The stem cuts the picture into 4x4 patches (a strided 4x4 convolution, as ConvNeXt does): everything
     after it runs at stride 4 or coarser, which is several times cheaper to train on a CPU than a stride-2
-    stage with the same multiply-adds. `width` scales every layer (16: about 70 k parameters, 41 M MACs).
+    stage with the same multiply-adds.
     """
     w = width
-    inputs = keras.Input(input_shape, name="image")
     x = _bn_relu(layers.Conv2D(int(1.5 * w), 4, strides=4, use_bias=False)(inputs))  # stride 4: 4x4 patches
     s4 = _separable(x, int(1.5 * w))
     x = _separable(s4, int(2.5 * w), 2)
@@ -75,7 +74,17 @@ def build_detector(width: int = 16, input_shape: tuple = INPUT_SHAPE) -> keras.M
         x = _upsample(_lateral(x, filters), skip.shape[1:3])
         x = layers.ReLU(6.0)(layers.Add()([x, _lateral(skip, filters)]))
         x = _separable(x, filters)
+    return x
 
+
+def build_detector(width: int = 16, input_shape: tuple = INPUT_SHAPE) -> keras.Model:
+    """The detector for a (256, 320, 1) grey input in [0, 1]; outputs `heat` (64, 80, 1), `box` (64, 80, 4).
+
+    `width` scales every layer (16: about 70 k parameters, 41 M MACs).
+    """
+    w = width
+    inputs = keras.Input(input_shape, name="image")
+    x = trunk(inputs, w)
     prior = float(np.log(HEAT_PRIOR / (1 - HEAT_PRIOR)))
     heat = layers.Conv2D(1, 1, activation="sigmoid", name="heat",
                          bias_initializer=keras.initializers.Constant(prior))(_separable(x, int(1.5 * w)))

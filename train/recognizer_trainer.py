@@ -1,0 +1,184 @@
+"""One recognizer training run: render the regions, fit with checkpoints, evaluate, write the run folder.
+
+A run folder (`--out runs/NAME`) ends up holding model.keras, config.json, history.json, curves.png and
+report.md/report.json (exact-string accuracy on the fixed validation regions, overall and per kind; the
+share of regions with no digit read as nothing; held-out MNIST digits read one at a time), each written
+atomically; `checkpoint/` lets `--resume` continue an interrupted run (Keras' BackupAndRestore, every epoch).
+
+    digitlite train-recognizer --lines 4000 --epochs 1 --out runs/recognizer-quick
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from digitdata import ctc, lines
+from digitdata.atomic import atomic_path, write_json, write_text
+from digitdata.lines import mnist_inputs, reading_scores
+from digitdata.mnist import cache_dir, find_mnist
+from digitdata.scene_sets import digit_split
+from train.recognizer import build_recognizer, ctc_loss, encode_texts
+from train.recognizer_config import RecognizerConfig
+
+CHUNK = 5000  # regions per worker task (and per cache file)
+RECOGNIZER_PIXELS = {"scale": 1 / 255, "offset": 0.0, "polarity": "ink bright on 0", "layout": "NHWC",
+                     "dtype": "float32", "preprocessing": "digitdata.lines.line_input"}
+
+
+def _render_chunk(task: tuple) -> dict:
+    seed, start, count, part, data_dir = task
+    images, labels = digit_split(find_mnist(data_dir), part)
+    x, texts, kinds = lines.render_inputs(seed, count, images, labels, offset=start)
+    return {"inputs": x, "texts": np.array(texts), "kinds": np.array(kinds)}
+
+
+def render_lines(count: int, seed: int, part: str, data_dir=None, cache: bool = True) -> tuple[np.ndarray, list, list]:
+    """`count` recognizer inputs from `seed` with the `part` digits, rendered in parallel or loaded from the
+    cache; region i always comes from the seed [seed, i], whatever the number of workers."""
+    recipe = {"what": "lines", "seed": seed, "part": part, "config": asdict(lines.LineConfig()),
+              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 1}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    folder = cache_dir().parent / "lines"
+    starts = list(range(0, count, CHUNK))
+    paths = [folder / f"lines-{part}-{seed}-{s}-{min(CHUNK, count - s)}-{key}.npz" for s in starts]
+    missing = [i for i, p in enumerate(paths) if not (cache and p.is_file())]
+    parts: dict[int, dict] = {}
+    if missing:
+        data_dir = str(find_mnist(data_dir).directory) if data_dir is None else str(data_dir)
+        tasks = [(seed, starts[i], min(CHUNK, count - starts[i]), part, data_dir) for i in missing]
+        workers = min(len(tasks), os.cpu_count() or 1)
+        with ProcessPoolExecutor(workers) as pool:
+            for i, arrays in zip(missing, pool.map(_render_chunk, tasks), strict=True):
+                parts[i] = arrays
+                if cache:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    tmp = paths[i].with_suffix(".tmp.npz")
+                    np.savez(tmp, **arrays)
+                    os.replace(tmp, paths[i])
+    for i, p in enumerate(paths):
+        if i not in parts:
+            with np.load(p) as z:
+                parts[i] = {k: z[k] for k in z.files}
+    ordered = [parts[i] for i in range(len(paths))]
+    return (np.concatenate([p["inputs"] for p in ordered]), [str(t) for p in ordered for t in p["texts"]],
+            [str(k) for p in ordered for k in p["kinds"]])
+
+
+def predict_texts(model, inputs_u8: np.ndarray, batch_size: int = 256) -> list[str]:
+    """The Keras model's greedy readings of uint8 inputs (N, H, W)."""
+    out = []
+    for s in range(0, len(inputs_u8), batch_size):
+        p = np.asarray(model(inputs_u8[s:s + batch_size, ..., None].astype(np.float32) / 255.0, training=False))
+        out += ctc.greedy_batch(p)
+    return out
+
+
+def _report_markdown(scores: dict, cfg: RecognizerConfig, params: int) -> str:
+    out = [f"# Number recognizer: {params:,} parameters", "",
+           f"Validation: {cfg.validation_lines} rendered regions (seed {cfg.validation_seed}, held-out training "
+           f"digits), greedy CTC decoding.", "",
+           f"**Exact strings {scores['exact']:.2%}** on regions with digits; regions with no digit read as "
+           f"nothing: **{scores['nothing_read']:.2%}**; held-out MNIST digits one at a time: "
+           f"**{scores['mnist_single']:.2%}** ({scores['mnist_count']}).", "",
+           "| kind | regions | exact |", "|---|---:|---:|"]
+    out += [f"| {k} | {v['regions']} | {v['exact']:.2%} |" for k, v in scores["per_kind"].items()]
+    return "\n".join(out) + "\n"
+
+
+def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resume: bool = False,
+                     verbose: int | str | None = None, command: str | None = None) -> dict:
+    """Train the recognizer into the run folder `out`; returns the validation scores."""
+    from train.trainer import checkpoint_of, read_history, versions
+
+    cfg.validate()
+    out = Path(out)
+    checkpoint = checkpoint_of(out, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    started = time.perf_counter()
+    x_train, t_train, _ = render_lines(cfg.lines, cfg.seed, "train", data_dir)
+    x_val, t_val, k_val = render_lines(cfg.validation_lines, cfg.validation_seed, "validation", data_dir)
+    render_seconds = time.perf_counter() - started
+
+    model = build_recognizer(cfg.width, cfg.dropout)
+    steps = int(np.ceil(len(x_train) / cfg.batch_size))
+    total = cfg.epochs * steps
+    warmup = min(steps, total // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate / 10, max(1, total - warmup), alpha=0.02,
+                                                      warmup_target=cfg.learning_rate, warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, clipnorm=5.0),
+                  loss=ctc_loss)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(checkpoint), delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(out / "last.keras")),  # the latest epoch's model, to look at early
+    ]
+    started = time.perf_counter()
+    model.fit(_Regions(x_train, encode_texts(t_train), cfg.batch_size, cfg.seed),
+              validation_data=(x_val[..., None].astype(np.float32) / 255.0, encode_texts(t_val)),
+              batch_size=cfg.batch_size, epochs=cfg.epochs, callbacks=callbacks,
+              verbose=verbose if verbose is not None else ("auto" if sys.stdout.isatty() else 2))
+    train_seconds = time.perf_counter() - started
+
+    scores = reading_scores(predict_texts(model, x_val), t_val, k_val)
+    images, labels = digit_split(find_mnist(data_dir), "validation")
+    singles = predict_texts(model, mnist_inputs(images))
+    scores["mnist_single"] = float(np.mean([r == str(int(y)) for r, y in zip(singles, labels, strict=True)]))
+    scores["mnist_count"] = len(labels)
+    history = read_history(out / "history.csv")
+    with atomic_path(out / "model.keras") as tmp:
+        model.save(tmp)
+    write_json(out / "history.json", history)
+    write_json(out / "report.json", scores)
+    write_text(out / "report.md", _report_markdown(scores, cfg, model.count_params()))
+    from digitdata import plots
+
+    plots.curves(history, out / "curves.png", title="number recognizer", metrics=("loss",))
+    write_json(out / "config.json", {
+        "task": "recognizer", "recognizer": asdict(cfg), "lines": asdict(lines.LineConfig()),
+        "pixels": RECOGNIZER_PIXELS, "params": int(model.count_params()),
+        "epochs_run": len(history.get("epoch", [])), "render_seconds": round(render_seconds, 1),
+        "train_seconds": round(train_seconds, 1), "validation": scores,
+        "command": command or " ".join(sys.argv), "versions": versions(),
+    })
+    import shutil
+
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    (out / "last.keras").unlink(missing_ok=True)
+    return scores
+
+
+class _Regions(keras.utils.PyDataset):
+    """Shuffled batches of (input in [0, 1], CTC target); a new order every epoch."""
+
+    def __init__(self, x_u8: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.x, self.y, self.batch_size = x_u8, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x_u8))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.x) / self.batch_size))
+
+    def __getitem__(self, i: int):
+        idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+        return self.x[idx, ..., None].astype(np.float32) / 255.0, self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+
+def load_config(path: str | Path) -> RecognizerConfig:
+    data = json.loads(Path(path).read_text())
+    return RecognizerConfig.from_dict(data.get("recognizer", data))
