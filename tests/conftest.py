@@ -18,6 +18,7 @@ from digitdata.mnist import ENV_DIR, MnistError, find_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 _FOUND: dict[str, str] = {}  # "directory" or "skip": what the session's one search gave, for the summary
+_PEAKS: list[tuple[str, float]] = []  # (case, peak resident memory in MB) measured by the reliability tests
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +91,17 @@ def _say(config, line: str) -> None:
             reporter.write_line(line)
 
 
+@pytest.fixture(scope="session")
+def peak_rss():
+    """record(case, megabytes): a measured peak resident memory, listed at the end of the session."""
+    return lambda case, megabytes: _PEAKS.append((case, megabytes))
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _PEAKS:
+        terminalreporter.write_sep("-", "peak resident memory per case (measured, MB)")
+        for case, megabytes in _PEAKS:
+            terminalreporter.write_line(f"{megabytes:8.0f} MB  {case}")
     if "directory" in _FOUND:
         terminalreporter.write_line(f"MNIST for this session: {_FOUND['directory']}")
     elif "skip" in _FOUND:
