@@ -10,6 +10,7 @@ need MNIST are skipped with the reason (`-ra` prints it); no test downloads anyt
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,46 @@ def _say(config, line: str) -> None:
     if reporter is not None and capture is not None:
         with capture.global_and_fixture_disabled():
             reporter.write_line(line)
+
+
+class FullDisk:
+    """A small real filesystem (tmpfs): `fill()` writes a filler file until the disk says ENOSPC; `free()` deletes
+    it."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.filler = folder, folder / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for chunk in (65536, 512, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * chunk)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MB tmpfs mounted in tmp_path (root only: CI runs as root; skipped with the reason elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is a small tmpfs, and mounting one needs root (CI runs as root)")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield FullDisk(folder)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 @pytest.fixture(scope="session")
