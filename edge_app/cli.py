@@ -355,6 +355,10 @@ def run_main(argv: list[str]) -> int:
 
     try:
         check_live_options(args)
+        if args.web:
+            from edge_app.web.server import check_token
+
+            check_token(args.token)
         reader = reader_from_args(args)
         web = _web_view(args, reader) if args.web else None
     except (*_model_errors(), ImportError, OSError) as exc:

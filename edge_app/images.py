@@ -261,6 +261,21 @@ def decode_image(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray
     return np.ascontiguousarray(check_frame(rgb, limits)[:, :, ::-1])
 
 
+def header_pixels(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> int | None:
+    """Width x height from an image's header, without decoding a pixel; None when it is not an image we open (the
+    decoder then refuses it quickly). What the web weighs an upload by before it takes a slot."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data), formats=limits.formats) as image:
+                width, height = image.size
+        except Exception:  # hostile bytes: any failure means "not an image", as in decode_image
+            return None
+    return width * height
+
+
 def read_image(path: str | Path, limits: ImageLimits = FILE_LIMITS) -> np.ndarray:
     """The BGR uint8 frame of an image file (see `decode_image`), its size checked before it is read.
 
