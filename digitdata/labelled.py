@@ -16,6 +16,10 @@ as labelled 28x28 digits (`read_digits`), grouped by row so that a held-out shar
 training. A row whose own file is a 28x28 grey image with a one-digit label is read as a digit too (a folder of
 hand-labelled crops). Writes are atomic, labels.csv last.
 
+Reading any labels.csv goes through `csv_rows` (bounded: a line, a field and the row count have limits, so a
+hostile file costs little memory and gets a clear error) and `inside` (a row's file stays inside its folder:
+an absolute path, a `..` or a link that leads out is refused), here and in `edge_app.evaluation` alike.
+
     python -m digitdata.labelled runs/corrections      # counts what training would read from a folder
 """
 
@@ -23,7 +27,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +43,56 @@ IMAGES = "images"
 MANIFEST = "corrections.json"
 CROPS_SUFFIX = ".crops.png"
 SIDE = 28  # px: MNIST's digit size, the classifier's input
+MAX_LINE_CHARS = 64 * 1024  # characters a labels.csv line may hold: a file name, a label, a kind are short
+MAX_ROWS = 200_000  # rows one labels.csv may hold (a corrections export of a year of readings is far fewer)
+
+log = logging.getLogger(__name__)
+
+
+def csv_rows(path: Path, max_line: int = MAX_LINE_CHARS, max_rows: int = MAX_ROWS) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each row of a UTF-8 CSV file, read a line at a time, the header first.
+
+    A line is read at most `max_line` characters at a time (a 100 MB line of commas never becomes 100 million
+    cells), a field spanning lines stops at the csv module's field limit, and at most `max_rows` rows are read.
+
+    Raises:
+        ValueError: naming the file and line: a line or field too long, too many rows, not UTF-8 CSV.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        def lines() -> Iterator[str]:
+            number = 0
+            while line := f.readline(max_line + 1):
+                number += 1
+                if len(line) > max_line and not line.endswith("\n"):
+                    raise ValueError(f"{path}, line {number}: longer than {max_line} characters; a labels file "
+                                     f"holds one short row per image (file,label,kind)")
+                yield line
+
+        reader = csv.reader(lines())
+        for count in range(max_rows + 2):  # the header, max_rows rows, and one more to know there are more
+            start = reader.line_num + 1  # a quoted field may span lines: a row is named by its first
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path}, line {start}: not a UTF-8 CSV file ({exc})") from None
+            if count > max_rows:
+                raise ValueError(f"{path}: more than {max_rows} rows; split the set into several folders")
+            yield start, row
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused when it leads out of `folder` (an absolute path, `..`, a link pointing out).
+
+    Raises:
+        ValueError: naming the file and the folder.
+    """
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"{name!r} is outside {folder}: a labels file names files in its own folder (or its "
+                         f"{IMAGES}/), by a relative path")
+    return path
 
 
 @dataclass
@@ -103,30 +159,38 @@ class Digits:
         return len(self.labels)
 
 
-def _image(folder: Path, name: str) -> Path | None:
-    for path in (folder / name, folder / IMAGES / name):
+def find_image(folder: Path, name: str) -> Path | None:
+    """Where a labels row's file is: in the folder or in its images/ subfolder; None if in neither.
+
+    Raises:
+        ValueError: the name leads out of the folder (`inside`).
+    """
+    for sub in (".", IMAGES):
+        path = inside(folder, str(Path(sub) / name))
         if path.is_file():
             return path
     return None
 
 
 def _read_rows(labels: Path) -> list[tuple[str, str]]:
-    with open(labels, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        column = next((c for c in ("label", "text") if c in header), None)
-        if "file" not in header or column is None:
-            raise ValueError(f"{labels}: columns {header or '(none)'}; a labels file needs `file` and `label`")
-        i_file, i_label = header.index("file"), header.index(column)
-        return [(row[i_file].strip(), "".join(row[i_label].split())) for row in reader
-                if len(row) > max(i_file, i_label) and row[i_file].strip()]
+    rows = csv_rows(labels)
+    header = [h.strip().lower() for h in next(rows, (0, []))[1]]
+    column = next((c for c in ("label", "text") if c in header), None)
+    if "file" not in header or column is None:
+        raise ValueError(f"{labels}: columns {header or '(none)'}; a labels file needs `file` and `label`")
+    i_file, i_label = header.index("file"), header.index(column)
+    return [(row[i_file].strip(), "".join(row[i_label].split())) for _, row in rows
+            if len(row) > max(i_file, i_label) and row[i_file].strip()]
 
 
 def read_digits(folders: list[str | Path]) -> Digits:
     """Every labelled 28x28 digit in `folders` (labelled sets as `write_set` writes them).
 
+    Rows that give no digit are listed in `skipped` (and logged as a warning, so the console shows them).
+
     Raises:
-        FileNotFoundError: a folder without labels.csv. ValueError: a malformed labels.csv.
+        FileNotFoundError: a folder without labels.csv. ValueError: a malformed labels.csv (a line or field too
+            long, too many rows).
     """
     images, labels, groups, skipped = [], [], [], []
     group = 0
@@ -140,8 +204,12 @@ def read_digits(folders: list[str | Path]) -> Digits:
             if not label.isascii() or not label.isdigit():
                 skipped.append(f"{folder / name}: label {label!r} is not digits")
                 continue
-            strip = _image(folder, Path(name).stem + CROPS_SUFFIX)
-            own = _image(folder, name)
+            try:
+                own = find_image(folder, name)
+                strip = find_image(folder, Path(name).stem + CROPS_SUFFIX)
+            except ValueError as exc:
+                skipped.append(str(exc))
+                continue
             source = strip or own
             if source is None:
                 skipped.append(f"{folder / name}: no image")
@@ -156,6 +224,9 @@ def read_digits(folders: list[str | Path]) -> Digits:
                 images.append(pixels[:, k * SIDE:(k + 1) * SIDE])
                 labels.append(int(digit))
                 groups.append(group)
+    if skipped:
+        log.warning("%d of %d labelled rows in %s give no digit and are left out; the first: %s", len(skipped), group,
+                    ", ".join(map(str, folders)), "; ".join(skipped[:3]))
     stack = np.stack(images).astype(np.uint8) if images else np.zeros((0, SIDE, SIDE), np.uint8)
     return Digits(stack, np.array(labels, np.int64), np.array(groups, np.int64), skipped)
 

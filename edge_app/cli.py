@@ -352,6 +352,10 @@ def run_main(argv: list[str]) -> int:
 
     try:
         check_live_options(args)
+        if args.web:
+            from edge_app.web.server import check_token
+
+            check_token(args.token)
         reader = reader_from_args(args)
         web = _web_view(args, reader) if args.web else None
     except (*_model_errors(), ImportError, OSError) as exc:
@@ -473,7 +477,8 @@ def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
 
 def eval_main(argv: list[str]) -> int:
     parser = _parser("eval", "Accuracy and speed on a folder of labelled images: labels.csv (file,label[,kind]; "
-                             "labels are digit strings, leading zeros count) beside the images or an images/ "
+                             "labels are digit strings, leading zeros count, spaces between numbers on different "
+                             "lines, empty for an image with no number) beside the images or an images/ "
                              "folder. Exact-number and per-digit accuracy, overall and per kind, time per image, "
                              "and a contact sheet of the misses.")
     parser.add_argument("folder", type=Path, help="the folder with labels.csv (else truth.csv) and the images")

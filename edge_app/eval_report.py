@@ -59,7 +59,7 @@ def _tile(item: ItemResult, readers: list[str]) -> np.ndarray:
     else:
         cv2.putText(tile, "unreadable image", (10, th // 2), FONT, FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
     lines = [(f"{item.name}" + (f"  [{item.kind}]" if item.kind else ""), (60, 60, 60)),
-             (f"truth {item.label}", (0, 0, 0))]
+             (f"truth {item.label or '(none)'}", (0, 0, 0))]
     for k, name in enumerate(readers):
         read = item.reads[name]
         mark = "ok" if item.exact(name) else "MISS"
@@ -98,14 +98,19 @@ def _percent(score: dict) -> str:
 
 
 def table(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and one row per reader: exact overall and per kind, per-digit accuracy, time per image."""
-    kinds = report["kinds"]
-    header = ["reader", "exact", *(f"exact {k}" for k in kinds), "per-digit", "s/image", "images/s"]
+    """Header and one row per reader: exact overall, per kind group and per kind, per-digit accuracy, false
+    readings (where some labels are empty), time per image."""
+    columns = [*report.get("kind_groups", {}), *report["kinds"]]
+    empty = any(r["scores"]["all"].get("empty") for r in report["readers"].values())
+    header = ["reader", "exact", *(f"exact {k}" for k in columns), "per-digit",
+              *(["false readings"] if empty else []), "s/image", "images/s"]
     rows = []
     for name, r in report["readers"].items():
         scores, speed = r["scores"], r["speed"]
-        rows.append([name, _percent(scores["all"]), *(_percent(scores[k]) for k in kinds),
-                     f"{scores['all']['per_digit_accuracy']:.1%}",
+        overall = scores["all"]
+        rows.append([name, _percent(overall), *(_percent(scores[k]) for k in columns),
+                     f"{overall['per_digit_accuracy']:.1%}",
+                     *([f"{overall['false_readings']}/{overall['empty']}"] if empty else []),
                      f"{speed['s_per_image']:.4f}" if speed["images"] else "-",
                      f"{speed['images_per_second']:.1f}" if speed.get("images_per_second") else "-"])
     return header, rows
@@ -129,7 +134,7 @@ def summary_text(report: dict, out: Path | None = None) -> str:
     for name, r in report["readers"].items():
         misses = r["misses"]
         if misses:
-            listed = "; ".join(f"{m['file']}: {m['label']} read {m['read'] or '(nothing)'}"
+            listed = "; ".join(f"{m['file']}: {m['label'] or '(none)'} read {m['read'] or '(nothing)'}"
                                for m in misses[:MISSES_LISTED])
             more = f" (and {len(misses) - MISSES_LISTED} more)" if len(misses) > MISSES_LISTED else ""
             lines.append(f"misses of {name}: {listed}{more}")
@@ -147,9 +152,11 @@ def markdown(report: dict) -> str:
           f"Command: `{report['command']}` ({report['created']}). {_about(report)}.", "",
           "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
-    md += ["", "Exact: the reading with whitespace removed equals the label (leading zeros count). Per-digit: "
-           "1 - (sum of digit edit distances) / (sum of label digits), see `edge_app/evaluation.py`. Times: the "
-           "read call alone, after one untimed warm-up read.", ""]
+    md += ["", "Exact: the reading with whitespace removed equals the label with whitespace removed (leading zeros "
+           "count; an empty label, no number on the image, is matched only by an empty reading, and anything read "
+           "there is a false reading). Kinds joined by + are scored together. Per-digit: 1 - (sum of digit edit "
+           "distances) / (sum of label digits), see `edge_app/evaluation.py`. Times: the read call alone, after "
+           "one untimed warm-up read.", ""]
     md += [f"- **{name}**: {about}" for name, about in report["reader_descriptions"].items()]
     readers = list(report["readers"])
     missed = [item for item in report["items"] if not all(item["reads"][r]["exact"] for r in readers)]
@@ -159,7 +166,7 @@ def markdown(report: dict) -> str:
         for item in missed:
             cells = [("" if item["reads"][r]["exact"] else "✗ ") + (item["reads"][r]["text"] or "(nothing)")
                      + (f" ({item['reads'][r]['error']})" if item["reads"][r].get("error") else "") for r in readers]
-            md.append(f"| {item['file']} | {item['kind']} | {item['label']} | " + " | ".join(cells) + " |")
+            md.append(f"| {item['file']} | {item['kind']} | {item['label'] or '(none)'} | " + " | ".join(cells) + " |")
         shown = f" (the first {MAX_TILES})" if len(missed) > MAX_TILES else ""
         md += ["", f"![the images some reader missed{shown}](misses.png)"]
     return "\n".join(md) + "\n"

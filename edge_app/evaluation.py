@@ -2,26 +2,32 @@
 
 Owns what a score is, whichever reader produced the strings: a reader is any `predict(frame_bgr) -> (text,
 boxes)` callable, so the project's reader, a second reader and an OCR peer are scored by the same code on the
-same frames. Also owns the labels file (`labels.csv`: `file,label[,kind]`, every value read as text). No
-OpenCV and no model here: the report files are `edge_app.eval_report`, the command is `digitlite eval`.
+same frames. Also owns the labels file (`labels.csv`: `file,label[,kind]`, every value read as text, read by
+`digitdata.labelled.csv_rows` within its line and row limits; every file kept inside the folder). No OpenCV
+and no model here: the report files are `edge_app.eval_report`, the command is `digitlite eval`.
 
     digitlite eval ../shared/datasets/real-photos --out runs/eval
 
 **Exact** (as in shared/datasets/real-photos/README.md): the reading with all whitespace removed equals the
-label: same digits, same order, same count, leading zeros included. Anything else in the reading (a stray
-letter, a hyphen) is a wrong character, not something to strip.
+label with all whitespace removed: same digits, same order, same count, leading zeros included. A label's
+spaces separate numbers on different lines or cells (`37 50`, shared/datasets/real-pages/README.md). An
+**empty** label says the image holds no number: only an empty reading is right there, and anything read on it
+is a **false reading**, counted apart. Anything else in the reading (a stray letter, a hyphen) is a wrong
+character, not something to strip.
+
+**Kind groups**: where kinds carry a suffix (`page-printed`, `none-printed`), the kinds without one are scored
+together as the headline and those of each suffix together apart (real-pages: page+none, then -printed).
 
 **Per-digit accuracy** is OCR's character accuracy (Rice, Jenkins and Nartker's ISRI tests): over a set of
 images, `1 - sum(edit distance) / sum(label length)`, floored at 0. The edit distance is Levenshtein's on
 the digit strings: a digit missed, a digit too many and a wrong digit each cost one. "1234" for "12345"
 costs 1 edit of 5 digits (80 %), and so does "2345": a position-by-position comparison would give the
 shifted reading nothing and the right digits no credit. An unreadable image, or a reader that failed on
-it, reads as nothing: every label digit is missed.
+it, reads as nothing: every label digit is missed. A false reading's digits are edits too.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -31,12 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from digitdata.labelled import csv_rows, find_image
+
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 Predict = Callable[[np.ndarray], tuple[str, list[Box]]]
 
 LABELS_FILES = ("labels.csv", "truth.csv")  # looked for in this order; truth.csv is what the golden folder has
 LABEL_COLUMNS = ("label", "text")  # `text`: the column name of truth.csv (tests/data/golden)
-IMAGE_FOLDERS = (".", "images")  # a label's file is looked up in the folder, then in its images/ (real-photos)
 MAX_LISTED = 5  # file names quoted in one error message
 
 
@@ -71,12 +78,21 @@ class Score:
     exact: int = 0
     label_digits: int = 0
     digit_edits: int = 0
+    empty: int = 0  # images whose label is empty: no number on them
+    false_readings: int = 0  # of those, the ones where something was read
 
     def add(self, label: str, read: str) -> None:
         self.images += 1
         self.exact += read == label
         self.label_digits += len(label)
         self.digit_edits += digit_edits(label, read)
+        self.empty += not label
+        self.false_readings += not label and bool(read)
+
+    def __iadd__(self, other: Score) -> Score:
+        for name in ("images", "exact", "label_digits", "digit_edits", "empty", "false_readings"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
 
     @property
     def exact_accuracy(self) -> float:
@@ -89,7 +105,8 @@ class Score:
     def to_dict(self) -> dict:
         return {"images": self.images, "exact": self.exact, "exact_accuracy": round(self.exact_accuracy, 4),
                 "label_digits": self.label_digits, "digit_edits": self.digit_edits,
-                "per_digit_accuracy": round(self.per_digit_accuracy, 4)}
+                "per_digit_accuracy": round(self.per_digit_accuracy, 4), "empty": self.empty,
+                "false_readings": self.false_readings}
 
 
 # ---------------------------------------------------------------------------------------------- running readers
@@ -199,15 +216,34 @@ def evaluate(samples: Iterable[Sample], readers: dict[str, Predict],
 # ---------------------------------------------------------------------------------------------- summaries
 
 
+def kind_groups(kinds: Iterable[str]) -> dict[str, list[str]]:
+    """Kinds scored together, when some carry a suffix: the plain kinds ("page+none") and those of each suffix
+    ("page-printed+none-printed"), named by their members joined with "+"; {} when no kind has a suffix."""
+    kinds = sorted(set(kinds))
+    by_suffix: dict[str, list[str]] = {}
+    for kind in kinds:
+        by_suffix.setdefault(kind.rpartition("-")[2] if "-" in kind else "", []).append(kind)
+    if set(by_suffix) <= {""}:
+        return {}
+    return {"+".join(members): members for _, members in sorted(by_suffix.items())}
+
+
 def scores(results: list[ItemResult], reader: str) -> dict[str, Score]:
-    """One Score for all images ("all"), then one per kind, sorted (an image without a kind is in "all" only)."""
+    """One Score for all images ("all"), then one per kind group (`kind_groups`), then one per kind, sorted (an
+    image without a kind is in "all" only)."""
     by_kind: dict[str, Score] = {"all": Score()}
     for item in results:
         digits = item.reads[reader].digits
         by_kind["all"].add(item.label, digits)
         if item.kind:
             by_kind.setdefault(item.kind, Score()).add(item.label, digits)
-    return {"all": by_kind.pop("all"), **dict(sorted(by_kind.items()))}
+    overall = by_kind.pop("all")
+    groups = {}
+    for name, members in kind_groups(by_kind).items():
+        groups[name] = Score()
+        for kind in members:
+            groups[name] += by_kind[kind]
+    return {"all": overall, **groups, **dict(sorted(by_kind.items()))}
 
 
 def speed(results: list[ItemResult], reader: str) -> dict:
@@ -224,7 +260,8 @@ def speed(results: list[ItemResult], reader: str) -> dict:
 def summarise(results: list[ItemResult], readers: list[str]) -> dict:
     """The report's numbers: per reader its scores (overall, per kind), speed and misses; decode time."""
     decoded = [item.decode_seconds for item in results if not item.error]
-    out = {"images": len(results), "kinds": sorted({item.kind for item in results if item.kind}),
+    kinds = sorted({item.kind for item in results if item.kind})
+    out = {"images": len(results), "kinds": kinds, "kind_groups": kind_groups(kinds),
            "decode_ms_mean": round(1e3 * float(np.mean(decoded)), 3) if decoded else None,
            "unreadable": [{"file": item.name, "error": item.error} for item in results if item.error],
            "readers": {}}
@@ -255,52 +292,45 @@ def read_labels(path: Path) -> list[tuple[str, str, str]]:
     """(file, label, kind) rows of a labels file; every value is text, the label without whitespace.
 
     Raises:
-        LabelsError: not UTF-8 CSV, no `file` or label column, an empty or non-digit label, a file listed twice.
+        LabelsError: not UTF-8 CSV, a line or field too long, too many rows, no `file` or label column, a label
+            that is not digits (and spaces), a file listed twice.
     """
     try:
         return _read_labels(path)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise LabelsError(f"{path}: not a UTF-8 CSV file ({exc})") from None
+    except LabelsError:
+        raise
+    except ValueError as exc:  # digitdata.labelled.csv_rows: the file, the line and what is wrong
+        raise LabelsError(str(exc)) from None
 
 
 def _read_labels(path: Path) -> list[tuple[str, str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        label_column = next((c for c in LABEL_COLUMNS if c in header), None)
-        if "file" not in header or label_column is None:
-            raise LabelsError(f"{path}: columns {header or '(none)'}; a labels file needs the columns `file` and "
-                              "`label` (and optionally `kind`), e.g. the header `file,label,kind`")
-        i_file, i_label = header.index("file"), header.index(label_column)
-        i_kind = header.index("kind") if "kind" in header else None
-        rows, seen = [], {}
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            line = reader.line_num
-            cells = row + [""] * (len(header) - len(row))
-            name, label = cells[i_file].strip(), normalise(cells[i_label])
-            if not name:
-                raise LabelsError(f"{path}, line {line}: no file name")
-            if not label or not label.isascii() or not label.isdigit():
-                raise LabelsError(f"{path}, line {line}: label {cells[i_label]!r} for {name} is not a digit string "
-                                  "(labels are digits only, e.g. 0427; leading zeros count)")
-            if name in seen:
-                raise LabelsError(f"{path}, line {line}: {name} is listed twice (also on line {seen[name]})")
-            seen[name] = line
-            rows.append((name, label, cells[i_kind].strip() if i_kind is not None else ""))
+    lines = csv_rows(path)
+    header = [h.strip().lower() for h in next(lines, (0, []))[1]]
+    label_column = next((c for c in LABEL_COLUMNS if c in header), None)
+    if "file" not in header or label_column is None:
+        raise LabelsError(f"{path}: columns {header or '(none)'}; a labels file needs the columns `file` and "
+                          "`label` (and optionally `kind`), e.g. the header `file,label,kind`")
+    i_file, i_label = header.index("file"), header.index(label_column)
+    i_kind = header.index("kind") if "kind" in header else None
+    rows, seen = [], {}
+    for line, row in lines:
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = row + [""] * (len(header) - len(row))
+        name, label = cells[i_file].strip(), normalise(cells[i_label])
+        if not name:
+            raise LabelsError(f"{path}, line {line}: no file name")
+        if label and not (label.isascii() and label.isdigit()):
+            raise LabelsError(f"{path}, line {line}: label {cells[i_label]!r} for {name} is not a digit string "
+                              "(labels are digits only, e.g. 0427, numbers on different lines separated by a "
+                              "space, e.g. 37 50; empty when the image holds no number; leading zeros count)")
+        if name in seen:
+            raise LabelsError(f"{path}, line {line}: {name} is listed twice (also on line {seen[name]})")
+        seen[name] = line
+        rows.append((name, label, cells[i_kind].strip() if i_kind is not None else ""))
     if not rows:
         raise LabelsError(f"{path}: a header but no rows")
     return rows
-
-
-def resolve_image(folder: Path, name: str) -> Path | None:
-    """Where a labels row's file is: in the folder or in its images/ subfolder; None if in neither."""
-    for sub in IMAGE_FOLDERS:
-        path = folder / sub / name
-        if path.is_file():
-            return path
-    return None
 
 
 def labelled_samples(folder: Path, load: Callable[[Path], np.ndarray],
@@ -308,20 +338,34 @@ def labelled_samples(folder: Path, load: Callable[[Path], np.ndarray],
     """The labels file used and one Sample per row, each loaded by `load(path)` when evaluated.
 
     Raises:
-        LabelsError: the labels file is missing or malformed, or names files that are not in the folder.
+        LabelsError: the labels file is missing or malformed, or names files that are not in the folder (or
+            that lead out of it: an absolute path, `..`, a link pointing out).
     """
     labels = labels or find_labels(folder)
     if not labels.is_file():
         raise LabelsError(f"no such labels file: {labels}")
     rows = read_labels(labels)
-    paths = {name: resolve_image(folder, name) for name, _, _ in rows}
+    outside = []
+    paths = {}
+    for name, _, _ in rows:
+        try:
+            paths[name] = find_image(folder, name)
+        except ValueError:
+            outside.append(name)
+    if outside:
+        quoted = _listed([repr(name) for name in outside])
+        raise LabelsError(f"{labels}: {len(outside)} listed files lead out of {folder} ({quoted}); name the images "
+                          f"by paths relative to the folder, inside it")
     missing = [name for name, path in paths.items() if path is None]
     if missing:
-        listed = ", ".join(missing[:MAX_LISTED]) + (f" and {len(missing) - MAX_LISTED} more"
-                                                   if len(missing) > MAX_LISTED else "")
         raise LabelsError(f"{labels}: {len(missing)} of {len(rows)} listed files are neither in {folder} nor in "
-                          f"{folder / 'images'}: {listed}")
+                          f"{folder / 'images'}: {_listed(missing)}")
     return labels, [Sample(name, label, kind, partial(load, paths[name])) for name, label, kind in rows]
+
+
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+    return ", ".join(names[:MAX_LISTED]) + more
 
 
 def from_reader(reader) -> Predict:

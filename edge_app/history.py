@@ -10,8 +10,15 @@ whose commit returned survives a crash or a power cut, and `digitlite history` c
 writes. The live loop commits each stable reading here before any sink sees it; `edge_app.mqtt` publishes
 from the outbox; the web view lists the recent readings from it. This module also holds `digitlite history`.
 
+A history is checked when it is opened (`PRAGMA quick_check`): a corrupt file is refused with a message naming
+it, and `digitlite history --repair` copies what is readable into a new file, keeping the old one beside it. A
+write that fails (a full or read-only disk) raises `HistoryWriteError`; `last_error` says so until a write
+succeeds again. Every input is bounded here: reading ids (SQLite's 64-bit integers), `--since` (at most
+`MAX_SINCE_DAYS` back) and corrections (`MAX_CORRECTION_CHARS`), alike for the CLI and the web.
+
     digitlite history --since 1h
     digitlite history --since 2026-11-01 --csv > readings.csv
+    digitlite history --repair --db /var/lib/digitlite/readings.db
 """
 
 from __future__ import annotations
@@ -80,10 +87,26 @@ CREATE TABLE IF NOT EXISTS examples (
 MIGRATIONS = {2: ("ALTER TABLE readings ADD COLUMN suspect TEXT", "ALTER TABLE readings ADD COLUMN corrected_text TEXT",
                   "ALTER TABLE readings ADD COLUMN corrected_time TEXT")}
 CROP_SIDE = 28  # px: the classifier's input (digitdata.pixels)
+MAX_READING_ID = 2**63 - 1  # SQLite's largest integer: ids are 1 to this
+MAX_CORRECTION_CHARS = 200  # characters a correction may have (web and CLI alike): a meter has a few numbers
+MAX_SINCE_DAYS = 36_600  # --since goes back at most 100 years
+REPAIR_BATCH = 512  # rows copied per query by --repair; a range that fails is split until the bad rows are found
 
 
 class HistoryError(OSError):
-    """The history database cannot be opened or is not a digitlite history."""
+    """The history database cannot be opened, is not a digitlite history, or is corrupt."""
+
+
+class HistoryWriteError(HistoryError):
+    """A reading could not be committed (a full or read-only disk): nothing of it was stored."""
+
+
+def check_reading_id(reading_id: int) -> int:
+    """The id, or ValueError when it cannot be a reading's id (1 to MAX_READING_ID)."""
+    if not 1 <= reading_id <= MAX_READING_ID:
+        raise ValueError(f"reading id {reading_id} is out of range: ids are 1 to {MAX_READING_ID} "
+                         f"(`digitlite history` lists them)")
+    return reading_id
 
 
 def default_history_path() -> Path:
@@ -125,6 +148,8 @@ class ReadingStore:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                        timeout=settings.busy_timeout_ms / 1000)
             self._db.row_factory = sqlite3.Row
+            if not memory:
+                self._check_integrity()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # the WAL is synced at each commit: nothing committed is lost
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -135,11 +160,26 @@ class ReadingStore:
                 self._migrate(version)
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise HistoryError(f"cannot open the readings history {self.path} ({exc}); is the folder writable by "
-                               f"this user, and the file a digitlite history? Choose another with --history.") from exc
+        except sqlite3.DatabaseError as exc:
+            if "malformed" not in str(exc):  # not SQLite at all, a folder not writable, a locked file
+                raise HistoryError(f"cannot open the readings history {self.path} ({exc}); is the folder writable "
+                                   f"by this user, and the file a digitlite history? Choose another with "
+                                   f"--history.") from exc
+            raise self._corrupt(str(exc)) from exc
         self._lock = threading.Lock()
         self.closed = False
+        self.last_error: str | None = None  # why the last write failed; None once one succeeds
+
+    def _check_integrity(self) -> None:
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)").fetchall()]
+        if problems != ["ok"]:
+            self._db.close()
+            raise self._corrupt("; ".join(problems))
+
+    def _corrupt(self, problem: str) -> HistoryError:
+        return HistoryError(f"the readings history {self.path} is corrupt ({problem[:300]}). Copy what is readable "
+                            f"into a new file with `digitlite history --repair --db {self.path}` (the old file is "
+                            f"kept beside it), or start a new one with --history.")
 
     def _migrate(self, version: int) -> None:
         """Bring a history written by an older digitlite up to SCHEMA_VERSION, in one transaction."""
@@ -179,7 +219,7 @@ class ReadingStore:
         if crops is not None and len(crops) != len(record["digits"]):
             raise ValueError(f"{len(crops)} crops for {len(record['digits'])} digits: they must be aligned")
         dropped, total = [], 0
-        with self._lock, self._transaction():
+        with self._lock, self._writing(), self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO readings (time, text, digits, source, origin, model_sha256, suspect) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -227,11 +267,13 @@ class ReadingStore:
             The corrected record, with "examples": {"crops", "labelled", "frame"} saying what was kept.
 
         Raises:
-            ValueError: malformed text. KeyError: no reading with that id.
+            ValueError: malformed text, an id out of range. KeyError: no reading with that id.
+            HistoryWriteError: the disk refused the write.
         """
         text = parse_correction(text)
+        check_reading_id(reading_id)
         digits = text.replace(" ", "")
-        with self._lock, self._transaction():
+        with self._lock, self._writing(), self._transaction():
             row = self._db.execute("SELECT * FROM readings WHERE id = ?", (reading_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no reading #{reading_id} in {self.path}; `digitlite history` lists the ids")
@@ -273,6 +315,17 @@ class ReadingStore:
     def _count(self, name: str, n: int) -> None:
         self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
                          "value = value + excluded.value", (name, n))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """HistoryWriteError for a write SQLite refused (disk full, read-only, I/O error); `last_error` kept."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise HistoryWriteError(f"the readings history {self.path} cannot store readings ({exc}): is its disk "
+                                    f"full or read-only?") from exc
+        self.last_error = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -364,6 +417,93 @@ class ReadingStore:
             self._db.close()
 
 
+# ---------------------------------------------------------------------------------------------- --repair
+
+TABLES = ("readings", "examples", "outbox", "counters")  # what --repair copies, in this order
+
+
+def repair(path: str | Path, stamp: str | None = None) -> dict:
+    """Copy what is readable of a corrupt history into a new file at `path`; the old file is kept beside it.
+
+    Each table is copied in rowid ranges of `REPAIR_BATCH`; a range SQLite cannot read is split in halves
+    until the unreadable rows are found and left out. The new file is written beside the old one and renamed
+    into place once complete; the old one (and its -wal, -shm) is renamed `<name>.corrupt-<stamp>`.
+
+    Returns:
+        {"kept": path of the old file, "copied": {table: rows}, "lost": {table: rowids that could not be read}}.
+
+    Raises:
+        HistoryError: no file there, or nothing of it can be read as SQLite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryError(f"no readings history at {path} to repair")
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    partial = path.with_name(f".{path.name}.repairing")
+    for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
+        leftover.unlink(missing_ok=True)
+    try:
+        old = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        names = {row[0] for row in old.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise HistoryError(f"{path} cannot be read as SQLite at all ({exc}); start a new history with "
+                           f"--history") from exc
+    new = ReadingStore(partial)
+    copied, lost = {}, {}
+    try:
+        for table in TABLES:
+            if table not in names:
+                continue
+            columns = [row[1] for row in new._db.execute(f"PRAGMA table_info({table})")]
+            try:
+                present = {row[1] for row in old.execute(f"PRAGMA table_info({table})")}
+            except sqlite3.DatabaseError:
+                present = set(columns)
+            columns = [c for c in columns if c in present]
+            copied[table], lost[table] = _copy_table(old, new._db, table, columns)
+    finally:
+        old.close()
+        new.close()
+    kept = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("-wal", "-shm", ""):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            os.replace(source, f"{kept}{suffix}")
+    os.replace(partial, path)
+    return {"kept": str(kept), "copied": copied, "lost": lost}
+
+
+def _copy_table(old: sqlite3.Connection, new: sqlite3.Connection, table: str, columns: list[str]) -> tuple[int, int]:
+    """(rows copied, rowids lost) of one table, range by range (see `repair`)."""
+    listed = ", ".join(columns)
+    insert = f"INSERT OR REPLACE INTO {table} ({listed}) VALUES ({', '.join('?' * len(columns))})"
+    try:
+        top = old.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+    except sqlite3.DatabaseError:
+        top = MAX_READING_ID  # the rightmost page is unreadable: search the whole id space (empty ranges are fast)
+    ranges, copied, lost = [(1, min(top, REPAIR_BATCH))], 0, 0
+    next_start = ranges[0][1] + 1
+    new.execute("BEGIN")
+    while ranges:
+        low, high = ranges.pop()
+        try:
+            rows = old.execute(f"SELECT {listed} FROM {table} WHERE rowid BETWEEN ? AND ?", (low, high)).fetchall()
+        except sqlite3.DatabaseError:
+            if low == high:
+                lost += 1
+            else:
+                middle = (low + high) // 2
+                ranges += [(middle + 1, high), (low, middle)]
+            rows = []
+        new.executemany(insert, rows)
+        copied += len(rows)
+        if not ranges and next_start <= top:
+            ranges.append((next_start, min(top, next_start + REPAIR_BATCH - 1)))
+            next_start += REPAIR_BATCH
+    new.execute("COMMIT")
+    return copied, lost
+
+
 def _record(row: sqlite3.Row) -> dict:
     return {"id": row["id"], "time": row["time"], "text": row["text"], "digits": json.loads(row["digits"]),
             "source": row["source"], "origin": row["origin"], "model_sha256": row["model_sha256"],
@@ -385,7 +525,11 @@ def parse_correction(text: str) -> str:
     Raises:
         ValueError: anything else, with an example.
     """
-    folded = " ".join(str(text).split())
+    text = str(text)
+    if len(text) > MAX_CORRECTION_CHARS:
+        raise ValueError(f"correction of {len(text)} characters: at most {MAX_CORRECTION_CHARS} (the numbers a "
+                         f"reading shows, e.g. 4509 or 12 07)")
+    folded = " ".join(text.split())
     if not _CORRECTION.match(folded) or not folded.isascii():
         raise ValueError(f"correction {text!r}: give the numbers as they really read, digits only, numbers "
                          f"separated by a space (e.g. 4509 or 12 07)")
@@ -420,7 +564,13 @@ def parse_since(text: str, now: datetime | None = None, utc_default: bool = Fals
     now = now or datetime.now(UTC)
     match = _RELATIVE.match(text)
     if match:
-        moment = now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        back = timedelta(days=MAX_SINCE_DAYS)
+        with contextlib.suppress(OverflowError):
+            back = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        if back >= timedelta(days=MAX_SINCE_DAYS):
+            raise ValueError(f"--since {text!r} goes back too far: at most {MAX_SINCE_DAYS} days "
+                             f"({MAX_SINCE_DAYS}d); give no --since for everything")
+        moment = now - back
     else:
         try:
             moment = datetime.fromisoformat(text.strip())
@@ -472,7 +622,12 @@ def history_main(argv: list[str]) -> int:
     form.add_argument("--json", action="store_true", help="one JSON object per reading, per line")
     parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
                                                        "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+    parser.add_argument("--repair", action="store_true",
+                        help="copy what is readable of a corrupt history into a new file in its place; the old "
+                             "file is kept beside it as <name>.corrupt-<time>")
     args = parser.parse_args(argv)
+    if args.repair:
+        return _repair_main(args)
     try:
         since = parse_since(args.since) if args.since else None
         if args.limit is not None and args.limit < 1:
@@ -489,4 +644,21 @@ def history_main(argv: list[str]) -> int:
     write_records(records, "csv" if args.csv else "json" if args.json else "text")
     if not records and not (args.csv or args.json):
         print(f"no readings{' since ' + since if since else ''} in {db}", file=sys.stderr)
+    return 0
+
+
+def _repair_main(args: argparse.Namespace) -> int:
+    from edge_app import settings
+
+    try:
+        db = args.db or Path(settings.load_run_config(args.config).get("history") or default_history_path())
+        done = repair(db)
+    except (HistoryError, ValueError) as exc:
+        print(f"digitlite history: {exc}", file=sys.stderr)
+        return 2
+    copied = ", ".join(f"{n} {table}" for table, n in done["copied"].items())
+    lost = sum(done["lost"].values())
+    print(f"repaired {db}: copied {copied}; {lost} unreadable rows left out"
+          + (f" ({', '.join(f'{n} {t}' for t, n in done['lost'].items() if n)})" if lost else "")
+          + f". The old file is kept as {done['kept']}.")
     return 0

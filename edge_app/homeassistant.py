@@ -13,8 +13,10 @@ with a `value_template`:
 Home Assistant advises separate sensors over attributes that change on every update, hence three. Every
 config names the device (identifiers, name "digitlite <device>", software version), the origin, and the
 availability topic that `edge_app.mqtt.OutboxPublisher` keeps ("online" once connected, "offline" as its last
-will and on a clean close). `HomeAssistant` is the live loop's sink (`edge_app.live.Sink`): it sets the retained
-messages on the publisher, which resends them on every reconnect; a suspect reading is never the state.
+will and on a clean close; "offline" too while the readings history cannot store readings, a full disk, and
+"online" again with the first reading stored). `HomeAssistant` is the live loop's sink (`edge_app.live.Sink`):
+it sets the retained messages on the publisher, which resends them on every reconnect; a suspect reading is
+never the state.
 
     digitlite run --source synthetic --headless --mqtt 127.0.0.1:1883 --topic digitlite/desk --ha-prefix homeassistant
 """
@@ -132,6 +134,10 @@ class HomeAssistant(Sink):
             self.publisher.set_retained(self.discovery.state_topic, json.dumps(state(record)))
 
     def on_reading(self, record: dict, frame: Frame) -> None:
+        presence = getattr(self.publisher, "presence", None)
+        if presence is not None:  # a reading the history could not store (a full disk): the device is unavailable
+            stored = record.get("stored", True)
+            self.publisher.set_retained(presence.topic, presence.online if stored else presence.offline)
         if record.get("suspect") or record.get("id") is None:
             return  # a suspect reading is shown and stored, never the value; an unstored one is not the value
         self.publisher.set_retained(self.discovery.state_topic, json.dumps(state(record)))

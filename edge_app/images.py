@@ -4,10 +4,12 @@ This module owns the image limits every entry point shares and the decoder behin
 file reads the same way whether it comes from `digitlite read`, an image-folder `--source` or a phone upload:
 
 - `decode_image(data, limits)`: untrusted bytes to an 8-bit BGR frame. Pillow, with an allow-list of formats;
-  the header's width x height is checked against `limits.max_pixels` before a pixel is decoded (a
-  decompression bomb never reaches memory); EXIF orientation is applied; every pixel format becomes the same
-  BGR: 16-bit grey is scaled to 8 bits (not clipped to white), alpha is laid on white paper, CMYK, palette
-  and bilevel images are converted.
+  the header's width x height is checked against `limits.max_pixels`, and the memory decoding it takes
+  against `limits.max_decode_bytes`, before a pixel is decoded (a decompression bomb never reaches memory);
+  JPEGs are decoded at a reduced scale and other formats reduced by an integer factor right after decoding,
+  before any conversion, so no full-size copy is made; EXIF orientation is applied; every pixel format becomes
+  the same BGR: 16-bit grey is scaled to 8 bits (not clipped to white), alpha is laid on white paper, CMYK,
+  palette and bilevel images are converted.
 - `read_image(path, limits)`: the same for a file, its size checked before it is read.
 - `check_frame(frame, limits)`: what a frame must be before the reader sees it, from any source: not
   degenerate (a side under `min_side` px, or a strip longer than `max_aspect` times its width: nothing a
@@ -40,6 +42,9 @@ FILE_FORMATS = (*UPLOAD_FORMATS, "TIFF")
 OPENED_AS = {"MPO": "JPEG"}  # the multi-picture JPEG some phones write is opened by the JPEG decoder
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # grey at 16 (or 32) bits per pixel
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}  # B/px Pillow holds; others 4
+UNREDUCIBLE = {"1": 1, "P": 4}  # modes Pillow's reduce() cannot take: converted at full size first (B/px of that)
+BAND_ROWS = 256  # rows of a 16-bit image scaled to 8 bits at a time (a 7000 px wide band is 3.5 MB)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class ImageLimits:
     work_side: int = 2048  # px: decoded images are reduced to this long side (detection runs at 1024 anyway)
     min_side: int = 8  # px: the least a digit can be drawn in; a thinner image holds no digit
     max_aspect: float = 25.0  # long side / short side: a longer strip is a line or a border, not writing
+    max_decode_bytes: int = 256 * 2**20  # B an image may take decoded at full size, checked from its header: a
+    #                                      1 GB Raspberry Pi decodes two uploads at once beside the service
     formats: tuple[str, ...] = UPLOAD_FORMATS  # the Pillow decoders allowed to run
 
 
@@ -102,6 +109,26 @@ def check_shape(width: int, height: int, limits: ImageLimits = UPLOAD_LIMITS) ->
                               f"long as it is wide). Crop the photo around the writing.")
 
 
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    """Bytes Pillow holds for a decoded `mode` image of width x height, with the full-size conversion some modes
+    need before they can be reduced (palette, bilevel, 16-bit grey). The work-size copies after it are small."""
+    pixels = width * height
+    if mode in SIXTEEN_BIT_MODES:
+        convert = 1  # the 8-bit grey copy, filled band by band
+    else:
+        convert = UNREDUCIBLE.get(mode, 0)
+    return pixels * (MODE_BYTES.get(mode, 4) + convert)
+
+
+def check_memory(width: int, height: int, mode: str, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+    """ImageError(413) when decoding a width x height `mode` image would take more than `limits.max_decode_bytes`."""
+    need = decoded_bytes(width, height, mode)
+    if need > limits.max_decode_bytes:
+        raise ImageError(413, f"the image is {width}x{height} {mode}: decoding it takes {_megabytes(need)}, and one "
+                              f"image may take {_megabytes(limits.max_decode_bytes)}. Resize it, or send it as a "
+                              f"JPEG or as 8-bit colour.")
+
+
 def check_frame(frame: np.ndarray, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray:
     """A frame the reader may read: not degenerate, long side at most `limits.work_side` (reduced if larger).
 
@@ -133,10 +160,7 @@ def _rgb8(image) -> np.ndarray:
 
     mode = image.mode
     if mode in SIXTEEN_BIT_MODES:
-        # 16-bit grey keeps its top 8 bits (as OpenCV's IMREAD_COLOR does); Pillow's convert("RGB") would clip
-        # every value above 255 to white and lose the picture. 32-bit "I" is taken as 16-bit (PNG, TIFF).
-        grey = (np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        return np.repeat(np.asarray(_grey8(image))[:, :, None], 3, axis=2)
     if mode == "F":  # 32-bit float grey (TIFF): 0-1 if it fits there, else 0-255
         grey = np.nan_to_num(np.asarray(image, np.float32))
         grey = grey * 255 if grey.size and grey.max() <= 1.0 else grey
@@ -149,13 +173,44 @@ def _rgb8(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))  # RGB, L, 1, P, CMYK, YCbCr
 
 
+def _grey8(image):
+    """A 16-bit (or 32-bit "I") grey Pillow image as 8-bit "L", its top 8 bits kept (as OpenCV's IMREAD_COLOR
+    does; Pillow's convert would clip every value above 255 to white and lose the picture), band by band: no
+    copy wider than 16 bits of the whole picture is made."""
+    from PIL import Image
+
+    width, height = image.size
+    grey = np.empty((height, width), np.uint8)
+    for top in range(0, height, BAND_ROWS):
+        band = np.asarray(image.crop((0, top, width, min(height, top + BAND_ROWS))))
+        if band.dtype.itemsize > 2:  # "I": 32 bits, taken as 16-bit (PNG, TIFF)
+            band = np.clip(band, 0, 65535)
+        grey[top:top + band.shape[0]] = band >> 8
+    return Image.fromarray(grey, "L")
+
+
+def _reduced(image, work_side: int):
+    """The decoded image reduced by the largest integer factor that keeps its long side at least `work_side`
+    (Pillow's box `reduce`, as libjpeg's scaling does for JPEG), in the modes reduce cannot take converted first;
+    `check_frame` makes the last, fractional step on the small copy."""
+    factor = max(image.size) // work_side
+    if factor < 2:
+        return image
+    if image.mode in SIXTEEN_BIT_MODES:
+        image = _grey8(image)
+    elif image.mode in UNREDUCIBLE:
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB" if image.mode == "P" else "L")
+    return image.reduce(factor)
+
+
 def decode_image(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray:
     """Decode untrusted image bytes into a BGR uint8 frame, refusing anything unsafe, undecodable or degenerate.
 
-    The header is read first (Pillow's `open` is lazy) and its width x height checked (`check_shape`) before
-    any pixel is decoded. JPEGs larger than `limits.work_side` are decoded at a reduced scale (libjpeg's DCT
-    scaling: less memory and time on a Pi). EXIF orientation is applied, so a phone photo taken upright reads
-    upright.
+    The header is read first (Pillow's `open` is lazy) and its width x height checked (`check_shape`), and the
+    memory decoding takes (`check_memory`), before any pixel is decoded. JPEGs larger than `limits.work_side`
+    are decoded at a reduced scale (libjpeg's DCT scaling: less memory and time on a Pi); other images twice
+    the working size or more are reduced right after decoding (`_reduced`), before any conversion. EXIF
+    orientation is applied, so a phone photo taken upright reads upright.
 
     Args:
         data: the image file's bytes.
@@ -165,7 +220,7 @@ def decode_image(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray
         (H, W, 3) uint8 BGR, long side at most `limits.work_side`.
 
     Raises:
-        ImageError: 400 (not a decodable image), 413 (too many bytes or pixels), 415 (a format or pixel
+        ImageError: 400 (not a decodable image), 413 (too many bytes, pixels or bytes decoded), 415 (a format or pixel
             format we do not decode), 422 (a degenerate shape).
     """
     from PIL import Image, ImageOps
@@ -191,17 +246,34 @@ def decode_image(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> np.ndarray
                                       f"{', '.join(limits.formats)}.")
             width, height = image.size
             check_shape(width, height, limits)
+            if kind == "JPEG" and max(width, height) > limits.work_side:
+                image.draft("RGB", (limits.work_side, limits.work_side))  # size and mode now the reduced decode's
+            check_memory(*image.size, image.mode, limits)
             try:
-                if kind == "JPEG" and max(width, height) > limits.work_side:
-                    image.draft("RGB", (limits.work_side, limits.work_side))
                 image.load()
-                image = ImageOps.exif_transpose(image) or image
+                image = _reduced(image, limits.work_side)
+                ImageOps.exif_transpose(image, in_place=True)
                 rgb = _rgb8(image)
             except Exception as exc:
                 raise ImageError(400, f"the {image.format} image ({width}x{height} {image.mode}, {len(data)} bytes) "
                                       f"could not be decoded: {exc}. The file may be truncated or "
                                       f"corrupt.") from exc
     return np.ascontiguousarray(check_frame(rgb, limits)[:, :, ::-1])
+
+
+def header_pixels(data: bytes, limits: ImageLimits = UPLOAD_LIMITS) -> int | None:
+    """Width x height from an image's header, without decoding a pixel; None when it is not an image we open (the
+    decoder then refuses it quickly). What the web weighs an upload by before it takes a slot."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data), formats=limits.formats) as image:
+                width, height = image.size
+        except Exception:  # hostile bytes: any failure means "not an image", as in decode_image
+            return None
+    return width * height
 
 
 def read_image(path: str | Path, limits: ImageLimits = FILE_LIMITS) -> np.ndarray:

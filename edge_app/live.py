@@ -8,7 +8,13 @@ the readings history (`edge_app.history.ReadingStore`) with its examples (the cl
 frame, for a later correction), then handed to every sink's `on_reading` (stdout JSON lines, the MQTT outbox,
 Home Assistant, the web page). A correction made while the loop runs reaches the sinks' `on_correction`. A
 new output is a new sink (`edge_app.sinks`), not a second loop. A frame the reader
-cannot take is counted and skipped; a failing sink is logged and the others go on.
+cannot take is counted and skipped (skipped frames count towards `max_frames`); a failing sink is logged and the
+others go on. A region of interest outside the frame stops the loop at its first frame, with the reason.
+
+A stable reading the history cannot store (a full or read-only disk) is still handed to the sinks, marked
+"stored": false with a "warning" saying why (the JSON line, the web page and Home Assistant's availability show
+it); it is kept in memory (at most `LoopSettings.unstored_keep`, the oldest dropped and counted, its frame not
+kept) and stored, in order, as soon as the history takes writes again (tried every `retry_s`).
 
 `run_until_stopped` is the one shutdown path: SIGTERM (what systemd sends) and SIGINT (Ctrl-C) become a stop
 request the loop sees between frames, within `LoopSettings.poll_s` while it waits for a camera; then the sinks
@@ -53,6 +59,9 @@ class LoopSettings:
     poll_s: float = 0.1  # s between checks for a stop request while waiting (pacing, a source that stalls)
     limits: ImageLimits = UPLOAD_LIMITS  # what a frame may be before the reader sees it (edge_app.images)
     example_jpeg_quality: int = 90  # JPEG quality of the frame kept with each stable reading, for corrections
+    unstored_keep: int = 1_000  # stable readings held in memory while the history cannot store them (~5 kB each,
+    #                             crops included, frames not): beyond it the oldest are dropped, and counted
+    retry_s: float = 10.0  # s between attempts to store the held readings while no new stable reading comes
 
 
 @dataclass
@@ -109,6 +118,9 @@ class LoopStatus:
     ended: bool = False  # a finite source (video file, images) ended
     error: str | None = None  # why the loop stopped early, or the last frame error
     stop_reason: str | None = None  # what asked the loop to stop (a signal's name, a key, a test)
+    history_error: str | None = None  # why the history cannot store readings right now (None: it can)
+    unstored: int = 0  # stable readings held in memory, waiting to be stored
+    unstored_dropped: int = 0  # held readings dropped because more than `unstored_keep` were waiting
     times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=30))
 
 
@@ -147,6 +159,9 @@ class LiveLoop:
         self.active = False  # run() is running (in whichever thread)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._unstored: collections.deque[dict] = collections.deque()  # history.add() arguments, oldest first
+        self._retry_at = 0.0  # time.monotonic() of the next attempt to store them
+        self._roi_checked = False
 
     # ------------------------------------------------------------------ stopping
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -162,7 +177,8 @@ class LiveLoop:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
-        """Run until the source ends, `max_frames`, or a stop request (0); 1 if the source was lost for good."""
+        """Run until the source ends, `max_frames`, or a stop request (0); 1 if the source was lost for good, 2 if
+        the region of interest lies outside the frame."""
         self.active = True
         try:
             return self._run()
@@ -172,7 +188,8 @@ class LiveLoop:
     def _run(self) -> int:
         period = 1.0 / self.settings.max_fps if self.settings.max_fps else 0.0
         next_at = time.monotonic()
-        while not self.stopping and (self.max_frames is None or self.status.frames < self.max_frames):
+        status = self.status
+        while not self.stopping and (self.max_frames is None or status.frames + status.skipped < self.max_frames):
             if period:
                 self._sleep_until(next_at)
                 next_at = max(next_at + period, time.monotonic())
@@ -190,8 +207,28 @@ class LiveLoop:
                 if self.status.ended:
                     log.info("the source %s has ended after %d frames", self.source_name, self.status.frames)
                 return 0
+            if not self._roi_checked and (problem := self._roi_problem(frame)):
+                self.status.error = problem
+                log.error("%s", problem)
+                return 2
             self._process(frame, (time.perf_counter() - waited) * 1e3)
+            if self._unstored and time.monotonic() >= self._retry_at:
+                self._store_held()
         return 0
+
+    def _roi_problem(self, frame) -> str | None:
+        """Why the reader's region of interest cannot be read in frames like this first one, or None."""
+        from edge_app.reader import crop_roi
+
+        self._roi_checked = True
+        roi = getattr(self.reader, "roi", None)
+        if roi is None:
+            return None
+        try:
+            crop_roi(check_frame(frame, self.settings.limits), roi)
+        except ValueError as exc:
+            return f"--roi {','.join(map(str, roi))}: {exc}; nothing would ever be read. Give one inside the frame."
+        return None
 
     def _sleep_until(self, moment: float) -> None:
         while not self.stopping and (left := moment - time.monotonic()) > 0:
@@ -228,25 +265,64 @@ class LiveLoop:
         row. A suspect reading is stored but not queued for MQTT."""
         reading = item.reading.to_dict()
         suspect = None
+        crops = getattr(item.reading, "crops", None)
+        held = {"reading": reading, "source": self.source_name, "model_sha256": self.model_sha256, "origin": "live",
+                "time": item.time, "suspect": None, "crops": crops, "outbox": self._outbox}
         try:
+            if self._unstored:
+                self._store_held()
             if self.plausibility.active:
                 previous = self.history.latest_value() if self.plausibility.compares else None
                 suspect = self.plausibility.check(reading["text"], value_of(previous) if previous else None)
-            crops = getattr(item.reading, "crops", None)
-            record = self.history.add(reading, self.source_name, self.model_sha256, "live", item.time,
-                                      self._outbox and suspect is None, suspect=suspect, crops=crops,
-                                      frame_jpeg=self._jpeg(item.frame_bgr) if crops is not None else None)
-        except Exception as exc:  # a full disk: the reading is still printed and shown, and the error logged
-            self._log_once(f"the readings history {self.history.path} failed: {type(exc).__name__}: {exc}", exc)
-            record = {"id": None, "time": item.time, "text": reading["text"], "digits": reading["digits"],
-                      "source": self.source_name, "origin": "live", "model_sha256": self.model_sha256,
-                      "suspect": suspect, "corrected_text": None, "corrected_time": None}
+            held.update(suspect=suspect, outbox=self._outbox and suspect is None)
+            if self._unstored:  # still failing: keep the order, this one waits behind the others
+                raise OSError(self.status.history_error)
+            record = self.history.add(**held, frame_jpeg=self._jpeg(item.frame_bgr) if crops is not None else None)
+        except Exception as exc:  # a full disk: the reading is still printed and shown, held, and stored later
+            record = self._hold(held, exc)
         else:
             self.status.readings += 1
+            self.status.history_error = None
         if suspect:
             log.warning("reading #%s %r is suspect: %s (stored, not published as the value)", record["id"],
                         reading["text"], suspect)
         return record
+
+    def _hold(self, held: dict, exc: BaseException) -> dict:
+        """Keep a reading the history could not store; the record the sinks get says so on the reading itself."""
+        status = self.status
+        status.history_error = str(exc)
+        self._log_once(f"the readings history {self.history.path} failed: {type(exc).__name__}: {exc}", exc)
+        self._unstored.append(held)
+        if len(self._unstored) > self.settings.unstored_keep:
+            self._unstored.popleft()
+            status.unstored_dropped += 1
+        status.unstored = len(self._unstored)
+        self._retry_at = time.monotonic() + self.settings.retry_s
+        warning = (f"not stored: {exc}. Held in memory with {status.unstored - 1} others (at most "
+                   f"{self.settings.unstored_keep}; {status.unstored_dropped} dropped), stored once the history "
+                   f"takes writes again")
+        log.warning("reading %r %s", held["reading"]["text"], warning)
+        reading = held["reading"]
+        return {"id": None, "time": held["time"], "text": reading["text"], "digits": reading["digits"],
+                "source": self.source_name, "origin": "live", "model_sha256": self.model_sha256,
+                "suspect": held["suspect"], "corrected_text": None, "corrected_time": None, "stored": False,
+                "warning": warning}
+
+    def _store_held(self) -> None:
+        """Store the held readings, oldest first, until one fails (the rest wait for the next attempt)."""
+        while self._unstored:
+            try:
+                self.history.add(**self._unstored[0])
+            except Exception as exc:
+                self.status.history_error = str(exc)
+                self._retry_at = time.monotonic() + self.settings.retry_s
+                return
+            self._unstored.popleft()
+            self.status.readings += 1
+            self.status.unstored = len(self._unstored)
+        self.status.history_error = None
+        log.warning("the readings history %s takes writes again: the held readings are stored", self.history.path)
 
     def _jpeg(self, frame_bgr: np.ndarray) -> bytes:
         ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.settings.example_jpeg_quality])
@@ -340,7 +416,8 @@ def run_until_stopped(loop: LiveLoop, server=None, keep_serving: bool = False) -
         keep_serving: after the source ends, keep the server up until a signal (`serve --source`).
 
     Returns:
-        The loop's exit code: 0 (ended, stopped), 1 (the source was lost for good).
+        The loop's exit code: 0 (ended, stopped), 1 (the source was lost for good), 2 (the region of interest is
+        outside the frame).
     """
     code = 1
     with stop_on_signals(loop.request_stop):

@@ -32,8 +32,9 @@ VIDEO_CODEC = "mp4v"  # MPEG-4 part 2: in every OpenCV build, including the head
 
 
 class JsonLines(Sink):
-    """Prints each stable reading as one JSON object: time, frame, text, numbers, digits, latency_ms, fps, id, and
-    "suspect" (why) when the plausibility check refused it as the value."""
+    """Prints each stable reading as one JSON object: time, frame, text, numbers, digits, latency_ms, fps, id,
+    "suspect" (why) when the plausibility check refused it as the value, and "stored": false with a "warning"
+    when the history could not store it (id null)."""
 
     name = "stdout"
 
@@ -44,6 +45,8 @@ class JsonLines(Sink):
         line = {**frame.to_dict(), "time": record["time"], "id": record["id"]}
         if record.get("suspect"):
             line["suspect"] = record["suspect"]
+        if record.get("stored") is False:
+            line["stored"], line["warning"] = False, record["warning"]
         self._write(json.dumps(line))
 
 

@@ -10,6 +10,7 @@ need MNIST are skipped with the reason (`-ra` prints it); no test downloads anyt
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from digitdata.mnist import ENV_DIR, MnistError, find_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 _FOUND: dict[str, str] = {}  # "directory" or "skip": what the session's one search gave, for the summary
+_PEAKS: list[tuple[str, float]] = []  # (case, peak resident memory in MB) measured by the reliability tests
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +92,57 @@ def _say(config, line: str) -> None:
             reporter.write_line(line)
 
 
+class FullDisk:
+    """A small real filesystem (tmpfs): `fill()` writes a filler file until the disk says ENOSPC; `free()` deletes
+    it."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.filler = folder, folder / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for chunk in (65536, 512, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * chunk)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MB tmpfs mounted in tmp_path (root only: CI runs as root; skipped with the reason elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is a small tmpfs, and mounting one needs root (CI runs as root)")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield FullDisk(folder)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def peak_rss():
+    """record(case, megabytes): a measured peak resident memory, listed at the end of the session."""
+    return lambda case, megabytes: _PEAKS.append((case, megabytes))
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _PEAKS:
+        terminalreporter.write_sep("-", "peak resident memory per case (measured, MB)")
+        for case, megabytes in _PEAKS:
+            terminalreporter.write_line(f"{megabytes:8.0f} MB  {case}")
     if "directory" in _FOUND:
         terminalreporter.write_line(f"MNIST for this session: {_FOUND['directory']}")
     elif "skip" in _FOUND:

@@ -113,6 +113,48 @@ def test_a_reader_that_raises_is_a_miss_with_its_error():
     assert list(scores(results, "ours")) == ["all"]  # no kind column: no per-kind scores
 
 
+def test_an_empty_label_is_matched_only_by_no_reading_and_false_readings_are_counted():
+    """Issue 21: real-pages has images with no number (empty label) and several numbers (spaces), in kinds
+    page, none, page-printed, none-printed; page+none is the headline, the -printed kinds apart."""
+    rows = [("3750", "page", 1), ("", "none", 1), ("", "none", 1), ("08", "page-printed", 1), ("", "none-printed", 1)]
+    ours = fixed_reader({0: "37 50", 1: "", 2: "4", 3: "08", 4: "12"})
+    results = evaluate(samples(rows), {"ours": ours})
+    got = scores(results, "ours")
+    assert list(got) == ["all", "none+page", "none-printed+page-printed", "none", "none-printed", "page",
+                         "page-printed"]
+    assert (got["all"].exact, got["all"].empty, got["all"].false_readings) == (3, 3, 2)
+    assert (got["none+page"].exact, got["none+page"].images, got["none+page"].false_readings) == (2, 3, 1)
+    assert (got["none-printed+page-printed"].exact, got["none-printed+page-printed"].images) == (1, 2)
+    assert got["all"].digit_edits == 3  # a false reading's digits are edits: "4" and "12"
+    summary = summarise(results, ["ours"])
+    assert summary["kind_groups"] == {"none+page": ["none", "page"],
+                                      "none-printed+page-printed": ["none-printed", "page-printed"]}
+    assert [m["file"] for m in summary["readers"]["ours"]["misses"]] == ["img2", "img4"]
+
+
+def test_kinds_without_a_suffix_make_no_groups():
+    rows = [("7", "single", 1), ("12", "multi", 1)]
+    summary = summarise(evaluate(samples(rows), {"ours": fixed_reader({0: "7", 1: "12"})}), ["ours"])
+    assert summary["kind_groups"] == {} and list(summary["readers"]["ours"]["scores"]) == ["all", "multi", "single"]
+
+
+def test_eval_cli_reports_the_kind_groups_and_false_readings(tmp_path):
+    (tmp_path / "images").mkdir()
+    blank = np.full((200, 200, 3), 255, np.uint8)
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(tmp_path / "images" / name), blank)
+    (tmp_path / "labels.csv").write_text("file,label,kind\na.png,37 50,page\nb.png,,none\nc.png,,none-printed\n")
+    result = digitlite("eval", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("reader"))
+    assert "exact none+page" in header and "exact none-printed" in header and "false readings" in header
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    overall = report["readers"]["digitlite"]["scores"]["all"]
+    assert (overall["empty"], overall["false_readings"], overall["exact"]) == (2, 0, 2)  # a blank page reads nothing
+    assert report["readers"]["digitlite"]["scores"]["none+page"]["images"] == 2
+    assert "| a.png | page | 3750 |" in (tmp_path / "out" / "report.md").read_text()
+
+
 # ---------------------------------------------------------------------------------------------- labels files
 
 
@@ -129,10 +171,11 @@ def test_labels_are_text_with_leading_zeros(tmp_path):
         file,label,kind
         a.png,007,multi
         b.png, 0 4 2 7 ,multi
-        """, images=("a.png", "b.png"))
-    assert read_labels(path) == [("a.png", "007", "multi"), ("b.png", "0427", "multi")]
+        c.png,,none
+        """, images=("a.png", "b.png", "c.png"))
+    assert read_labels(path) == [("a.png", "007", "multi"), ("b.png", "0427", "multi"), ("c.png", "", "none")]
     labels, found = labelled_samples(tmp_path, read_image)
-    assert labels == path and [s.label for s in found] == ["007", "0427"]
+    assert labels == path and [s.label for s in found] == ["007", "0427", ""]
     assert found[0].load().shape == (20, 20, 3)  # found in images/, as in the real-photos layout
 
 
@@ -140,7 +183,7 @@ def test_labels_are_text_with_leading_zeros(tmp_path):
     ("file,text_label\na.png,1\n", "needs the columns `file` and `label`"),
     ("", "needs the columns `file` and `label`"),
     ("file,label\na.png,12-3\n", "line 2: label '12-3' for a.png is not a digit string"),
-    ("file,label\na.png,\n", "is not a digit string"),
+    ("file,label\na.png,1-2\n", "is not a digit string"),
     ("file,label\na.png,1\na.png,2\n", "a.png is listed twice (also on line 2)"),
     ("file,label\n", "a header but no rows"),
     ("file,label\na.png,1\nmissing.jpg,2\n", "1 of 2 listed files are neither in"),

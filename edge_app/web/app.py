@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, quote
 
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
@@ -46,8 +47,16 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
 
 import cv2
 
-from edge_app.history import ReadingStore, now_iso, parse_since, value_of
-from edge_app.images import UPLOAD_LIMITS, ImageError, ImageLimits, decode_image
+from edge_app.history import (
+    MAX_CORRECTION_CHARS,
+    MAX_READING_ID,
+    HistoryError,
+    ReadingStore,
+    now_iso,
+    parse_since,
+    value_of,
+)
+from edge_app.images import UPLOAD_LIMITS, ImageError, ImageLimits, decode_image, header_pixels
 from edge_app.runtime import top_k
 from edge_app.web.uploads import ACCEPTED_TYPES, UploadError, check_content_type, drawing_to_crop, encode_jpeg
 
@@ -73,7 +82,11 @@ class BodyLimits:
     idle_s: float = 10.0  # s a client may send nothing in the middle of a body; then 408 and the connection closes
     total_s: float = 120.0  # s for a whole body: 16 MB at about 1 Mbit/s (a phone on poor Wi-Fi)
     buffered_bytes: int = 64 * 2**20  # B of bodies held at once, all clients together; past it, 503 and retry
-    concurrent: int = 2  # uploads decoded and read at once, each only once its body is in (a Pi has little RAM)
+    concurrent: int = 2  # large uploads decoded and read at once, each only once its body is in (a Pi has little RAM)
+    small_pixels: int = 2_000_000  # px (header width x height): an upload this small takes a slot of its own lane,
+    #                                so a phone photo or a drawing never waits behind a queue of large images
+    concurrent_small: int = 1  # small uploads decoded and read at once
+    shutdown_poll_s: float = 0.25  # s between checks, while a body arrives, that the server is not shutting down
 
 
 PAGE_HEADERS = {
@@ -111,7 +124,9 @@ class ReadingOut(BaseModel):
 
 class ReadResult(ReadingOut):
     image: dict[str, int] = Field(description="width and height of the image that was read")
-    id: int | None = Field(None, description="its id in the readings history (POST api/readings/{id}/correction)")
+    id: int | None = Field(None, description="its id in the readings history (POST api/readings/{id}/correction); "
+                                             "null when the history could not store it (see warning)")
+    warning: str | None = Field(None, description="why the reading was not stored (a full or read-only disk)")
     annotated_jpeg: str | None = Field(None, description="data: URL of the annotated image (with ?annotate=true)")
 
 
@@ -176,7 +191,7 @@ class History(BaseModel):
 
 class CorrectionIn(BaseModel):
     text: str = Field(description="what the reading really reads: digits, numbers separated by a space",
-                      examples=["4509", "12 07"], max_length=200)
+                      examples=["4509", "12 07"], max_length=MAX_CORRECTION_CHARS)
 
 
 class Examples(BaseModel):
@@ -203,6 +218,8 @@ class Health(BaseModel):
     runtime: dict
     fps: float | None = Field(description="frames per second of the live loop; null without a live source")
     live: dict | None
+    history: dict = Field(description="ok: readings are being stored; error: why not (a full or read-only disk); "
+                                      "unstored: stable readings held in memory until they can be")
     limits: dict[str, int]
     time: str
 
@@ -236,25 +253,35 @@ async def _send_json(send, status: int, detail: str, headers: list | None = None
     await send({"type": "http.response.body", "body": body})
 
 
+def token_bytes(token: str) -> bytes:
+    """The token as the bytes a request carries: UTF-8 (a command line's undecodable bytes kept as they were)."""
+    return token.encode("utf-8", "surrogateescape")
+
+
 class Guard:
-    """ASGI middleware in front of every route: the token check, then the request body, then an upload slot.
+    """ASGI middleware in front of every route: the token check, then the request body.
 
     The token is accepted as `Authorization: Bearer <token>`, an `X-Token` header, or a `token` query
-    parameter (an <img> tag cannot send headers, so the MJPEG stream needs the query form). No cookie: a
-    request carries the token explicitly, so another site cannot make a browser send it (no CSRF).
+    parameter (an <img> tag cannot send headers, so the MJPEG stream needs the query form), compared as bytes
+    in constant time: a header's raw bytes, the query's percent-decoded bytes (a non-ASCII token is its UTF-8
+    in both). No cookie: a request carries the token explicitly, so another site cannot make a browser send it
+    (no CSRF). Websocket requests are checked alike (closed with 1008 before they are accepted); lifespan
+    events pass.
 
     Bodies are read into memory up to `max_body` bytes before the app sees them; a larger one gets a 413
     without reaching the multipart parser or the decoder. A body must keep arriving (`BodyLimits.idle_s`) and
     be complete within `BodyLimits.total_s`, else 408; all bodies being received hold at most
-    `BodyLimits.buffered_bytes` (else 503, retry). Only a request whose body is in waits for one of the
-    `BodyLimits.concurrent` upload slots: a client that sends slowly, or stops, delays no one else.
+    `BodyLimits.buffered_bytes` (else 503, retry); a body still arriving when the server shuts down is
+    answered 503 (send it again) rather than cut off. Only a request whose body is in takes an upload slot
+    (`Lanes`, in the routes): a client that sends slowly, or stops, delays no one else.
     """
 
-    def __init__(self, app, token: str | None, max_body: int, body: BodyLimits = BodyLimits()):
+    def __init__(self, app, token: str | None, max_body: int, body: BodyLimits = BodyLimits(),
+                 closing: threading.Event | None = None):
         self.app, self.max_body, self.body = app, max_body, body
-        self.token = token.encode() if token else None
+        self.token = token_bytes(token) if token else None
+        self.closing = closing or threading.Event()
         self.buffered = 0  # bytes of bodies held right now (one event loop: no lock needed)
-        self._slots: asyncio.Semaphore | None = None  # made on first use, inside the server's event loop
 
     def _token_problem(self, scope) -> str | None:
         if self.token is None:
@@ -265,8 +292,9 @@ class Guard:
                 given.append(value[7:].strip())
             elif name == b"x-token":
                 given.append(value.strip())
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        given += [v.encode("latin-1", "replace") for v in query.get("token", [])]
+        # latin-1 maps each byte to one character and back: the percent-decoded bytes, whatever their encoding.
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
+        given += [v.encode("latin-1") for v in query.get("token", [])]
         if any(hmac.compare_digest(g, self.token) for g in given):
             return None
         how = ("open the page as http://HOST:PORT/?token=<token>, or send the header "
@@ -274,12 +302,18 @@ class Guard:
         return ("this server needs a token: " if not given else "wrong token: ") + how
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
         problem = self._token_problem(scope)
+        if problem and scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": problem[:120]})  # policy violation
+            return
         if problem:
             await _send_json(send, 401, problem, [(b"www-authenticate", b'Bearer realm="digitlite"')])
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
             return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
@@ -296,30 +330,34 @@ class Guard:
             body = await self._receive_body(receive, send, held)
             if body is None:
                 return  # answered (408, 413, 503) or the client left
-            if self._slots is None:
-                self._slots = asyncio.Semaphore(self.body.concurrent)
-            async with self._slots:  # bounds the memory and CPU of decoding and reading at once
-                await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, _replay(body, receive), send)
         finally:
             self.buffered -= held[0]
 
     async def _receive_body(self, receive, send, held: list[int]) -> bytes | None:
-        """The whole body, or None after answering: 408 (too slow), 413 (too large), 503 (memory budget)."""
+        """The whole body, or None after answering: 408 (too slow), 413 (too large), 503 (memory budget, or the
+        server shutting down)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body.total_s
         chunks, size, more = [], 0, True
         while more:
-            wait = min(self.body.idle_s, deadline - loop.time())
-            try:
-                if wait <= 0:
-                    raise TimeoutError
-                message = await asyncio.wait_for(receive(), wait)
-            except TimeoutError:
+            idle_until = min(loop.time() + self.body.idle_s, deadline)
+            pending = asyncio.ensure_future(receive())
+            while not pending.done() and not self.closing.is_set() and loop.time() < idle_until:
+                await asyncio.wait([pending], timeout=min(self.body.shutdown_poll_s, idle_until - loop.time()))
+            if not pending.done():
+                pending.cancel()
+                if self.closing.is_set():
+                    await _send_json(send, 503, f"the server is shutting down ({size} bytes of this body "
+                                                f"received); send it again once it is back.",
+                                     [(b"retry-after", b"5"), (b"connection", b"close")])
+                    return None
                 await _send_json(send, 408, f"the request body did not arrive in time ({size} bytes received; a "
                                             f"body must keep coming, with no pause over {self.body.idle_s:g} s, and "
                                             f"be complete within {self.body.total_s:g} s). Check the connection "
                                             f"and send it again.", [(b"connection", b"close")])
                 return None
+            message = pending.result()
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -356,6 +394,23 @@ class Guard:
                                     f"with a larger --max-upload-mb.", [(b"connection", b"close")])
 
 
+class Lanes:
+    """Upload slots by cost, taken once the body is in: `concurrent_small` for images of at most `small_pixels`
+    (their header says so), `concurrent` for the rest. A queue of large images holds no small one up: a small
+    upload waits at most for the interpreter's current read."""
+
+    def __init__(self, body: BodyLimits):
+        self.body = body
+        self._lanes: dict[bool, asyncio.Semaphore] = {}  # made on first use, inside the server's event loop
+
+    def slot(self, data: bytes, limits: ImageLimits) -> asyncio.Semaphore:
+        pixels = header_pixels(data, limits)
+        small = pixels is None or pixels <= self.body.small_pixels  # not an image: the decoder refuses it at once
+        if small not in self._lanes:
+            self._lanes[small] = asyncio.Semaphore(self.body.concurrent_small if small else self.body.concurrent)
+        return self._lanes[small]
+
+
 def _replay(body: bytes, receive):
     """An ASGI `receive` that gives the buffered body once, then waits for the disconnect as a server would."""
     replayed = False
@@ -389,6 +444,10 @@ class WebState:
     closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: streams end
     stream_clients: int = 0
     last_upload: dict | None = None
+    lanes: Lanes | None = None  # the upload slots, made from `body` by create_app
+
+    def __post_init__(self):
+        self.lanes = self.lanes or Lanes(self.body)
 
     @property
     def model_sha256(self) -> str:
@@ -475,9 +534,14 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
         model = {"path": info.path, "name": Path(info.path).name, "input_dtype": info.input_dtype,
                  "pixels_from": info.pixels_from}
         loop = state.loop
-        return {"status": "ok" if loop is None or not loop.status.error else "degraded", "model": model,
+        storing = {"ok": state.history.last_error is None and not (loop and loop.status.history_error),
+                   "error": (loop.status.history_error if loop else None) or state.history.last_error,
+                   "unstored": loop.status.unstored if loop else 0,
+                   "unstored_dropped": loop.status.unstored_dropped if loop else 0}
+        healthy = storing["ok"] and (loop is None or not loop.status.error)
+        return {"status": "ok" if healthy else "degraded", "model": model,
                 "runtime": _asdict(state.classifier.runtime), "fps": loop.fps if loop else None,
-                "live": _live_status(loop) if loop else None,
+                "live": _live_status(loop) if loop else None, "history": storing,
                 "limits": {"max_upload_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels},
                 "time": now_iso()}
 
@@ -516,13 +580,17 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
     @api.post("/api/readings/{reading_id}/correction", response_model=Corrected,
               responses={404: {"model": Problem}, 422: ERRORS[422]},
               summary="correct a stored reading: the original stays, its crops become labelled examples")
-    async def correction(reading_id: int, body: CorrectionIn):
+    async def correction(body: CorrectionIn,
+                         reading_id: int = PathParam(ge=1, le=MAX_READING_ID, description="the reading's id")):
         try:
             record = await run_in_threadpool(state.history.correct, reading_id, body.text)
         except KeyError:
             raise HTTPException(404, f"no reading #{reading_id} in the history; GET api/history lists them.") from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        except HistoryError as exc:  # a full or read-only disk: nothing was changed
+            raise HTTPException(503, f"{exc} The correction was not stored; send it again later.",
+                                headers={"Retry-After": "30"}) from None
         if state.loop is not None:
             await run_in_threadpool(state.loop.corrected, record)  # Home Assistant's state may change
         return {**record, "value": value_of(record)}
@@ -531,13 +599,15 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
               summary="read the numbers in an image")
     async def read(request: Request, annotate: bool = Query(False, description="include the annotated image")):
         data = await _image_from_request(request)
-        return await run_in_threadpool(_read_image, state, data, annotate)
+        async with state.lanes.slot(data, state.limits):  # bounds the memory and CPU of decoding and reading
+            return await run_in_threadpool(_read_image, state, data, annotate)
 
     @api.post("/api/digit", response_model=DigitResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
               summary="classify a drawing of one digit")
     async def digit(request: Request):
         data = await _image_from_request(request)
-        return await run_in_threadpool(_classify_drawing, state, data)
+        async with state.lanes.slot(data, state.limits):
+            return await run_in_threadpool(_classify_drawing, state, data)
 
     @api.get("/snapshot.jpg", responses={404: {"model": Problem}}, summary="the newest annotated frame",
              response_class=Response)
@@ -558,7 +628,7 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
         return StreamingResponse(_mjpeg(state, stream), media_type="multipart/x-mixed-replace; boundary=frame",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    app = Guard(api, token, state.limits.max_bytes + MULTIPART_OVERHEAD, state.body)
+    app = Guard(api, token, state.limits.max_bytes + MULTIPART_OVERHEAD, state.body, state.closing)
     app.state = state
     app.fastapi = api
     return app
@@ -628,9 +698,12 @@ def _read_image(state: WebState, data: bytes, annotate: bool) -> dict:
     result["image"] = {"width": int(frame.shape[1]), "height": int(frame.shape[0])}
     crops = getattr(reading, "crops", None)
     jpeg = encode_jpeg(frame, EXAMPLE_JPEG_QUALITY) if crops is not None else None
-    stored = state.history.add(result, "upload", state.model_sha256, origin="upload", time=result["time"],
-                               crops=crops, frame_jpeg=jpeg)
-    result["id"] = stored["id"]
+    try:
+        result["id"] = state.history.add(result, "upload", state.model_sha256, origin="upload", time=result["time"],
+                                         crops=crops, frame_jpeg=jpeg)["id"]
+    except HistoryError as exc:  # a full or read-only disk: the reading is still answered, and says so
+        log.warning("an upload's reading %r was not stored: %s", result["text"], exc)
+        result["id"], result["warning"] = None, f"not stored: {exc}"
     state.last_upload = {k: v for k, v in result.items() if k != "image"}
     if annotate:
         jpeg = encode_jpeg(state.annotate(frame, reading), 85, max_side=ANNOTATED_SIDE)

@@ -4,8 +4,13 @@
 same live loop `digitlite run` uses (`edge_app.cli.build_live`, with the web stream as one of its sinks);
 `LiveWebView` is the web page of a reader, bound to its port before anything else starts; `WebServer` runs an
 app on a socket it binds itself (so port 0 works and a busy port gives a clear error) and stops it cleanly,
-streams included. The app itself is in `edge_app.web.app`; this module imports it, and so FastAPI and uvicorn,
-only when a server starts, so that `digitlite serve --help` works without the `[web]` extra.
+streams included, under `ConnectionLimits`: uvicorn's keep-alive timeout and h11's header size limit, and,
+where uvicorn has no setting (its keep-alive timer is reset by every byte, so a client trickling headers is
+never closed), its h11 protocol extended by `limited_protocol` with a header deadline and caps on connections
+per client address and in all, that evict the oldest connection still waiting for its request rather than
+refuse a new one: idle sockets, however many, never lock the owner out. The app itself is in `edge_app.web.app`;
+this module imports it, and so FastAPI and uvicorn, only when a server starts, so that `digitlite serve --help`
+works without the `[web]` extra.
 
     digitlite serve --source synthetic --port 8080            # open http://127.0.0.1:8080/
     digitlite serve --host 0.0.0.0 --token "$(openssl rand -hex 8)"   # reachable from a phone on the LAN
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -35,7 +41,105 @@ PORT = 8080
 MAX_FPS = 15.0  # live frames processed per second at most; a phone sees no difference above this
 TOKEN_ENV = "DIGITLITE_TOKEN"  # the token can come from the environment, to keep it out of `ps`
 SHUTDOWN_S = 3  # s uvicorn waits for open connections (a stream viewer) before closing them
-MAX_CONNECTIONS = 64  # open connections at once (streams, uploads, page loads); more get a 503 from uvicorn
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    """What a connection may hold: a client that connects and sends nothing, or its headers a byte at a time, is
+    closed; more connections than the caps evict the oldest one still waiting for its request."""
+
+    header_s: float = 10.0  # s from connecting (or the end of the last response) to a request's complete headers
+    keep_alive_s: int = 5  # s an idle keep-alive connection stays open (uvicorn's timeout_keep_alive)
+    header_bytes: int = 16 * 1024  # B of request line and headers at most (h11's max_incomplete_event_size)
+    max_connections: int = 64  # open connections at once, all clients (streams, uploads, page loads)
+    per_client: int = 16  # open connections from one address (a browser opens about 6)
+
+
+CONNECTION_LIMITS = ConnectionLimits()
+_BUSY_BODY = b'{"detail": "every connection is busy with a request; retry shortly."}'
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"retry-after: 5\r\ncontent-length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+def limited_protocol(limits: ConnectionLimits):
+    """uvicorn's h11 protocol with a header deadline and connection caps (see `ConnectionLimits`).
+
+    A connection is *waiting* while no request of it is being handled (h11's client state IDLE: nothing sent,
+    headers incomplete, or between keep-alive requests); the header deadline closes it when it waits longer
+    than `header_s`, and a new connection over a cap closes the oldest waiting one of that address (per
+    client) or of all (in all). Only when every connection over the cap is busy is the new one answered 503.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class LimitedH11Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.evicted, self.header_timer, self.waiting_since = False, None, 0.0
+            self._wait_for_headers()
+            if not self._make_room():
+                self.evicted = True
+                transport.write(BUSY)
+                transport.close()
+
+        def _address(self):
+            return self.client[0] if self.client else None
+
+        def _waiting(self) -> bool:
+            return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
+
+        def _make_room(self) -> bool:
+            """Evict waiting connections until this one fits under both caps; False when it cannot."""
+            for same_client, cap in ((True, limits.per_client), (False, limits.max_connections)):
+                group = [c for c in self.connections if not getattr(c, "evicted", False)
+                         and (not same_client or c._address() == self._address())]
+                excess = len(group) - cap
+                if excess <= 0:
+                    continue
+                idle = sorted((c for c in group if c is not self and c._waiting()), key=lambda c: c.waiting_since)
+                if len(idle) < excess:
+                    return False
+                for other in idle[:excess]:
+                    other._close("a newer connection needed its place")
+            return True
+
+        def _close(self, why: str) -> None:
+            self.evicted = True
+            self._disarm()
+            if not self.transport.is_closing():
+                self.logger.debug("closing a connection from %s: %s", self._address(), why)
+                self.transport.close()
+
+        def _wait_for_headers(self) -> None:
+            self._disarm()
+            self.waiting_since = self.loop.time()
+            self.header_timer = self.loop.call_later(limits.header_s, self._header_deadline)
+
+        def _disarm(self) -> None:
+            if getattr(self, "header_timer", None) is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+
+        def _header_deadline(self) -> None:
+            self.header_timer = None
+            if self._waiting():
+                self._close(f"no complete request headers within {limits.header_s:g} s")
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if not self._waiting():
+                self._disarm()  # a request is being handled: the body has its own limits (edge_app.web.app.Guard)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self._waiting():
+                self._wait_for_headers()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return LimitedH11Protocol
 
 
 class WebDependencyError(ImportError):
@@ -88,9 +192,11 @@ class WebServer:
         host: address to listen on.
         port: TCP port; 0 picks a free one (see `.port`).
         log_level: uvicorn's log level.
+        limits: timeouts and caps of the connections (`ConnectionLimits`).
     """
 
-    def __init__(self, app, host: str = HOST, port: int = PORT, log_level: str = "warning"):
+    def __init__(self, app, host: str = HOST, port: int = PORT, log_level: str = "warning",
+                 limits: ConnectionLimits = CONNECTION_LIMITS):
         import uvicorn
 
         self.app, self.host = app, host
@@ -119,7 +225,9 @@ class WebServer:
 
         # No access log: with --token, the stream's URL carries the token in its query string.
         config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=SHUTDOWN_S, limit_concurrency=MAX_CONNECTIONS)
+                                timeout_graceful_shutdown=SHUTDOWN_S, http=limited_protocol(limits),
+                                timeout_keep_alive=limits.keep_alive_s,
+                                h11_max_incomplete_event_size=limits.header_bytes)
         self.server = _Server(config)
         self._thread: threading.Thread | None = None
 
@@ -160,6 +268,14 @@ class WebServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def check_token(token: str | None) -> str | None:
+    """The token, or ValueError for an empty one (it would silently turn authentication off)."""
+    if token is not None and not token.strip():
+        raise ValueError(f"--token {token!r} is empty: give a token (e.g. --token \"$(openssl rand -hex 8)\"), or "
+                         f"leave --token out for a page without one (loopback only).")
+    return token
 
 
 def is_loopback(host: str) -> bool:
@@ -250,6 +366,7 @@ def _check(args: argparse.Namespace):
     from edge_app.cli import check_live_options, limits_from_args
 
     check_live_options(args)
+    check_token(args.token)
     if not args.max_upload_mb >= 0.01:
         raise ValueError(f"--max-upload-mb {args.max_upload_mb} is too small; it must be at least 0.01.")
     if not 0 <= args.port <= 65535:

@@ -17,10 +17,16 @@ function withToken(url) {
   return token ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : url;
 }
 
+// A header value must be printable ASCII (fetch refuses anything else): a non-ASCII token goes in the query,
+// as its UTF-8 percent-encoded, which the server compares byte for byte as it does a header.
+const HEADER_SAFE = /^[\x20-\x7e]*$/;
+
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(path, Object.assign({}, options, { headers, cache: "no-store" }));
+  const inHeader = token && HEADER_SAFE.test(token);
+  if (inHeader) headers.Authorization = `Bearer ${token}`;
+  const url = token && !inHeader ? withToken(path) : path;
+  const response = await fetch(url, Object.assign({}, options, { headers, cache: "no-store" }));
   let body = null;
   try {
     body = await response.json();
