@@ -25,7 +25,8 @@ from contextlib import contextmanager
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("train.cli:data_main", "find or fetch MNIST, verify its checksums, summarise it"),
     "train": ("train.cli:train_main", "train a model (default: the dropout CNN) and write its run report"),
-    "train-detector": ("train.cli:train_detector_main", "train the digit detector on rendered scenes"),
+    "train-detector": ("train.cli:train_detector_main",
+                       "train the digit detector (the region finder's pretraining) on rendered scenes"),
     "train-recognizer": ("train.cli:train_recognizer_main", "train the number recognizer on rendered regions"),
     "train-regions": ("train.cli:train_regions_main", "train the region finder on the data engine's mixes"),
     "architectures": ("benchmarks.architectures:architectures_main",

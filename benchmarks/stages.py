@@ -13,7 +13,6 @@ So a miss is known to be a finding or a reading error. Writes a markdown table (
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

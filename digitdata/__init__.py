@@ -1,7 +1,9 @@
 """What every stage shares: MNIST (found, fetched, verified), the data engine (scenes of handwritten numbers
-with their truth) and scene sets, how a picture becomes each model's input (`frames` for the detector,
-`crops` for the classifier, `pixels` for the convention), the detector's output contract (`heatmap`),
-atomic file writes, and the report figures.
+with their truth, in named mixes) and scene sets, number lines for the recognizer (`lines`), how a picture
+becomes each model's input (`frames` for the region finder, `lines.line_input` for the recognizer, `crops` for
+the classifier, `pixels` for the convention), the models' output contracts (`regions`: the number-line map;
+`ctc`: the recognizer's columns; `heatmap`: the digit detector the region finder is pretrained as), atomic file
+writes, and the report figures.
 
 The bottom layer of the import graph: `train`, `convert`, `edge_app` and `benchmarks` import from here, and
 `digitdata` imports none of them. Needs numpy, OpenCV and the standard library; never

@@ -40,7 +40,7 @@ FONTS = engine.FONTS
 class LineConfig:
     """The ranges `render_line` draws from. Probabilities are per line."""
 
-    empty_p: float = 0.14  # lines with no digit at all (only marks that are not digits)
+    empty_p: float = 0.2  # lines with no digit at all (only marks that are not digits)
     mnist_p: float = 0.08  # a bare MNIST image, as the classifier sees it
     long_p: float = 0.2  # of the other lines: 7..12 digits (the rest 1..6, a single digit weighted up)
     height_px: tuple[float, float] = (22.0, 56.0)  # digit height while drawing
@@ -50,7 +50,8 @@ class LineConfig:
     stroke: tuple[float, float] = (0.035, 0.24)  # stroke width in digit heights: fine pen to bold marker
     elastic_p: float = 0.5  # per digit: an elastic distortion (handwriting beyond MNIST's)
     styled_p: float = 0.35  # per 7 or 1: a barred 7, a flagged 1
-    word_p: float = 0.45  # printed or script words before or after the number
+    word_p: float = 0.5  # printed or script words before or after the number ...
+    cursive_p: float = 0.4  # ... of which this share handwritten (a joined pen path: a name, "Verified")
     inside_p: float = 0.08  # a mark between two digits of the number
     scribble_p: float = 0.25
     rule_p: float = 0.3  # a ruled, dotted or underline line through or under the digits
@@ -58,7 +59,7 @@ class LineConfig:
     border_p: float = 0.2  # vertical table borders beside the number
     strike_p: float = 0.03  # of empty lines: struck-out writing
     tilt_deg: float = 4.0  # residual tilt a region keeps after straightening
-    pad_y: tuple[float, float] = (-0.04, 0.5)  # region margin above and below, in digit heights
+    pad_y: tuple[float, float] = (-0.04, 0.7)  # region margin above and below, in digit heights
     pad_x: tuple[float, float] = (-0.03, 1.4)  # region margin left and right, in digit heights ...
     wide_region_p: float = 0.2  # ... and now and then four times that (a region that took in a neighbour)
     bright_ink_p: float = 0.06  # chalk-like bright ink on a dark ground
@@ -161,10 +162,52 @@ def _word(rng) -> str:
     return text
 
 
+def _truetype_fonts() -> list[Path]:
+    """TrueType faces for printed words: matplotlib's (DejaVu Sans and Serif, STIX, a Times-like face, and
+    Computer Modern), present wherever training runs; none on a device, where lines are never rendered."""
+    try:
+        import matplotlib
+    except ImportError:
+        return []
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    names = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
+             "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf",
+             "cmss10.ttf", "DejaVuSansMono.ttf"]
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+TRUETYPE = _truetype_fonts()
+
+
+def _put_truetype(rng, canvas: np.ndarray, text: str, x: float, baseline: float, height: float, colour: float,
+                  right_end: bool) -> float:
+    """`text` in a TrueType face (as forms are printed), its capitals about `height` tall."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(TRUETYPE[rng.integers(len(TRUETYPE))]), max(6, int(height * 1.35)))
+    left, top, right, bottom = font.getbbox(text)
+    width = right - left
+    x0 = x - width if right_end else x
+    layer = Image.new("L", (width + 4, bottom - top + 4), 0)
+    ImageDraw.Draw(layer).text((2 - left, 2 - top), text, fill=int(colour), font=font)
+    patch = np.asarray(layer)
+    ax, ay = int(round(x0)), int(round(baseline - (patch.shape[0] - 4) * 0.8))
+    h, w = canvas.shape
+    sx0, sy0 = max(0, -ax), max(0, -ay)
+    dx0, dy0 = max(0, ax), max(0, ay)
+    dx1, dy1 = min(w, ax + patch.shape[1]), min(h, ay + patch.shape[0])
+    if dx1 > dx0 and dy1 > dy0:
+        region = canvas[dy0:dy1, dx0:dx1]
+        np.maximum(region, patch[sy0:sy0 + dy1 - dy0, sx0:sx0 + dx1 - dx0], out=region)
+    return x0 if right_end else x0 + width
+
+
 def _put_word(rng, canvas: np.ndarray, x: float, baseline: float, height: float, colour: float,
               right_end: bool = False) -> float:
     """A printed or script word starting (or, with `right_end`, ending) at x on `baseline`; returns its other end."""
     text = _word(rng)
+    if TRUETYPE and rng.random() < 0.6:
+        return _put_truetype(rng, canvas, text, x, baseline, height * rng.uniform(0.5, 1.0), colour, right_end)
     font = FONTS[rng.integers(len(FONTS))]
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
     scale = height * rng.uniform(0.35, 0.95) / max(th, 1)
@@ -173,6 +216,32 @@ def _put_word(rng, canvas: np.ndarray, x: float, baseline: float, height: float,
     left = x - width if right_end else x
     cv2.putText(canvas, text, (int(left), int(baseline)), font, scale, colour, thick, cv2.LINE_AA)
     return left if right_end else left + width
+
+
+def _cursive(rng, canvas: np.ndarray, x: float, baseline: float, height: float, colour: float, thick: int,
+             right_end: bool = False) -> float:
+    """A handwritten-looking word: one pen path of loops, humps and ascenders (as a name or "Verified" is
+    written), starting (or, with `right_end`, ending) at x; returns its other end. Never a digit's shape alone:
+    its letters join."""
+    letters = int(rng.integers(3, 10))
+    width = height * rng.uniform(0.3, 0.55)
+    small = height * rng.uniform(0.3, 0.5)
+    total = letters * width
+    x0 = x - total if right_end else x
+    t = np.linspace(0, letters, letters * 24)
+    tall = rng.random(letters) < 0.3
+    low = (~tall) & (rng.random(letters) < 0.15)
+    k = np.minimum(t.astype(int), letters - 1)
+    amp = np.where(tall, height * rng.uniform(0.7, 1.0), small)
+    phase = 2 * np.pi * t
+    loop = rng.uniform(0.15, 0.45) * width
+    xs = x0 + t * width + loop * np.sin(phase)
+    ys = baseline - amp[k] * (1 - np.cos(phase)) / 2 + np.where(low[k], height * 0.35 * np.sin(phase / 2) ** 2, 0)
+    slant = rng.uniform(-0.35, 0.1)
+    xs = xs + slant * (ys - baseline)
+    pts = np.stack([xs, ys], axis=1)
+    cv2.polylines(canvas, [np.round(pts).astype(np.int32)], False, colour, thick, cv2.LINE_AA)
+    return x0 if right_end else x0 + total
 
 
 def _scribble(rng, canvas: np.ndarray, x: float, y: float, size: float, colour: float, thick: int) -> None:
@@ -231,15 +300,19 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
         ny0, ny1 = ch / 2 - height / 2, ch / 2 + height / 2
     pen = max(1, int(round(stroke * height * 0.8)))
 
+    def word(x: float, baseline: float, right_end: bool) -> float:
+        if rng.random() < cfg.cursive_p:
+            return _cursive(rng, ink, x, baseline, height, 255, max(1, pen), right_end)
+        return _put_word(rng, ink, x, baseline, height, 255, right_end)
+
     if rng.random() < cfg.word_p or n == 0:
         if rng.random() < 0.7 or n == 0:
             x = nx0 - height * rng.uniform(0.25, 1.0)
-            left = _put_word(rng, ink, x, baseline_y + rng.normal(0, 0.1) * height, height, 255, right_end=True)
+            left = word(x, baseline_y + rng.normal(0, 0.1) * height, True)
             if rng.random() < 0.3:
-                _put_word(rng, ink, left - height * rng.uniform(0.2, 0.5), baseline_y, height, 255, right_end=True)
+                word(left - height * rng.uniform(0.2, 0.5), baseline_y, True)
         if rng.random() < 0.4:
-            _put_word(rng, ink, nx1 + height * rng.uniform(0.25, 1.0), baseline_y + rng.normal(0, 0.1) * height,
-                      height, 255)
+            word(nx1 + height * rng.uniform(0.25, 1.0), baseline_y + rng.normal(0, 0.1) * height, False)
         marks.append("word")
     if n > 1 and rng.random() < cfg.inside_p:
         k = int(rng.integers(1, n))

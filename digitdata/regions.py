@@ -21,6 +21,8 @@ SHRINK_HEIGHT = 0.5  # the target fills this share of a line's height ...
 SHRINK_ENDS = 0.15  # ... and stops this many line heights short of each end
 MAX_TILT_DEG = 45.0  # lines are read left to right: a rectangle is turned to within this of level
 MIN_LINE_ASPECT = 1.6  # a part shorter than this many heights is one digit (its target is 0.8 heights long)
+GROWN_HEIGHT = 1.25  # the map's parts come out this much taller than their targets (median decoded / true line
+# height on the validation scenes: 1.21 photo, 1.36 form, 1.23 hard, measured 2026-12-04 on the first region finder)
 MIN_CELLS = 1  # connected parts smaller than this many cells are dropped (a 12 px digit in a frame is one cell)
 MAX_REGIONS = 32  # per look (bounded work for any picture, noise included)
 
@@ -115,7 +117,7 @@ def decode(prob: np.ndarray, threshold: float = 0.5, max_regions: int = MAX_REGI
             x0, y0 = cell_corners.min(axis=0)
             x1, y1 = cell_corners.max(axis=0)
             (cx, cy), (w, h), angle = ((x0 + x1) / 2, (y0 + y1) / 2), (x1 - x0, y1 - y0), 0.0
-        height = h * STRIDE / SHRINK_HEIGHT
+        height = h * STRIDE / SHRINK_HEIGHT / GROWN_HEIGHT
         length = w * STRIDE + 2 * SHRINK_ENDS * height
         regions.append(Region(cx * STRIDE, cy * STRIDE, length, height, float(angle),
                               float(np.asarray(prob)[ys, xs].mean())))

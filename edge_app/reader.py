@@ -36,6 +36,8 @@ class ReaderSettings:
     zoom_below_px: float = 14.0  # regions shorter than this (finder input px) get a closer look ...
     zoom_target_px: float = 40.0  # ... at a scale that makes them about this tall
     max_upscale: float = 3.0  # the closer look enlarges the picture at most this much
+    empty_below_scale: float = 0.6  # a picture shrunk more than this for the first look, where it found nothing,
+    empty_tiles: int = 2  # ... is looked at again in this many tiles per side (at most 4 more looks)
     work_side: int = 2048  # px: larger pictures are read at this long side (bounded work per picture)
 
 
@@ -185,6 +187,16 @@ class DigitReader:
         the part holding lines too small to read at that scale (at most one, bounded work)."""
         s = self.settings
         found, lb = self._look(gray, None)
+        if not found and lb.scale < s.empty_below_scale:  # small writing in a large picture: tiles, closer
+            h, w = gray.shape
+            n = s.empty_tiles
+            tw, th = w / n, h / n
+            for r in range(n):
+                for c in range(n):
+                    x0, y0 = int(max(0, c * tw - 0.1 * tw)), int(max(0, r * th - 0.1 * th))
+                    x1, y1 = int(min(w, (c + 1) * tw + 0.1 * tw)), int(min(h, (r + 1) * th + 0.1 * th))
+                    found += self._look(gray, (x0, y0, x1 - x0, y1 - y0))[0]
+            return _distinct(found)[:s.max_regions]
         small = [r for r in found if r.height * lb.scale < s.zoom_below_px]
         if small and lb.scale < s.max_upscale:
             boxes = np.stack([r.box() for r in small])
@@ -195,7 +207,7 @@ class DigitReader:
             closer, clb = self._look(gray, (x0, y0, x1 - x0, y1 - y0))
             if clb.scale > 1.3 * lb.scale:  # the closer look replaces what the first found there
                 inside = [r for r in found if not (x0 <= r.cx < x1 and y0 <= r.cy < y1)]
-                found = inside + closer
+                found = _distinct(inside + closer)
         return found[:s.max_regions]
 
     def _look(self, gray, region) -> tuple[list[regions.Region], Letterbox]:
@@ -236,6 +248,23 @@ class DigitReader:
             lo, hi = corners.min(axis=0), corners.max(axis=0)
             boxes.append((lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]))
         return text, conf, np.asarray(boxes, np.float64).reshape(-1, 4), x
+
+
+def _distinct(found: list[regions.Region], max_overlap: float = 0.3) -> list[regions.Region]:
+    """The regions best first, without those that overlap a better one by more than `max_overlap` (IoU) or
+    whose centre lies inside it: overlapping looks see a number twice."""
+    order = sorted(found, key=lambda r: -r.score * r.length * r.height)
+    kept: list[regions.Region] = []
+    for r in order:
+        box = r.box()
+        if all(regions.iou(box, k.box())[0, 0] <= max_overlap and not _contains(k.box(), (r.cx, r.cy)) for k in kept):
+            kept.append(r)
+    return kept
+
+
+def _contains(box, point) -> bool:
+    x, y, w, h = box
+    return x <= point[0] <= x + w and y <= point[1] <= y + h
 
 
 def _int_box(b, ox: int, oy: int) -> tuple[int, int, int, int]:

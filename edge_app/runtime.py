@@ -184,11 +184,12 @@ def _load_runtime(preferred: str | None = None):
     )
 
 
-def check_tflite_file(path: Path) -> bytes:
-    """The model's bytes, after checking it exists and carries the TFLite flatbuffer identifier."""
+def check_tflite_file(path: Path, option: str = "--model") -> bytes:
+    """The model's bytes, after checking it exists and carries the TFLite flatbuffer identifier; `option` is the
+    command-line option that names this model (for the message)."""
     if not path.is_file():
         raise ModelError(f"model file {path} not found. Convert one with `digitlite convert MODEL.keras` "
-                         f"or pass --model with a .tflite path (the released models are in {models_dir()}).")
+                         f"or pass {option} with a .tflite path (the released models are in {models_dir()}).")
     content = path.read_bytes()
     # A TFLite flatbuffer has its file identifier "TFL3" at bytes 4-8.
     if len(content) < 16 or content[4:8] != b"TFL3":
@@ -354,10 +355,10 @@ def _quant(detail: dict) -> Quantization:
 
 
 def open_model(path: Path, threads: int, xnnpack: bool, runtime: str | None, manifest_path: str | Path | None,
-               require_verified: bool):
+               require_verified: bool, option: str = "--model"):
     """(integrity, interpreter, runtime) of a .tflite file, its integrity checked against the manifest first
     (refused unless it matches, when `require_verified`), for every model adapter."""
-    content = check_tflite_file(path)
+    content = check_tflite_file(path, option)
     integrity = (verify_model(path, manifest_path, content=content) if require_verified
                  else model_integrity(path, manifest_path, content))
     return (integrity, *make_interpreter(path, threads, xnnpack, runtime))
@@ -497,8 +498,9 @@ class GreyModel:
                  xnnpack: bool = True, runtime: str | None = None, manifest_path: str | Path | None = None,
                  require_verified: bool = False):
         self.path, self.kind = Path(model_path), kind
+        option = "--" + ("regions" if kind == "region finder" else "recognizer")
         self.integrity, self.interpreter, self.runtime = open_model(self.path, threads, xnnpack, runtime, manifest_path,
-                                                                    require_verified)
+                                                                    require_verified, option)
         inp, out = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         shape = [int(v) for v in inp[0]["shape"]] if len(inp) == 1 else []
         got = tuple(int(v) for v in out[0]["shape"][1:]) if len(out) == 1 else ()

@@ -12,12 +12,13 @@ from dataclasses import dataclass, fields
 class RecognizerConfig:
     lines: int = 120_000  # training regions (MNIST training digits outside the validation split)
     validation_lines: int = 3000  # the fixed validation set (the held-out training digits), seed below
-    epochs: int = 4  # about 60 min alone on a 2-core x86 (width 12, ~140 regions/s); stops early when validation stalls
+    epochs: int = 4  # about 60 min alone on a 2-core x86 (width 12); stops early when validation stalls
     batch_size: int = 64
     learning_rate: float = 2e-3  # peak of warm-up + cosine decay (AdamW)
     weight_decay: float = 1e-4
     width: int = 12  # the network's width multiplier (see train.recognizer.build_recognizer)
     dropout: float = 0.2
+    start_from: str = ""  # a recognizer .keras to fine-tune from (same width), "" for none
     seed: int = 0  # training regions and shuffling
     validation_seed: int = 1_000_000  # never a training seed
     patience: int = 3  # epochs without validation improvement before stopping

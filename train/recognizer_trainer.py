@@ -46,7 +46,7 @@ def render_lines(count: int, seed: int, part: str, data_dir=None, cache: bool = 
     """`count` recognizer inputs from `seed` with the `part` digits, rendered in parallel or loaded from the
     cache; region i always comes from the seed [seed, i], whatever the number of workers."""
     recipe = {"what": "lines", "seed": seed, "part": part, "config": asdict(lines.LineConfig()),
-              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 1}
+              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 2}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir().parent / "lines"
     starts = list(range(0, count, CHUNK))
@@ -111,6 +111,8 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
     render_seconds = time.perf_counter() - started
 
     model = build_recognizer(cfg.width, cfg.dropout)
+    if cfg.start_from:
+        model.set_weights(keras.models.load_model(cfg.start_from, compile=False).get_weights())
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     total = cfg.epochs * steps
     warmup = min(steps, total // 10)
