@@ -349,11 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     regions = read_regions(argv)
     print(f"{len(regions)} labelled number regions from {len(set(regions.groups.tolist()))} rows "
-          f"(`digitlite train-recognizer --extra`); {len(regions.skipped)} rows without")
+          f"(`digitlite train-recognizer --extra`); {len(regions.skipped)} rows skipped")
     digits = read_digits(argv)
     counts = np.bincount(digits.labels, minlength=10)
     print(f"{len(digits)} labelled 28x28 digits from {len(set(digits.groups.tolist()))} rows (`digitlite train "
-          f"--extra`); per class: {counts.tolist()}; {len(digits.skipped)} rows without")
+          f"--extra`); per class: {counts.tolist()}; {len(digits.skipped)} rows skipped")
     for line in (regions.skipped + digits.skipped)[:20]:
         print(f"  skipped {line}")
     return 0

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digitdata.labelled import read_digits
+from digitdata.labelled import read_digits, read_regions
 from edge_app.evaluation import LabelsError, labelled_samples
 from edge_app.images import ImageError, ImageLimits, decode_image, read_image
 
@@ -167,6 +167,35 @@ def test_train_extra_hostile_rows_are_skipped_and_reported(tmp_path, caplog):
     assert digits.labels.tolist() == [1, 2]
     assert len(digits.skipped) == 6, digits.skipped  # the row without a file name is not a row
     assert any("is outside" in line for line in digits.skipped)
+    assert "6 of 7 labelled rows" in caplog.text
+
+
+def write_regions(folder: Path, rows: list[str]) -> Path:
+    """A set whose row r1 has two labelled 32x256 number regions (reader v3's export)."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "images" / "r1.regions.png"), np.zeros((64, 256), np.uint8))
+    cv2.imwrite(str(folder / "images" / "r1.jpg"), np.zeros((40, 40, 3), np.uint8))
+    (folder / "labels.csv").write_text("file,label,kind\n" + "".join(row + "\n" for row in rows))
+    return folder
+
+
+def test_train_recognizer_extra_a_field_over_the_csv_limit_is_a_clear_error(tmp_path):
+    write_regions(tmp_path, ["r1.jpg,12 7,corrected", 'r2.jpg,"' + "1\n" * 70_000 + '",corrected'])
+    with pytest.raises(ValueError, match=r"labels.csv, line 3: not a UTF-8 CSV file \(field larger than"):
+        read_regions([tmp_path])
+
+
+def test_train_recognizer_extra_hostile_rows_are_skipped_and_reported(tmp_path, caplog):
+    rows = ["r1.jpg,12 7,corrected",  # the one good row: two labelled regions
+            "r2.jpg,1x,corrected", "/etc/passwd,1,corrected", "../../../../etc/hostname,1,corrected",
+            "nothere.jpg,3,corrected", "r1.jpg,127,corrected", ",5,corrected", "r3.jpg,,corrected"]
+    write_regions(tmp_path, rows)
+    with caplog.at_level(logging.WARNING, logger="digitdata.labelled"):
+        regions = read_regions([tmp_path])
+    assert regions.texts == ["12", "7"] and regions.images.shape == (2, 32, 256)
+    assert len(regions.skipped) == 6, regions.skipped  # the row without a file name is not a row
+    assert any("is outside" in line for line in regions.skipped)
+    assert any("not 1 region(s)" in line for line in regions.skipped), "r1 as one number: 2 regions for 1"
     assert "6 of 7 labelled rows" in caplog.text
 
 
