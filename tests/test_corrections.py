@@ -253,3 +253,26 @@ def test_correct_says_what_is_wrong(filled_history):
         result = subprocess.run([sys.executable, "-m", "digitlite", "correct", *args, "--db", str(path)],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_field_simulation_corrects_misreads_with_the_right_number_count_and_labels_them(tmp_path, mnist,
+                                                                                           monkeypatch):
+    from tools import field_corrections
+
+    class OneNumber(ScriptedReader):
+        """Reads every frame as the one number 12."""
+
+        def read(self, frame_bgr):
+            self.texts = {self._key(frame_bgr): "12"}
+            return super().read(frame_bgr)
+
+    monkeypatch.setattr(field_corrections, "make_reader", lambda: OneNumber({}))
+    counts = field_corrections.simulate(tmp_path / "readings.db", scenes=12, seed=3)
+    assert counts["exact"] + counts["corrected"] + counts["wrong_count"] == 12
+    assert counts["corrected"] > 0 and counts["labelled"] == counts["corrected"], counts
+    store = ReadingStore(tmp_path / "readings.db")
+    corrected = list(store.corrections())
+    store.close()
+    assert len(corrected) == counts["corrected"]
+    for c in corrected:  # one region read, one number there: the region is labelled with the scene's number
+        assert c["text"] == "12" and c["labels"] == [c["corrected_text"]] and (c["crops"] == region_of("12")).all()
