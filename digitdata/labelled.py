@@ -228,6 +228,41 @@ def _labels_file(folder: Path) -> Path:
     return path
 
 
+def _labelled_rows(folders: list[str | Path]) -> Iterator[tuple[int, Path, str, str]]:
+    """(row number across all folders, folder, file, label) of every row of the folders' labels.csv files."""
+    group = 0
+    for folder in map(Path, folders):
+        for name, label in _read_rows(_labels_file(folder)):
+            group += 1
+            yield group, folder, name, label
+
+
+def _strip_pixels(folder: Path, name: str, suffix: str, shape: tuple[int, int], what: str,
+                  no_strip: str) -> np.ndarray | str:
+    """The grey pixels of a row's strip (its file's stem + `suffix`), else of its own file, when they are `shape`;
+    else why not (a file outside the folder, none there, unreadable, another size: `what` it should hold, and
+    `no_strip` when the row has no strip)."""
+    try:
+        strip = find_image(folder, Path(name).stem + suffix)
+        own = find_image(folder, name)
+    except ValueError as exc:
+        return str(exc)
+    source = strip or own
+    if source is None:
+        return f"{folder / name}: no image"
+    pixels = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+    if pixels is None or pixels.shape != shape:
+        why = "unreadable" if pixels is None else f"{pixels.shape[1]}x{pixels.shape[0]} px"
+        return f"{source}: {why}, not {what}" + ("" if strip else f" ({no_strip})")
+    return pixels
+
+
+def _warn_skipped(skipped: list[str], rows: int, folders: list, what: str) -> None:
+    if skipped:
+        log.warning("%d of %d labelled rows in %s give no %s and are left out; the first: %s", len(skipped), rows,
+                    ", ".join(map(str, folders)), what, "; ".join(skipped[:3]))
+
+
 def read_digits(folders: list[str | Path]) -> Digits:
     """Every labelled 28x28 digit in `folders` (labelled sets as `write_set` writes them).
 
@@ -237,49 +272,27 @@ def read_digits(folders: list[str | Path]) -> Digits:
         FileNotFoundError: a folder without labels.csv. ValueError: a malformed labels.csv (a line or field too
             long, too many rows).
     """
-    images, labels, groups, skipped = [], [], [], []
-    group = 0
-    for folder in map(Path, folders):
-        for name, numbers in _read_rows(_labels_file(folder)):
-            group += 1
-            label = numbers.replace(" ", "")
-            if not label.isascii() or not label.isdigit():
-                skipped.append(f"{folder / name}: label {label!r} is not digits")
-                continue
-            try:
-                own = find_image(folder, name)
-                strip = find_image(folder, Path(name).stem + CROPS_SUFFIX)
-            except ValueError as exc:
-                skipped.append(str(exc))
-                continue
-            source = strip or own
-            if source is None:
-                skipped.append(f"{folder / name}: no image")
-                continue
-            if strip is None and _regions_of(folder, name) is not None:
-                skipped.append(f"{folder / name}: number regions ({REGIONS_SUFFIX}), not 28x28 digit crops; "
-                               f"`digitlite train-recognizer --extra` learns from them")
-                continue
-            pixels = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-            if pixels is None or pixels.shape[0] != SIDE or pixels.shape[1] != SIDE * len(label):
-                why = "unreadable" if pixels is None else f"{pixels.shape[1]}x{pixels.shape[0]} px"
-                skipped.append(f"{source}: {why}, not {len(label)} digit(s) of {SIDE}x{SIDE}"
-                               + ("" if strip else " (no crops: the corrected digit count differs from the read one)"))
-                continue
-            for k, digit in enumerate(label):
-                images.append(pixels[:, k * SIDE:(k + 1) * SIDE])
-                labels.append(int(digit))
-                groups.append(group)
-    if skipped:
-        log.warning("%d of %d labelled rows in %s give no digit and are left out; the first: %s", len(skipped), group,
-                    ", ".join(map(str, folders)), "; ".join(skipped[:3]))
+    images, labels, groups, skipped, group = [], [], [], [], 0
+    for group, folder, name, numbers in _labelled_rows(folders):
+        label = numbers.replace(" ", "")
+        if not label.isascii() or not label.isdigit():
+            skipped.append(f"{folder / name}: label {label!r} is not digits")
+            continue
+        pixels = _strip_pixels(folder, name, CROPS_SUFFIX, (SIDE, SIDE * len(label)),
+                               f"{len(label)} digit(s) of {SIDE}x{SIDE}",
+                               "no crops: the corrected digit count differs from the read one")
+        if isinstance(pixels, str):
+            if find_image(folder, Path(name).stem + REGIONS_SUFFIX) is not None:
+                pixels = (f"{folder / name}: number regions ({REGIONS_SUFFIX}), not 28x28 digit crops; "
+                          f"`digitlite train-recognizer --extra` learns from them")
+            skipped.append(pixels)
+            continue
+        images += [pixels[:, k * SIDE:(k + 1) * SIDE] for k in range(len(label))]
+        labels += [int(d) for d in label]
+        groups += [group] * len(label)
+    _warn_skipped(skipped, group, folders, "digit")
     stack = np.stack(images).astype(np.uint8) if images else np.zeros((0, SIDE, SIDE), np.uint8)
     return Digits(stack, np.array(labels, np.int64), np.array(groups, np.int64), skipped)
-
-
-def _regions_of(folder: Path, name: str) -> Path | None:
-    """The regions strip of a labels row's file, or None (ValueError: it leads out of the folder)."""
-    return find_image(folder, Path(name).stem + REGIONS_SUFFIX)
 
 
 @dataclass
@@ -306,38 +319,23 @@ def read_regions(folders: list[str | Path]) -> Regions:
         FileNotFoundError: a folder without labels.csv. ValueError: a malformed labels.csv (a line or field too
             long, too many rows).
     """
-    images, texts, groups, skipped = [], [], [], []
-    group = 0
-    for folder in map(Path, folders):
-        for name, label in _read_rows(_labels_file(folder)):
-            group += 1
-            numbers = label.split()
-            if not numbers or not all(n.isascii() and n.isdigit() for n in numbers):
-                skipped.append(f"{folder / name}: label {label!r} is not numbers of digits")
-                continue
-            try:
-                strip, own = _regions_of(folder, name), find_image(folder, name)
-            except ValueError as exc:
-                skipped.append(str(exc))
-                continue
-            source = strip or own
-            if source is None:
-                skipped.append(f"{folder / name}: no image")
-                continue
-            pixels = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-            want = (REGION_HEIGHT * len(numbers), REGION_WIDTH)
-            if pixels is None or pixels.shape != want:
-                why = "unreadable" if pixels is None else f"{pixels.shape[1]}x{pixels.shape[0]} px"
-                skipped.append(f"{source}: {why}, not {len(numbers)} region(s) of {REGION_WIDTH}x{REGION_HEIGHT}"
-                               + ("" if strip else " (no regions: the corrected number count differs from the "
-                                                   "read one, or the reading is older than reader v3)"))
-                continue
-            images += list(pixels.reshape(len(numbers), REGION_HEIGHT, REGION_WIDTH))
-            texts += numbers
-            groups += [group] * len(numbers)
-    if skipped:
-        log.warning("%d of %d labelled rows in %s give no number region and are left out; the first: %s",
-                    len(skipped), group, ", ".join(map(str, folders)), "; ".join(skipped[:3]))
+    images, texts, groups, skipped, group = [], [], [], [], 0
+    for group, folder, name, label in _labelled_rows(folders):
+        numbers = label.split()
+        if not numbers or not all(n.isascii() and n.isdigit() for n in numbers):
+            skipped.append(f"{folder / name}: label {label!r} is not numbers of digits")
+            continue
+        pixels = _strip_pixels(folder, name, REGIONS_SUFFIX, (REGION_HEIGHT * len(numbers), REGION_WIDTH),
+                               f"{len(numbers)} region(s) of {REGION_WIDTH}x{REGION_HEIGHT}",
+                               "no regions: the corrected number count differs from the read one, or the reading "
+                               "is older than reader v3")
+        if isinstance(pixels, str):
+            skipped.append(pixels)
+            continue
+        images += list(pixels.reshape(len(numbers), REGION_HEIGHT, REGION_WIDTH))
+        texts += numbers
+        groups += [group] * len(numbers)
+    _warn_skipped(skipped, group, folders, "number region")
     stack = np.stack(images).astype(np.uint8) if images else np.zeros((0, REGION_HEIGHT, REGION_WIDTH), np.uint8)
     return Regions(stack, texts, np.array(groups, np.int64), skipped)
 
