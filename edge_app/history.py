@@ -2,19 +2,23 @@
 
 `ReadingStore` owns the database file: the `readings` table (time, text, digits with their confidences and
 boxes, source, origin, the sha256 of the model that read it; whether the plausibility check found it suspect,
-and a user's correction beside the original text), the `examples` of the last readings (the 28x28 crops the
-classifier saw and the frame, kept so that a correction can label them; a corrected reading's are kept for
-good), and the `outbox` of readings still to be published over MQTT, bounded (the oldest are dropped, and
-counted). WAL mode with synchronous=FULL: a reading
-whose commit returned survives a crash or a power cut, and `digitlite history` can read while the service
-writes. The live loop commits each stable reading here before any sink sees it; `edge_app.mqtt` publishes
-from the outbox; the web view lists the recent readings from it. This module also holds `digitlite history`.
+and a user's correction beside the original text), the `examples` of the last readings (the recognizer's 32x256
+input of each number region and the frame, kept so that a correction can label each region with its number; a
+corrected reading's are kept for good), and the `outbox` of readings still to be published over MQTT, bounded
+(the oldest are dropped, and counted). WAL mode with synchronous=FULL: a reading whose commit returned survives
+a crash or a power cut, and `digitlite history` can read while the service writes. The live loop commits each
+stable reading here before any sink sees it; `edge_app.mqtt` publishes from the outbox; the web view lists the
+recent readings from it. This module also holds `digitlite history`.
 
 A history is checked when it is opened (`PRAGMA quick_check`): a corrupt file is refused with a message naming
 it, and `digitlite history --repair` copies what is readable into a new file, keeping the old one beside it. A
 write that fails (a full or read-only disk) raises `HistoryWriteError`; `last_error` says so until a write
 succeeds again. Every input is bounded here: reading ids (SQLite's 64-bit integers), `--since` (at most
 `MAX_SINCE_DAYS` back) and corrections (`MAX_CORRECTION_CHARS`), alike for the CLI and the web.
+
+Examples written before schema 3 (reader v3, issue 21) are the classifier's 28x28 crops, one per digit; the
+`crop_shape` column says which an example holds ("28x28" for every row from before it, set by the upgrade), so
+they stay readable: a correction labels old crops digit by digit as before, new regions number by number.
 
     digitlite history --since 1h
     digitlite history --since 2026-11-01 --csv > readings.csv
@@ -41,11 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from digitdata.lines import INPUT_HEIGHT, INPUT_WIDTH
 from digitlite import HelpFormatter
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: suspect, corrected_text, corrected_time and the examples table (issue 14)
+SCHEMA_VERSION = 3  # 2: suspect, corrected_text, corrected_time and the examples table (issue 14);
+#                    3: examples.crop_shape, number regions instead of digit crops (issue 21)
 DB_NAME = "readings.db"
 
 
@@ -78,15 +84,23 @@ CREATE TABLE IF NOT EXISTS outbox (reading_id INTEGER PRIMARY KEY);  -- readings
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS examples (
     reading_id INTEGER PRIMARY KEY,
-    crops BLOB NOT NULL,         -- zlib of the (N, 28, 28) uint8 classifier inputs, in the order of `digits`
+    crops BLOB NOT NULL,         -- zlib of the (N, H, W) uint8 crops: the recognizer's inputs, one per number
+                                 -- region in reading order (32x256); before schema 3, one 28x28 crop per digit
     frame_jpeg BLOB,             -- the frame the reader read (the boxes in `digits` are in its pixels)
-    labels TEXT                  -- JSON digits aligned with the crops, once corrected (NULL: unlabelled)
+    labels TEXT,                 -- JSON, once corrected (NULL: unlabelled): the number (a string) of each region,
+                                 -- or for 28x28 crops the digit (an integer) of each crop
+    crop_shape TEXT NOT NULL DEFAULT '28x28'  -- HxW of each crop; rows that do not say are from before schema 3
 );
 """
 # v1 -> v2: the columns the plausibility check and corrections added (the examples table is created above).
+# v2 -> v3: the examples say what their crops are (a v1 history gets the v2 table first, then the column).
 MIGRATIONS = {2: ("ALTER TABLE readings ADD COLUMN suspect TEXT", "ALTER TABLE readings ADD COLUMN corrected_text TEXT",
-                  "ALTER TABLE readings ADD COLUMN corrected_time TEXT")}
-CROP_SIDE = 28  # px: the classifier's input (digitdata.pixels)
+                  "ALTER TABLE readings ADD COLUMN corrected_time TEXT"),
+              3: ("CREATE TABLE IF NOT EXISTS examples (reading_id INTEGER PRIMARY KEY, crops BLOB NOT NULL, "
+                  "frame_jpeg BLOB, labels TEXT)",
+                  "ALTER TABLE examples ADD COLUMN crop_shape TEXT NOT NULL DEFAULT '28x28'")}
+REGION_SHAPE = (INPUT_HEIGHT, INPUT_WIDTH)  # px: the recognizer's input, what `Reading.crops` holds per number
+DIGIT_SHAPE = (28, 28)  # px: the classifier's input, what examples held before schema 3 (read back, never written)
 MAX_READING_ID = 2**63 - 1  # SQLite's largest integer: ids are 1 to this
 MAX_CORRECTION_CHARS = 200  # characters a correction may have (web and CLI alike): a meter has a few numbers
 MAX_SINCE_DAYS = 36_600  # --since goes back at most 100 years
@@ -201,23 +215,32 @@ class ReadingStore:
         """Commit one reading (and, with `outbox`, queue it for MQTT); returns the stored record with its id.
 
         Args:
-            reading: has "text" and "digits" ([{"digit", "confidence", "box"}]), as `Reading.to_dict()`.
+            reading: has "text" and "digits" ([{"digit", "confidence", "box"}]), and "numbers" (else the text's
+                space-separated numbers), as `Reading.to_dict()`.
             source: where the frame came from.
             model_sha256: the model that read it.
             origin: "live" or "upload".
             time: ISO 8601 UTC; default: now.
             outbox: queue it for publishing; the oldest queued readings beyond `outbox_limit` are dropped.
             suspect: why the plausibility check refused it as the value (None: plausible).
-            crops: the (N, 28, 28) uint8 classifier inputs, aligned with the digits (`Reading.crops`), kept as
-                examples for a correction, with `frame_jpeg`, for the last `examples_keep` readings.
+            crops: the (N, 32, 256) uint8 recognizer inputs, one per number region in reading order
+                (`Reading.crops`), kept as examples for a correction, with `frame_jpeg`, for the last
+                `examples_keep` readings. N is the count of numbers, except where the reader joined two regions
+                into one number: they are kept all the same, and a correction then labels none of them.
             frame_jpeg: the frame as JPEG, its pixels those of the digits' boxes.
+
+        Raises:
+            ValueError: crops that are not (N, 32, 256) uint8. HistoryWriteError: the disk refused the write.
         """
         record = {"time": time or now_iso(), "text": str(reading["text"]),
                   "digits": [dict(d) for d in reading.get("digits", [])], "source": str(source),
                   "origin": origin, "model_sha256": model_sha256, "suspect": suspect, "corrected_text": None,
                   "corrected_time": None}
-        if crops is not None and len(crops) != len(record["digits"]):
-            raise ValueError(f"{len(crops)} crops for {len(record['digits'])} digits: they must be aligned")
+        packed = pack_crops(crops, REGION_SHAPE) if crops is not None else None
+        numbers = reading.get("numbers") or record["text"].split()
+        if crops is not None and len(crops) != len(numbers):
+            log.debug("reading %r: %d regions for %d numbers; its regions are kept but a correction cannot label "
+                      "them one to one", record["text"], len(crops), len(numbers))
         dropped, total = [], 0
         with self._lock, self._writing(), self._transaction():
             cursor = self._db.execute(
@@ -226,9 +249,9 @@ class ReadingStore:
                 (record["time"], record["text"], json.dumps(record["digits"]), record["source"], origin,
                  model_sha256, suspect))
             record["id"] = cursor.lastrowid
-            if crops is not None:
-                self._db.execute("INSERT INTO examples (reading_id, crops, frame_jpeg) VALUES (?, ?, ?)",
-                                 (record["id"], pack_crops(crops), frame_jpeg))
+            if packed is not None:
+                self._db.execute("INSERT INTO examples (reading_id, crops, frame_jpeg, crop_shape) VALUES (?, ?, ?, ?)",
+                                 (record["id"], packed, frame_jpeg, shape_name(REGION_SHAPE)))
             # Corrected readings are labelled data: neither they nor their examples age out.
             self._db.execute("DELETE FROM readings WHERE id <= ? AND corrected_text IS NULL",
                              (record["id"] - self.settings.keep,))
@@ -253,9 +276,11 @@ class ReadingStore:
     def correct(self, reading_id: int, text: str, time: str | None = None) -> dict:
         """Record what a user says reading `reading_id` reads; its examples become labelled by it.
 
-        The original text stays in `text`; a second correction replaces the first. The crops are labelled
-        digit by digit when the corrected text has as many digits as were read (else the correction is kept,
-        and its frame still serves `digitlite eval`, but its crops cannot be labelled one to one).
+        The original text stays in `text`; a second correction replaces the first. The number regions are
+        labelled one to one, each with its number of the corrected text (split on spaces), when the reading had
+        as many regions as numbers and the correction has as many numbers; else the correction is kept, and its
+        frame still serves `digitlite eval`, but its regions cannot be labelled. (The 28x28 digit crops of a
+        reading stored before schema 3 are labelled digit by digit when the digit counts agree, as they were.)
 
         Args:
             reading_id: the id in this history (`digitlite history` and the web view show it).
@@ -264,7 +289,8 @@ class ReadingStore:
             time: ISO 8601 UTC of the correction; default: now.
 
         Returns:
-            The corrected record, with "examples": {"crops", "labelled", "frame"} saying what was kept.
+            The corrected record, with "examples": {"crops" (how many), "kind" ("regions", "digits", or None:
+            none kept), "labelled", "frame"} saying what was kept.
 
         Raises:
             ValueError: malformed text, an id out of range. KeyError: no reading with that id.
@@ -272,44 +298,48 @@ class ReadingStore:
         """
         text = parse_correction(text)
         check_reading_id(reading_id)
-        digits = text.replace(" ", "")
         with self._lock, self._writing(), self._transaction():
             row = self._db.execute("SELECT * FROM readings WHERE id = ?", (reading_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no reading #{reading_id} in {self.path}; `digitlite history` lists the ids")
             self._db.execute("UPDATE readings SET corrected_text = ?, corrected_time = ? WHERE id = ?",
                              (text, time or now_iso(), reading_id))
-            example = self._db.execute("SELECT crops, frame_jpeg FROM examples WHERE reading_id = ?",
+            example = self._db.execute("SELECT crops, frame_jpeg, crop_shape FROM examples WHERE reading_id = ?",
                                        (reading_id,)).fetchone()
-            kept = {"crops": 0, "labelled": False, "frame": False}
+            kept = {"crops": 0, "kind": None, "labelled": False, "frame": False}
             if example is not None:
-                count = len(unpack_crops(example["crops"]))
-                labels = [int(c) for c in digits] if count == len(digits) else None
+                shape = parse_shape(example["crop_shape"])
+                count = len(unpack_crops(example["crops"], shape))
+                labels = labels_for(count, shape, row["text"], text)
                 self._db.execute("UPDATE examples SET labels = ? WHERE reading_id = ?",
                                  (json.dumps(labels) if labels is not None else None, reading_id))
-                kept = {"crops": count, "labelled": labels is not None, "frame": example["frame_jpeg"] is not None}
+                kept = {"crops": count, "kind": "regions" if shape == REGION_SHAPE else "digits",
+                        "labelled": labels is not None, "frame": example["frame_jpeg"] is not None}
             record = _record(self._db.execute("SELECT * FROM readings WHERE id = ?", (reading_id,)).fetchone())
         return {**record, "examples": kept}
 
     def corrections(self) -> Iterator[dict]:
-        """Every corrected reading, oldest first, with its examples: "crops" ((N, 28, 28) uint8 or None),
-        "labels" (digits aligned with them, or None) and "frame_jpeg" (bytes or None)."""
+        """Every corrected reading, oldest first, with its examples: "crops" ((N, 32, 256) uint8 number regions,
+        (N, 28, 28) digit crops from before schema 3, or None), "labels" (aligned with them: a number string per
+        region, a digit per crop; or None) and "frame_jpeg" (bytes or None)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT r.*, e.crops AS e_crops, e.frame_jpeg AS e_frame, e.labels AS e_labels FROM readings r "
-                "LEFT JOIN examples e ON e.reading_id = r.id WHERE r.corrected_text IS NOT NULL ORDER BY r.id"
-            ).fetchall()
+                "SELECT r.*, e.crops AS e_crops, e.frame_jpeg AS e_frame, e.labels AS e_labels, "
+                "e.crop_shape AS e_shape FROM readings r LEFT JOIN examples e ON e.reading_id = r.id "
+                "WHERE r.corrected_text IS NOT NULL ORDER BY r.id").fetchall()
         for row in rows:
-            yield {**_record(row), "crops": unpack_crops(row["e_crops"]) if row["e_crops"] is not None else None,
-                   "labels": json.loads(row["e_labels"]) if row["e_labels"] else None, "frame_jpeg": row["e_frame"]}
+            crops = unpack_crops(row["e_crops"], parse_shape(row["e_shape"])) if row["e_crops"] is not None else None
+            yield {**_record(row), "crops": crops, "labels": json.loads(row["e_labels"]) if row["e_labels"] else None,
+                   "frame_jpeg": row["e_frame"]}
 
     def examples_of(self, reading_id: int) -> dict | None:
-        """The kept crops and frame of one reading ({"crops", "frame_jpeg", "labels"}), or None."""
+        """The kept crops and frame of one reading ({"crops", "frame_jpeg", "labels"}, as `corrections` gives
+        them), or None."""
         with self._lock:
             row = self._db.execute("SELECT * FROM examples WHERE reading_id = ?", (reading_id,)).fetchone()
         if row is None:
             return None
-        return {"crops": unpack_crops(row["crops"]), "frame_jpeg": row["frame_jpeg"],
+        return {"crops": unpack_crops(row["crops"], parse_shape(row["crop_shape"])), "frame_jpeg": row["frame_jpeg"],
                 "labels": json.loads(row["labels"]) if row["labels"] else None}
 
     def _count(self, name: str, n: int) -> None:
@@ -536,16 +566,59 @@ def parse_correction(text: str) -> str:
     return folded
 
 
-def pack_crops(crops: np.ndarray) -> bytes:
-    """(N, 28, 28) uint8 -> zlib bytes (MNIST-style crops are mostly black: ~200 B a digit)."""
+def labels_for(count: int, shape: tuple[int, int], read: str, corrected: str) -> list | None:
+    """What a correction labels `count` kept crops of `shape` with, or None when they cannot be labelled one to one.
+
+    Number regions: the corrected numbers (strings, leading zeros kept) when the reading had `count` numbers and
+    the correction has as many. Digit crops (before schema 3): the corrected digits (integers) when there are
+    `count` of them.
+    """
+    if shape == DIGIT_SHAPE:
+        digits = corrected.replace(" ", "")
+        return [int(c) for c in digits] if len(digits) == count else None
+    numbers = corrected.split()
+    return numbers if len(numbers) == count == len(read.split()) else None
+
+
+def shape_name(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def parse_shape(name: str) -> tuple[int, int]:
+    """"32x256" -> (32, 256): the examples' crop_shape column.
+
+    Raises:
+        ValueError: not one of the shapes a history holds.
+    """
+    shapes = {shape_name(s): s for s in (REGION_SHAPE, DIGIT_SHAPE)}
+    if name not in shapes:
+        raise ValueError(f"examples crop shape {name!r}: a history holds {' or '.join(shapes)} crops")
+    return shapes[name]
+
+
+def pack_crops(crops: np.ndarray, shape: tuple[int, int] = REGION_SHAPE) -> bytes:
+    """(N, H, W) uint8 of `shape` -> zlib bytes (ink bright on black: a 32x256 region packs to about 1-2 KB).
+
+    Raises:
+        ValueError: another shape or dtype, saying which was expected.
+    """
     crops = np.asarray(crops)
-    if crops.dtype != np.uint8 or crops.ndim != 3 or crops.shape[1:] != (CROP_SIDE, CROP_SIDE):
-        raise ValueError(f"crops must be (N, {CROP_SIDE}, {CROP_SIDE}) uint8, got {crops.shape} {crops.dtype}")
+    if crops.dtype != np.uint8 or crops.ndim != 3 or crops.shape[1:] != tuple(shape):
+        raise ValueError(f"crops must be (N, {shape[0]}, {shape[1]}) uint8 (`Reading.crops`: one recognizer input "
+                         f"per number region), got {crops.shape} {crops.dtype}")
     return zlib.compress(np.ascontiguousarray(crops).tobytes(), 6)
 
 
-def unpack_crops(blob: bytes) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(blob), np.uint8).reshape(-1, CROP_SIDE, CROP_SIDE).copy()
+def unpack_crops(blob: bytes, shape: tuple[int, int] = REGION_SHAPE) -> np.ndarray:
+    """zlib bytes -> (N, H, W) uint8 of `shape`.
+
+    Raises:
+        ValueError: the bytes are not whole crops of that shape.
+    """
+    flat = np.frombuffer(zlib.decompress(blob), np.uint8)
+    if flat.size % (shape[0] * shape[1]):
+        raise ValueError(f"{flat.size} bytes of examples are not whole {shape_name(shape)} crops")
+    return flat.reshape(-1, *shape).copy()
 
 
 # ---------------------------------------------------------------------------------------------- digitlite history

@@ -39,3 +39,39 @@ class FakeCamera:
 
     def close(self) -> None:
         self.closed = True
+
+
+def region_of(number: str) -> np.ndarray:
+    """A (32, 256) uint8 recognizer input showing `number` (bright ink on black), distinct for each number."""
+    import cv2
+
+    region = np.zeros((32, 256), np.uint8)
+    cv2.putText(region, number, (4, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 255, 2)
+    return region
+
+
+class ScriptedReader:
+    """A reader for tests that need no models: each frame reads as the text scripted for it (frames are told apart
+    by their bytes), as `edge_app.reader.DigitReader` returns it: one line of numbers, a digit per character with
+    boxes side by side, and one 32x256 region per number in `Reading.crops` (`region_of`). A frame not scripted
+    reads as nothing."""
+
+    roi = None
+
+    def __init__(self, scripted: dict[str, np.ndarray], sha256: str = "5c" * 32):
+        import hashlib
+        from types import SimpleNamespace
+
+        self._key = lambda frame: hashlib.sha256(np.ascontiguousarray(frame).tobytes()).hexdigest()
+        self.texts = {self._key(frame): text for text, frame in scripted.items()}
+        self.integrity = SimpleNamespace(sha256=sha256)
+        self.reads = 0
+
+    def read(self, frame_bgr: np.ndarray):
+        from edge_app.reader import Digit, Reading
+
+        self.reads += 1
+        numbers = self.texts.get(self._key(frame_bgr), "").split()
+        digits = [Digit(int(c), 0.9, (40 * k, 10, 30, 40)) for k, c in enumerate("".join(numbers))]
+        crops = np.stack([region_of(n) for n in numbers]) if numbers else np.zeros((0, 32, 256), np.uint8)
+        return Reading(digits, [numbers] if numbers else [], {"total": 1.0}, 0, crops)

@@ -46,7 +46,8 @@ def test_a_bad_rule_names_its_option(kwargs, message):
 
 
 class Texts:
-    """A reader that reads the given texts, one per frame, each digit with a crop (the reader's contract)."""
+    """A reader that reads the given texts, one per frame, each number with its 32x256 region (the reader's
+    contract)."""
 
     def __init__(self, texts):
         self.texts = list(texts)
@@ -55,7 +56,7 @@ class Texts:
         text = self.texts.pop(0)
         digits = [Digit(int(c), 0.97, (10 * i, 0, 8, 12)) for i, c in enumerate(text.replace(" ", ""))]
         return Reading(digits, [text.split()] if text else [], {"total": 0.1}, 0,
-                       np.zeros((len(digits), 28, 28), np.uint8))
+                       np.zeros((len(text.split()), 32, 256), np.uint8))
 
 
 class Frames:
@@ -100,7 +101,7 @@ def test_a_breaking_reading_is_stored_as_suspect_and_not_published_as_the_value(
     assert [p.get("suspect") is not None for p in printed] == [False, False, True, False, True], "shown as suspect"
     assert [r["text"] for r in store.pending()] == ["1249", "1250", "1251"], "suspect readings are not queued"
     assert value_of(store.latest_value()) == "1251"
-    assert all(store.examples_of(r["id"])["crops"].shape == (4, 28, 28) for r in stored), "suspects keep examples"
+    assert all(store.examples_of(r["id"])["crops"].shape == (1, 32, 256) for r in stored), "suspects keep examples"
 
     # The user says 9999 was right after all: the corrected reading becomes the value, and the loop's sinks hear.
     loop.corrected(store.correct(stored[4]["id"], "9999"))

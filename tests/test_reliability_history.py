@@ -33,8 +33,8 @@ def digitlite(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def add(store: ReadingStore, text: str = "12") -> dict:
-    return store.add({"text": text, "digits": DIGITS}, "test", "sha", crops=RNG.integers(0, 255, (2, 28, 28), np.uint8),
-                     frame_jpeg=RNG.bytes(3000))
+    region = RNG.integers(0, 255, (1, 32, 256), np.uint8)  # one number: one 32x256 region
+    return store.add({"text": text, "digits": DIGITS}, "test", "sha", crops=region, frame_jpeg=RNG.bytes(3000))
 
 
 # ---------------------------------------------------------------------------------------------- 3: full disk
@@ -73,21 +73,20 @@ class FreeingPages:
         pass
 
 
-def test_run_on_a_full_disk_says_so_on_every_reading_and_stores_them_when_space_returns(classifier, examples,
-                                                                                      full_disk):
-    from web_support import number_page
+def test_run_on_a_full_disk_says_so_on_every_reading_and_stores_them_when_space_returns(full_disk):
+    from fakes import ScriptedReader
 
-    from edge_app.cli import reader_for
     from edge_app.live import LiveLoop, LoopSettings
     from edge_app.sinks import JsonLines
 
     texts = ["35", "47", "60", "81", "92"]
+    pages = {t: np.full((96, 128, 3), 30 * k, np.uint8) for k, t in enumerate(texts)}
     store = ReadingStore(full_disk.folder / "readings.db")
     add(store, "10")
     full_disk.fill()
     lines: list[dict] = []
-    loop = LiveLoop(FreeingPages([number_page(examples, t) for t in texts], full_disk, free_at=3),
-                    reader_for(classifier), store, [JsonLines(lambda line: lines.append(json.loads(line)))],
+    loop = LiveLoop(FreeingPages(list(pages.values()), full_disk, free_at=3),
+                    ScriptedReader(pages), store, [JsonLines(lambda line: lines.append(json.loads(line)))],
                     LoopSettings(stable_frames=2, retry_s=0.0), source_name="pages")
     assert loop.run() == 0
     assert [line["text"] for line in lines] == texts
@@ -97,6 +96,8 @@ def test_run_on_a_full_disk_says_so_on_every_reading_and_stores_them_when_space_
                for line in unstored)
     assert [r["text"] for r in store.since()] == ["10", *texts]  # every reading stored, in order
     assert loop.status.unstored == 0 and loop.status.history_error is None and loop.status.readings == 5
+    held = store.examples_of(store.since()[-1]["id"])  # a held reading is stored with its regions, once space returns
+    assert held is not None and held["crops"].shape == (1, 32, 256) and held["frame_jpeg"]
     store.close()
 
 
@@ -193,10 +194,11 @@ class Thin:
         pass
 
 
-def test_skipped_frames_count_towards_max_frames(classifier):
-    from edge_app.cli import reader_for
+def test_skipped_frames_count_towards_max_frames():
+    from fakes import ScriptedReader
+
     from edge_app.live import LiveLoop
 
-    loop = LiveLoop(Thin(), reader_for(classifier), ReadingStore(":memory:"), max_frames=5)
+    loop = LiveLoop(Thin(), ScriptedReader({}), ReadingStore(":memory:"), max_frames=5)
     assert loop.run() == 0
     assert (loop.status.frames, loop.status.skipped) == (0, 5) and "too thin" in loop.status.error

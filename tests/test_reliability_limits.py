@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digitdata.labelled import read_digits
+from digitdata.labelled import read_digits, read_regions
 from edge_app.evaluation import LabelsError, labelled_samples
 from edge_app.images import ImageError, ImageLimits, decode_image, read_image
 
@@ -143,30 +143,45 @@ def test_eval_cli_refuses_the_line_of_commas_with_exit_2(tmp_path):
     assert result.returncode == 2 and "longer than" in result.stderr and "Traceback" not in result.stderr
 
 
-def write_extra(folder: Path, rows: list[str]) -> Path:
+def write_extra(folder: Path, rows: list[str], regions: bool = False) -> Path:
+    """A labelled set whose row r1 has two labelled 28x28 digit crops, or with `regions` two 32x256 number regions
+    (reader v3's export); `rows` are its labels.csv rows."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / "images" / "r1.crops.png"), np.zeros((28, 56), np.uint8))
+    if regions:
+        cv2.imwrite(str(folder / "images" / "r1.regions.png"), np.zeros((64, 256), np.uint8))
+    else:
+        cv2.imwrite(str(folder / "images" / "r1.crops.png"), np.zeros((28, 56), np.uint8))
     cv2.imwrite(str(folder / "images" / "r1.jpg"), np.zeros((40, 40, 3), np.uint8))
     (folder / "labels.csv").write_text("file,label,kind\n" + "".join(row + "\n" for row in rows))
     return folder
 
 
-def test_train_extra_a_field_over_the_csv_limit_is_a_clear_error(tmp_path):
-    write_extra(tmp_path, ["r1.jpg,12,corrected", 'r2.jpg,"' + "1\n" * 70_000 + '",corrected'])
+# The two ways training reads an export: the classifier's 28x28 digits (`train --extra`), the recognizer's number
+# regions (`train-recognizer --extra`): (regions?, reader, the good row's label, what it gives).
+EXTRA_READERS = [pytest.param(False, lambda f: read_digits(f).labels.tolist(), "12", [1, 2], id="digits"),
+                 pytest.param(True, lambda f: read_regions(f).texts, "12 7", ["12", "7"], id="regions")]
+
+
+@pytest.mark.parametrize(("regions", "read", "good", "gives"), EXTRA_READERS)
+def test_train_extra_a_field_over_the_csv_limit_is_a_clear_error(tmp_path, regions, read, good, gives):
+    write_extra(tmp_path, [f"r1.jpg,{good},corrected", 'r2.jpg,"' + "1\n" * 70_000 + '",corrected'], regions)
     with pytest.raises(ValueError, match=r"labels.csv, line 3: not a UTF-8 CSV file \(field larger than"):
-        read_digits([tmp_path])
+        read([tmp_path])
 
 
-def test_train_extra_hostile_rows_are_skipped_and_reported(tmp_path, caplog):
-    rows = ["r1.jpg,12,corrected",  # the one good row: two labelled crops
+@pytest.mark.parametrize(("regions", "read", "good", "gives"), EXTRA_READERS)
+def test_train_extra_hostile_rows_are_skipped_and_reported(tmp_path, caplog, regions, read, good, gives):
+    rows = [f"r1.jpg,{good},corrected",  # the one good row: two labelled crops or regions
             "r2.jpg,1x,corrected", "/etc/passwd,1,corrected", "../../../../etc/hostname,1,corrected",
-            "nothere.jpg,3,corrected", "r1.jpg,123,corrected", ",5,corrected", "r3.jpg,,corrected"]
-    write_extra(tmp_path, rows)
+            "nothere.jpg,3,corrected", f"r1.jpg,{good.replace(' ', '')}3,corrected", ",5,corrected",
+            "r3.jpg,,corrected"]
+    write_extra(tmp_path, rows, regions)
     with caplog.at_level(logging.WARNING, logger="digitdata.labelled"):
-        digits = read_digits([tmp_path])
-    assert digits.labels.tolist() == [1, 2]
-    assert len(digits.skipped) == 6, digits.skipped  # the row without a file name is not a row
-    assert any("is outside" in line for line in digits.skipped)
+        assert read([tmp_path]) == gives
+    skipped = (read_regions if regions else read_digits)([tmp_path]).skipped
+    assert len(skipped) == 6, skipped  # the row without a file name is not a row
+    assert any("is outside" in line for line in skipped)
+    assert any("not 1 region(s)" in line if regions else "not 3 digit(s)" in line for line in skipped), skipped
     assert "6 of 7 labelled rows" in caplog.text
 
 

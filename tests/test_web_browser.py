@@ -184,7 +184,7 @@ def test_a_suspect_reading_is_flagged_and_corrected_on_the_page(counter, browser
         expect(page.locator("#correction")).to_be_visible()
         page.locator("#correction-text").fill("36")
         page.locator("#correction-save").click()
-        expect(page.locator("#correction-done")).to_contain_text("2 digits kept as training examples",
+        expect(page.locator("#correction-done")).to_contain_text("1 number region kept as training examples",
                                                                  timeout=WAIT_MS)
         fixed = page.locator("#history li.corrected")
         expect(fixed).to_have_count(1, timeout=WAIT_MS)

@@ -1,5 +1,7 @@
 """The web API for integrators and field users (issue 14), over real HTTP with a live loop: `GET /api/value`,
-`GET /api/history?since=`, and correcting a stored reading, documented in the OpenAPI schema behind the token.
+`GET /api/history?since=`, and correcting a stored reading (its number regions become labelled, issue 21),
+documented in the OpenAPI schema behind the token. The pages are read by a scripted reader (`fakes.ScriptedReader`:
+no reader models needed); the drawing endpoint's classifier is the released one.
 
     .venv/bin/pytest tests/test_web_field.py
 """
@@ -11,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from fakes import ScriptedReader, region_of
 from waiting import wait_for
 from web_support import Pages, make_state, number_page, png_bytes, request, running_server
 
@@ -25,8 +28,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def server(classifier, examples):
     # A counter: 4071, then 35 (below it: suspect), then 4096.
-    pages = [number_page(examples, text, size=(640, 480)) for text in ("4071", "35", "4096")]
-    state = make_state(classifier, feed_source=Pages(pages), stable_frames=2, max_fps=50)
+    pages = {text: number_page(examples, text, size=(640, 480)) for text in ("4071", "35", "4096")}
+    state = make_state(classifier, feed_source=Pages(list(pages.values())), stable_frames=2, max_fps=50,
+                       reader=ScriptedReader(pages))
     state.loop.plausibility = Plausibility(expect="increasing")
     with running_server(state, token=TOKEN) as server:
         wait_for(lambda: state.history.count() == 3, "three stable readings")
@@ -69,13 +73,14 @@ def test_value_is_the_last_plausible_stable_reading_and_a_correction_changes_it(
     assert value["time"] == stored["time"]
     assert value["confidence"] == pytest.approx(min(d["confidence"] for d in stored["digits"]))
 
-    # A user corrects the last reading: the value follows, the original stays, the crops are labelled.
+    # A user corrects the last reading: the value follows, the original stays, its region is labelled.
     reply = post_json(server, f"/api/readings/{value['id']}/correction", {"text": "4098"})
     assert reply.status == 200, reply
     corrected = reply.json()
     assert corrected["text"] == "4096" and corrected["corrected_text"] == "4098" and corrected["value"] == "4098"
-    assert corrected["examples"] == {"crops": 4, "labelled": True, "frame": True}
-    assert state.history.examples_of(value["id"])["labels"] == [4, 0, 9, 8]
+    assert corrected["examples"] == {"crops": 1, "kind": "regions", "labelled": True, "frame": True}
+    example = state.history.examples_of(value["id"])
+    assert example["labels"] == ["4098"] and (example["crops"] == region_of("4096")[None]).all()
     assert get(server, "/api/value")["value"] == "4098" and get(server, "/api/value")["corrected"]
 
 
@@ -90,13 +95,17 @@ def test_a_correction_that_cannot_be_stored_says_why(server):
 
 def test_an_uploaded_photo_is_stored_with_its_id_and_can_be_corrected(server, examples):
     server, state = server
-    reply = request(server, "POST", "/api/read", png_bytes(number_page(examples, "35")),
+    reply = request(server, "POST", "/api/read", png_bytes(number_page(examples, "35", size=(640, 480))),
                     {**AUTH, "Content-Type": "image/png"})
     assert reply.status == 200, reply
     uploaded = reply.json()
-    assert uploaded["id"] is not None and state.history.get(uploaded["id"])["origin"] == "upload"
-    assert post_json(server, f"/api/readings/{uploaded['id']}/correction", {"text": "36"}).json()["examples"][
-        "labelled"]
+    assert uploaded["text"] == "35" and uploaded["numbers"] == ["35"]
+    stored = state.history.get(uploaded["id"])
+    assert stored["origin"] == "upload" and stored["model_sha256"] == state.reader.integrity.sha256
+    two = post_json(server, f"/api/readings/{uploaded['id']}/correction", {"text": "3 6"}).json()["examples"]
+    assert two == {"crops": 1, "kind": "regions", "labelled": False, "frame": True}, "2 numbers for 1 region"
+    one = post_json(server, f"/api/readings/{uploaded['id']}/correction", {"text": "36"}).json()["examples"]
+    assert one["labelled"] and state.history.examples_of(uploaded["id"])["labels"] == ["36"]
     assert get(server, "/api/value")["origin"] == "live", "an upload is never the live value"
 
 
@@ -113,6 +122,6 @@ def test_the_schema_documents_value_history_and_correction(server):
 
 
 def test_value_without_any_reading_is_a_404(classifier):
-    with running_server(make_state(classifier), token=TOKEN) as empty:
+    with running_server(make_state(classifier, reader=ScriptedReader({})), token=TOKEN) as empty:
         reply = request(empty, "GET", "/api/value", headers=AUTH)
         assert reply.status == 404 and "no reading yet" in reply.json()["detail"]

@@ -48,9 +48,10 @@ class Pages:
 
 
 def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2, max_fps: float = 10.0,
-               history=None, body=None):
-    """A WebState with the real reader around `classifier`, a readings history (in memory unless given), and the
-    live loop over `feed_source` with the web stream as its sink when a source is given."""
+               history=None, body=None, reader=None):
+    """A WebState with the real reader around `classifier` (or `reader`, e.g. `fakes.ScriptedReader`), a readings
+    history (in memory unless given), and the live loop over `feed_source` with the web stream as its sink when a
+    source is given."""
     from edge_app.cli import reader_for
     from edge_app.history import ReadingStore
     from edge_app.images import UPLOAD_LIMITS
@@ -59,7 +60,7 @@ def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2
     from edge_app.web.app import BodyLimits, WebState
     from edge_app.web.live import WebStream
 
-    reader = reader_for(classifier)
+    reader = reader or reader_for(classifier)
     state = WebState(classifier=classifier, reader=reader, annotate=annotate,
                      history=history or ReadingStore(":memory:"), limits=limits or UPLOAD_LIMITS,
                      body=body or BodyLimits())
@@ -67,7 +68,7 @@ def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2
         state.stream = WebStream()
         state.loop = LiveLoop(feed_source, reader, state.history, [state.stream],
                               LoopSettings(stable_frames=stable_frames, max_fps=max_fps), source_name="test source",
-                              model_sha256=classifier.integrity.sha256, lock=state.lock)
+                              model_sha256=reader.integrity.sha256, lock=state.lock)
     return state
 
 

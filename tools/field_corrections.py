@@ -4,13 +4,15 @@ For README's worked example of issue 14, where no real device's corrections exis
 the data engine (`digitdata.engine`, 640x480 camera frames) from MNIST *training* digits outside the training
 split's validation hold-out (so `convert`'s gate on the test set and early stopping stay untouched by what is
 learned). Each scene is read
-by the released reader; each reading is stored in a readings history with its crops and frame, as the live loop
-stores it; each misread whose digit count is right is corrected with the scene's truth through
-`ReadingStore.correct`, the call behind `digitlite correct` and the web view's button. Then
-`digitlite corrections export` and `digitlite train --extra` take over.
+by the released reader; each reading is stored in a readings history with its number regions (`Reading.crops`)
+and frame, as the live loop stores it; each misread whose count of numbers is right is corrected with the
+scene's truth through `ReadingStore.correct`, the call behind `digitlite correct` and the web view's button,
+which labels each region with its number. Then `digitlite corrections export` and
+`digitlite train-recognizer --extra` take over.
 
     python -m tools.field_corrections --scenes 6000 --history runs/field/readings.db
     digitlite corrections export runs/field/corrections --db runs/field/readings.db
+    digitlite train-recognizer --extra runs/field/corrections --init runs/recognizer/model.keras --out runs/rec-field
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def simulate(history: Path, scenes: int, seed: int) -> dict:
     reader = make_reader()
     store = ReadingStore(history)
     frames = engine.scenes(seed, images, labels, kind="frame")
-    counts = {"scenes": scenes, "exact": 0, "corrected": 0, "wrong_count": 0}
+    counts = {"scenes": scenes, "exact": 0, "corrected": 0, "labelled": 0, "wrong_count": 0}
     try:
         for _ in range(scenes):
             scene = next(frames)
@@ -45,11 +47,12 @@ def simulate(history: Path, scenes: int, seed: int) -> dict:
                                crops=reading.crops, frame_jpeg=jpeg.tobytes())
             if reading.text == scene.text:
                 counts["exact"] += 1
-            elif len(reading.text.replace(" ", "")) == len(scene.text):
-                store.correct(record["id"], scene.text)  # what the user types in the web view
+            elif scene.text and len(reading.numbers) == len(scene.text.split()):
+                corrected = store.correct(record["id"], scene.text)  # what the user types in the web view
                 counts["corrected"] += 1
+                counts["labelled"] += corrected["examples"]["labelled"]
             else:
-                counts["wrong_count"] += 1  # a digit missed or one too many: left for a later reader to find
+                counts["wrong_count"] += 1  # a number missed or one too many: left for a later reader to find
     finally:
         store.close()
     return counts
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = simulate(args.history, args.scenes, args.seed)
     print(f"{counts['scenes']} scenes read into {args.history}: {counts['exact']} exact, {counts['corrected']} "
-          f"misreads corrected by the user, {counts['wrong_count']} with a digit missed or extra (not corrected)")
+          f"misreads corrected by the user ({counts['labelled']} with their regions labelled), "
+          f"{counts['wrong_count']} with a number missed or extra (not corrected)")
     return 0
 
 

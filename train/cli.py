@@ -25,9 +25,11 @@ from train.config import CLASSICAL, ClassicalParams, TrainConfig
 
 # Flags whose default alone does not say what they do.
 FIELD_HELP = {
-    "extra": "labelled sets to learn from as well (folders written by `digitlite corrections export`): fine-tunes "
-             "--init (default: the released models/digits.keras) on MNIST plus them; the report measures their "
-             "held-out share before and after (default: none)",
+    "extra": "labelled sets of 28x28 digits to learn from as well (folders written by `digitlite corrections "
+             "export` from readings stored before reader v3, or hand-labelled crops; corrections now label number "
+             "regions: `digitlite train-recognizer --extra`): fine-tunes --init (default: the released "
+             "models/digits.keras) on MNIST plus them; the report measures their held-out share before and after "
+             "(default: none)",
     "extra_weight": f"times each extra digit is seen per epoch (default: {TrainConfig().extra_weight})",
     "extra_held_out": f"share of the extra rows (frames) held out for the report (default: "
                       f"{TrainConfig().extra_held_out})",
@@ -135,6 +137,10 @@ def ready_to_train(args: argparse.Namespace, prog: str, archs: tuple[str, ...] =
         cfg = resolve_config(args)
         archs = archs or (cfg.arch,)
         check_settings(cfg, archs, resume)
+        if cfg.extra:  # read them now: a folder of number regions only is refused in a second, not after TF loads
+            from train.split import extra_split
+
+            extra_split(cfg)
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"digitlite {prog}: {exc}", file=sys.stderr)
         return None
@@ -284,6 +290,13 @@ def train_recognizer_main(argv: list[str]) -> int:
                                          "training digits among words, lines and marks) and write its run folder.")
     for name, value in asdict(RecognizerConfig()).items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--extra", nargs="+", type=Path, default=None, metavar="DIR",
+                        help="labelled number regions to learn from as well (folders written by `digitlite "
+                             "corrections export`): every 5th row is held out and measured before and after, the "
+                             "rest repeated among the rendered regions up to 5%% of them (default: none)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="a Keras recognizer to start from, e.g. a previous run's model.keras; its own "
+                             "architecture wins over --width and --dropout (default: a new one)")
     parser.add_argument("--out", type=Path, default=Path("runs/recognizer"), help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     add_data_dir(parser)
@@ -291,7 +304,13 @@ def train_recognizer_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = RecognizerConfig(**{k: getattr(args, k) for k in asdict(RecognizerConfig())}).validate()
-    except ValueError as exc:
+        if args.init is not None and not args.init.is_file():
+            raise FileNotFoundError(f"--init {args.init}: no such Keras model; give a recognizer run's model.keras")
+        if args.extra:  # read them now: a bad folder is refused in a second, not after TensorFlow loads
+            from train.split import extra_regions
+
+            extra_regions(args.extra, cfg.lines)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"digitlite train-recognizer: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level)
@@ -303,12 +322,17 @@ def train_recognizer_main(argv: list[str]) -> int:
 
     try:
         scores = train_recognizer(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
-                                  command="digitlite train-recognizer " + shlex.join(argv))
+                                  command="digitlite train-recognizer " + shlex.join(argv), extra=args.extra,
+                                  init=args.init)
     except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
         print(f"digitlite train-recognizer: {exc}", file=sys.stderr)
         return 2
     print(f"recognizer: exact {scores['exact']:.2%}, digit-free read as nothing {scores['nothing_read']:.2%}, "
           f"MNIST singles {scores['mnist_single']:.2%} on the validation set -> {args.out}")
+    held = scores.get("held_out_extra")
+    if held is not None and held["before"] is not None:
+        print(f"held-out extra regions ({held['regions']} from {held['rows']} rows): exact "
+              f"{held['before']['exact']:.2%} before ({held['start']}), {held['after']['exact']:.2%} after")
     return 0
 
 

@@ -18,7 +18,6 @@ class RecognizerConfig:
     weight_decay: float = 1e-4
     width: int = 12  # the network's width multiplier (see train.recognizer.build_recognizer)
     dropout: float = 0.2
-    start_from: str = ""  # a recognizer .keras to fine-tune from (same width), "" for none
     seed: int = 0  # training regions and shuffling
     validation_seed: int = 1_000_000  # never a training seed
     patience: int = 3  # epochs without validation improvement before stopping

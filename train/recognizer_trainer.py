@@ -5,7 +5,14 @@ report.md/report.json (exact-string accuracy on the fixed validation regions, ov
 share of regions with no digit read as nothing; held-out MNIST digits read one at a time), each written
 atomically; `checkpoint/` lets `--resume` continue an interrupted run (Keras' BackupAndRestore, every epoch).
 
+With `--extra DIR...` (a device's corrections, `digitlite corrections export`: number regions labelled with
+their strings, split by `train.split.extra_regions`) every 5th row (frame) is held out and the rest join the
+rendered regions, repeated to weigh up to 5 % of the training set; report.md, report.json and
+held_out.json give the exact-string accuracy on the held-out regions before (the starting model: `--init`, else
+a new one) and after training.
+
     digitlite train-recognizer --lines 4000 --epochs 1 --out runs/recognizer-quick
+    digitlite train-recognizer --extra runs/field/corrections --init runs/recognizer/model.keras --out runs/rec-field
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from digitdata.mnist import cache_dir, find_mnist
 from digitdata.scene_sets import digit_split
 from train.recognizer import build_recognizer, ctc_loss, encode_texts
 from train.recognizer_config import RecognizerConfig
+from train.split import EXTRA_HELD_EVERY, EXTRA_SHARE, extra_regions
 
 CHUNK = 5000  # regions per worker task (and per cache file)
 RECOGNIZER_PIXELS = {"scale": 1 / 255, "offset": 0.0, "polarity": "ink bright on 0", "layout": "NHWC",
@@ -95,24 +103,56 @@ def _report_markdown(scores: dict, cfg: RecognizerConfig, params: int) -> str:
     return "\n".join(out) + "\n"
 
 
+def _exact(model, x_u8: np.ndarray, texts: list[str]) -> dict:
+    read = predict_texts(model, x_u8)
+    return {"exact": float(np.mean([r == t for r, t in zip(read, texts, strict=True)])), "read": read}
+
+
+def _extra_markdown(held: dict) -> str:
+    return (f"**Held-out extra regions** ({held['regions']} regions from {held['rows']} of the {held['rows_all']} "
+            f"rows of {', '.join(held['folders'])}, never trained on; {held['train_regions']} others trained on, "
+            f"{held['repeats']} times each): exact strings **{held['before']['exact']:.2%}** before "
+            f"({held['start']}) -> **{held['after']['exact']:.2%}** after.\n")
+
+
 def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resume: bool = False,
-                     verbose: int | str | None = None, command: str | None = None) -> dict:
-    """Train the recognizer into the run folder `out`; returns the validation scores."""
+                     verbose: int | str | None = None, command: str | None = None,
+                     extra: list[str | Path] | None = None, init: str | Path | None = None) -> dict:
+    """Train the recognizer into the run folder `out`; returns the validation scores.
+
+    Args:
+        extra: labelled sets of number regions (`digitlite corrections export`) to learn from as well; their
+            held-out share is measured before and after ("held_out_extra" in the scores and report).
+        init: a Keras recognizer to start from instead of a new one (e.g. a previous run's model.keras).
+    """
     from train.trainer import checkpoint_of, read_history, versions
 
     cfg.validate()
     out = Path(out)
+    if init is not None and not Path(init).is_file():
+        raise FileNotFoundError(f"--init {init}: no such Keras model; give a recognizer run's model.keras")
     checkpoint = checkpoint_of(out, resume)
+    extra_set = extra_regions(extra, cfg.lines) if extra else None
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     started = time.perf_counter()
     x_train, t_train, _ = render_lines(cfg.lines, cfg.seed, "train", data_dir)
     x_val, t_val, k_val = render_lines(cfg.validation_lines, cfg.validation_seed, "validation", data_dir)
     render_seconds = time.perf_counter() - started
+    if extra_set is not None and extra_set.repeats:
+        x_train = np.concatenate([x_train, np.repeat(extra_set.x_train, extra_set.repeats, axis=0)])
+        t_train = t_train + [t for t in extra_set.t_train for _ in range(extra_set.repeats)]
 
-    model = build_recognizer(cfg.width, cfg.dropout)
-    if cfg.start_from:
-        model.set_weights(keras.models.load_model(cfg.start_from, compile=False).get_weights())
+    model = (keras.saving.load_model(init, compile=False) if init is not None
+             else build_recognizer(cfg.width, cfg.dropout))
+    held = None
+    if extra_set is not None:
+        held = {"folders": [str(f) for f in extra], "rows": extra_set.rows_held,
+                "rows_all": extra_set.rows_held + extra_set.rows_train, "regions": len(extra_set.t_held),
+                "train_regions": len(extra_set.t_train), "repeats": extra_set.repeats,
+                "training_set": len(x_train), "start": Path(init).name if init is not None else "a new model",
+                "texts": extra_set.t_held,
+                "before": _exact(model, extra_set.x_held, extra_set.t_held) if extra_set.t_held else None}
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     total = cfg.epochs * steps
     warmup = min(steps, total // 10)
@@ -138,17 +178,29 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
     singles = predict_texts(model, mnist_inputs(images))
     scores["mnist_single"] = float(np.mean([r == str(int(y)) for r, y in zip(singles, labels, strict=True)]))
     scores["mnist_count"] = len(labels)
+    report = _report_markdown(scores, cfg, model.count_params())
+    if held is not None:
+        if held["before"] is not None:
+            held["after"] = _exact(model, extra_set.x_held, extra_set.t_held)
+            write_json(out / "held_out.json", held)
+            report += "\n" + _extra_markdown(held)
+        else:
+            report += (f"\nExtra regions: {held['train_regions']} trained on ({held['repeats']} times each), none "
+                       f"held out ({held['rows_all']} row: at least 2 are needed to hold one out).\n")
+        scores["held_out_extra"] = held
     history = read_history(out / "history.csv")
     with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
     write_json(out / "history.json", history)
     write_json(out / "report.json", scores)
-    write_text(out / "report.md", _report_markdown(scores, cfg, model.count_params()))
+    write_text(out / "report.md", report)
     from digitdata import plots
 
     plots.curves(history, out / "curves.png", title="number recognizer", metrics=("loss",))
     write_json(out / "config.json", {
         "task": "recognizer", "recognizer": asdict(cfg), "lines": asdict(lines.LineConfig()),
+        "extra": {"folders": [str(f) for f in extra or []], "share": EXTRA_SHARE, "held_every": EXTRA_HELD_EVERY,
+                  "init": str(init) if init is not None else None},
         "pixels": RECOGNIZER_PIXELS, "params": int(model.count_params()),
         "epochs_run": len(history.get("epoch", [])), "render_seconds": round(render_seconds, 1),
         "train_seconds": round(train_seconds, 1), "validation": scores,

@@ -10,7 +10,7 @@ Routes (all behind the token when one is set):
     GET  /api/latest       the stable live reading and the last readings, with times
     GET  /api/value        the value: the last stable reading that is plausible (or corrected), time, confidence
     GET  /api/history      the stored readings since a time (?since=15m or an ISO time), oldest first
-    POST /api/readings/{id}/correction   what a stored reading really reads: its crops become labelled examples
+    POST /api/readings/{id}/correction   what a stored reading really reads: its regions become labelled examples
     GET  /api/health       model, runtime, frame rate, limits
     GET  /openapi.json     the schema
 
@@ -195,8 +195,12 @@ class CorrectionIn(BaseModel):
 
 
 class Examples(BaseModel):
-    crops: int = Field(description="28x28 crops kept with the reading (0: none kept)")
-    labelled: bool = Field(description="the crops are labelled digit by digit by the correction")
+    crops: int = Field(description="crops kept with the reading: the recognizer's 32x256 input of each number "
+                                   "region (0: none kept)")
+    kind: str | None = Field(None, description='"regions" (one per number), "digits" (28x28, one per digit: a '
+                                               'reading stored before reader v3), null: none kept')
+    labelled: bool = Field(description="the regions are labelled, each with its number of the correction (when "
+                                       "the counts agree)")
     frame: bool = Field(description="the frame is kept (for `digitlite eval`)")
 
 
@@ -451,7 +455,9 @@ class WebState:
 
     @property
     def model_sha256(self) -> str:
-        return self.classifier.integrity.sha256
+        """The model behind a reading, as the live loop stores it: the reader's recognizer (`DigitReader.integrity`)."""
+        integrity = getattr(self.reader, "integrity", None)
+        return (integrity or self.classifier.integrity).sha256
 
 
 async def _image_from_request(request: Request) -> bytes:
@@ -579,7 +585,7 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
 
     @api.post("/api/readings/{reading_id}/correction", response_model=Corrected,
               responses={404: {"model": Problem}, 422: ERRORS[422]},
-              summary="correct a stored reading: the original stays, its crops become labelled examples")
+              summary="correct a stored reading: the original stays, its regions become labelled examples")
     async def correction(body: CorrectionIn,
                          reading_id: int = PathParam(ge=1, le=MAX_READING_ID, description="the reading's id")):
         try:

@@ -161,8 +161,10 @@ async function saveCorrection(event) {
     const result = await api(`api/readings/${correcting.id}/correction`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text }),
     });
-    const kept = result.examples.labelled ? `${result.examples.crops} digits kept as training examples`
-      : result.examples.frame ? "its image is kept for evaluation" : "no crops were kept for it";
+    const ex = result.examples;
+    const what = ex.kind === "digits" ? "digits" : ex.crops === 1 ? "number region" : "number regions";
+    const kept = ex.labelled ? `${ex.crops} ${what} kept as training examples`
+      : ex.frame ? "its image is kept for evaluation" : "no regions were kept for it";
     $("correction-done").textContent = `#${result.id} corrected: ${result.text} → ${result.corrected_text} (${kept})`;
     closeCorrection();
     refreshLatest();
