@@ -37,9 +37,10 @@ GATE_SEED = 20_261_204  # ... from this seed
 
 @dataclass
 class RecognizerGate:
-    # Floors under the first release's figures (the issue's: MNIST singles >= 99.0 %).
-    min_exact: float = 0.85  # exact strings on the gate regions with digits
-    min_nothing: float = 0.95  # digit-free gate regions read as nothing
+    # Floors 2 points under the first release (float32: exact 80.6 %, digit-free read as nothing 90.5 % on the
+    # 2,000 gate regions), and the 99.0 % for MNIST test digits one at a time (the first release: 99.21 %).
+    min_exact: float = 0.78  # exact strings on the gate regions with digits
+    min_nothing: float = 0.88  # digit-free gate regions read as nothing
     min_mnist_single: float = 0.99  # MNIST test digits one at a time
     max_drop: float = 0.5  # percentage points int8 may lose against float32 (each figure)
     max_keras_gap: float = 0.3  # percentage points float32 .tflite may differ from Keras (each figure)

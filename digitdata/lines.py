@@ -16,6 +16,7 @@ all call it, so the recognizer sees the same pixels everywhere. numpy and OpenCV
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ INPUT_WIDTH = 256  # ... and width: shorter regions are padded on the right, lon
 MAX_DIGITS = 12  # per line
 MIN_INK_CONTRAST = 40.0  # grey levels: a region whose ink stands out less is scaled as if it had this much
 WORDS = engine.WORDS
-LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+# Letters drawn as "not a digit": none that a hand writes like a digit (O 0, I l 1, S 5, Z 2, B 8, G b 6, q g 9),
+# so a blank learned on them never blanks a real digit written that way.
+LETTERS = "ACEFHJKLMNPRTUVWXYacefhkmnprtuvwxy"
 SYMBOLS = ":-/.,()#=+*"
 FONTS = engine.FONTS
 
@@ -162,6 +165,7 @@ def _word(rng) -> str:
     return text
 
 
+@functools.cache
 def _truetype_fonts() -> list[Path]:
     """TrueType faces for printed words: matplotlib's (DejaVu Sans and Serif, STIX, a Times-like face, and
     Computer Modern), present wherever training runs; none on a device, where lines are never rendered."""
@@ -176,15 +180,13 @@ def _truetype_fonts() -> list[Path]:
     return [folder / n for n in names if (folder / n).is_file()]
 
 
-TRUETYPE = _truetype_fonts()
-
-
 def _put_truetype(rng, canvas: np.ndarray, text: str, x: float, baseline: float, height: float, colour: float,
                   right_end: bool) -> float:
     """`text` in a TrueType face (as forms are printed), its capitals about `height` tall."""
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.truetype(str(TRUETYPE[rng.integers(len(TRUETYPE))]), max(6, int(height * 1.35)))
+    faces = _truetype_fonts()
+    font = ImageFont.truetype(str(faces[rng.integers(len(faces))]), max(6, int(height * 1.35)))
     left, top, right, bottom = font.getbbox(text)
     width = right - left
     x0 = x - width if right_end else x
@@ -206,7 +208,7 @@ def _put_word(rng, canvas: np.ndarray, x: float, baseline: float, height: float,
               right_end: bool = False) -> float:
     """A printed or script word starting (or, with `right_end`, ending) at x on `baseline`; returns its other end."""
     text = _word(rng)
-    if TRUETYPE and rng.random() < 0.6:
+    if _truetype_fonts() and rng.random() < 0.6:
         return _put_truetype(rng, canvas, text, x, baseline, height * rng.uniform(0.5, 1.0), colour, right_end)
     font = FONTS[rng.integers(len(FONTS))]
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
@@ -216,6 +218,29 @@ def _put_word(rng, canvas: np.ndarray, x: float, baseline: float, height: float,
     left = x - width if right_end else x
     cv2.putText(canvas, text, (int(left), int(baseline)), font, scale, colour, thick, cv2.LINE_AA)
     return left if right_end else left + width
+
+
+def _block_letters(rng, canvas: np.ndarray, x: float, baseline: float, height: float, colour: float, thick: int,
+                   right_end: bool = False) -> float:
+    """Handwritten capitals and small letters ("SAJ", "MIL" on a form): a single-stroke face, each letter
+    tilted, sized and placed a little differently, with the digits' stroke width."""
+    text = "".join(rng.choice(list(LETTERS), int(rng.integers(1, 6))))
+    font = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX][rng.integers(3)]
+    sizes = [cv2.getTextSize(c, font, 1.0, 1)[0] for c in text]
+    scale = height * rng.uniform(0.6, 1.0) / max(max(h for _, h in sizes), 1)
+    total = sum(w for w, _ in sizes) * scale * 1.15
+    x0 = x - total if right_end else x
+    cursor = x0
+    for c, (w, h) in zip(text, sizes, strict=True):
+        layer = np.zeros(canvas.shape, np.uint8)
+        y = baseline + rng.normal(0, 0.05) * height
+        cv2.putText(layer, c, (int(cursor), int(y)), font, scale * rng.uniform(0.85, 1.15), int(colour), thick,
+                    cv2.LINE_AA)
+        m = cv2.getRotationMatrix2D((cursor + w * scale / 2, y - h * scale / 2), rng.normal(0, 8), 1.0)
+        m[0, 1] += rng.uniform(-0.25, 0.1)  # slant
+        np.maximum(canvas, cv2.warpAffine(layer, m, (canvas.shape[1], canvas.shape[0])), out=canvas)
+        cursor += w * scale * rng.uniform(1.0, 1.3)
+    return x0 if right_end else cursor
 
 
 def _cursive(rng, canvas: np.ndarray, x: float, baseline: float, height: float, colour: float, thick: int,
@@ -301,8 +326,9 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     pen = max(1, int(round(stroke * height * 0.8)))
 
     def word(x: float, baseline: float, right_end: bool) -> float:
-        if rng.random() < cfg.cursive_p:
-            return _cursive(rng, ink, x, baseline, height, 255, max(1, pen), right_end)
+        if rng.random() < cfg.cursive_p:  # handwritten: joined (a name) or letter by letter (capitals on a form)
+            draw = _cursive if rng.random() < 0.5 else _block_letters
+            return draw(rng, ink, x, baseline, height, 255, max(1, pen), right_end)
         return _put_word(rng, ink, x, baseline, height, 255, right_end)
 
     if rng.random() < cfg.word_p or n == 0:

@@ -54,7 +54,7 @@ def add_model_options(parser: argparse.ArgumentParser, reading: bool = True) -> 
         parser.add_argument("--recognizer", type=Path, default=DEFAULT_RECOGNIZER,
                             help="the .tflite number recognizer (what they say); by default the installed one")
         parser.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
-                            help="numbers whose least sure digit is below this are dropped")
+                            help="numbers whose digits' mean confidence is below this are dropped")
         parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
 
 
@@ -69,7 +69,7 @@ def make_reader(model: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREAD
         recognizer: the .tflite number recognizer.
         threads: interpreter threads (1 to runtime.MAX_THREADS).
         allow_unverified: load a model that does not match its manifest entry, or has none.
-        min_confidence: numbers whose least sure digit is below this are dropped.
+        min_confidence: numbers whose digits' mean confidence is below this are dropped.
         roi: "x,y,w,h", the region read, or None for the whole frame.
 
     Returns:

@@ -82,6 +82,7 @@ class Score:
     false_readings: int = 0  # of those, the ones where something was read
 
     def add(self, label: str, read: str) -> None:
+        label, read = normalise(label), normalise(read)  # numbers on different lines or cells are joined
         self.images += 1
         self.exact += read == label
         self.label_digits += len(label)
@@ -136,6 +137,7 @@ class Read:
         return normalise(self.text)
 
     def to_dict(self, label: str) -> dict:
+        label = normalise(label)
         out = {"text": self.text, "exact": self.digits == label, "digit_edits": digit_edits(label, self.digits),
                "ms": round(self.seconds * 1e3, 3), "boxes": [[int(v) for v in box] for box in self.boxes]}
         return {**out, "error": self.error} if self.error else out
@@ -155,7 +157,7 @@ class ItemResult:
     thumbnail_scale: float = 1.0  # thumbnail px per frame px
 
     def exact(self, reader: str) -> bool:
-        return self.reads[reader].digits == self.label
+        return self.reads[reader].digits == normalise(self.label)
 
     def to_dict(self) -> dict:
         out = {"file": self.name, "label": self.label, "kind": self.kind,

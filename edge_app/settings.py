@@ -57,7 +57,7 @@ OPTIONS: dict[str, Option] = {
     "headless": Option("headless", bool, "no preview window (a service has no display)", "headless = true"),
     "stable_frames": Option("stable_frames", int, "frames a reading must repeat before it is reported",
                             "stable_frames = 3", 1, 1000),
-    "min_confidence": Option("min_confidence", float, "numbers whose least sure digit is below this are dropped",
+    "min_confidence": Option("min_confidence", float, "numbers whose digits' mean confidence is below this are dropped",
                              "min_confidence = 0.6", 0.0, 1.0),
     "max_fps": Option("max_fps", float, "frames read per second at most (leave CPU to the rest of the device)",
                       "max_fps = 15", 0.1, 1000),

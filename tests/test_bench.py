@@ -78,7 +78,7 @@ def test_pipeline_on_one_core_and_all(bench_run):
     assert set(record["pipeline"]) == {"1core", "all"}
     for label, run in record["pipeline"].items():
         assert run["status"] == "ok", f"pipeline {label}: {run['status']}"
-        assert {"capture", "find", "classify"} <= set(run["stages_ms"]), run["stages_ms"].keys()
+        assert {"capture", "find", "read"} <= set(run["stages_ms"]), run["stages_ms"].keys()
     assert len(record["pipeline"]["1core"]["cpus"]) == 1
 
 

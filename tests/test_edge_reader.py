@@ -93,7 +93,7 @@ def digitlite(*args):
 def test_read_json_contract_and_per_file_errors(repo, tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     (tmp_path / "empty.jpg").write_bytes(b"")
-    good = repo / "tests" / "data" / "golden" / "scene_01.jpg"
+    good = repo / "tests" / "data" / "golden" / "scene_02.jpg"
     result = digitlite("read", str(good), str(tmp_path / "notes.png"), str(tmp_path / "empty.jpg"),
                        str(tmp_path / "missing.png"), "--json")
     assert result.returncode == 0, result.stderr
@@ -101,7 +101,7 @@ def test_read_json_contract_and_per_file_errors(repo, tmp_path):
     assert [line["source"] for line in lines] == [str(good), str(tmp_path / "notes.png"),
                                                   str(tmp_path / "empty.jpg"), str(tmp_path / "missing.png")]
     first = lines[0]
-    assert first["text"] == "7168" and isinstance(first["latency_ms"], float)
+    assert first["text"] == "499684" and isinstance(first["latency_ms"], float)
     for d in first["digits"]:
         assert set(d) == {"digit", "confidence", "box"} and len(d["box"]) == 4 and 0 <= d["confidence"] <= 1
     assert all("error" in line and "text" not in line for line in lines[1:])
@@ -116,6 +116,6 @@ def test_read_exits_non_zero_only_when_nothing_was_read(tmp_path):
 
 def test_read_with_a_corrupt_model_is_a_clear_error(tmp_path, repo):
     (tmp_path / "m.tflite").write_bytes(b"garbage" * 10)
-    result = digitlite("read", str(repo / "tests" / "data" / "golden" / "scene_01.jpg"), "--model",
+    result = digitlite("read", str(repo / "tests" / "data" / "golden" / "scene_02.jpg"), "--model",
                        str(tmp_path / "m.tflite"))
     assert result.returncode == 2 and "not a TFLite model" in result.stderr and "Traceback" not in result.stderr

@@ -28,7 +28,7 @@ from edge_app.runtime import (
 pytestmark = pytest.mark.reliability
 
 REPO = Path(__file__).resolve().parents[1]
-SCENE = REPO / "tests" / "data" / "golden" / "scene_01.jpg"
+SCENE = REPO / "tests" / "data" / "golden" / "scene_02.jpg"
 
 
 def digitlite(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -80,14 +80,14 @@ def test_read_refuses_a_model_that_differs_from_its_manifest(swapped):
     assert "--allow-unverified" in refused.stderr
     assert refused.stdout == "" and "Traceback" not in refused.stderr
     allowed = digitlite("read", str(SCENE), "--model", str(swapped), "--allow-unverified", "--json")
-    assert allowed.returncode == 0 and json.loads(allowed.stdout)["text"] == "7168", allowed.stderr
+    assert allowed.returncode == 0 and json.loads(allowed.stdout)["text"] == "499684", allowed.stderr
 
 
 def test_read_refuses_a_model_with_no_manifest_unless_allowed(unlisted):
     refused = digitlite("read", str(SCENE), "--model", str(unlisted))
     assert refused.returncode == 2 and "no manifest.json beside it" in refused.stderr
     allowed = digitlite("read", str(SCENE), "--model", str(unlisted), "--allow-unverified", "--json")
-    assert allowed.returncode == 0 and json.loads(allowed.stdout)["text"] == "7168", allowed.stderr
+    assert allowed.returncode == 0 and json.loads(allowed.stdout)["text"] == "499684", allowed.stderr
 
 
 def test_run_and_serve_refuse_a_model_that_differs_from_its_manifest(swapped, tmp_path):

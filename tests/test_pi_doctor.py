@@ -47,7 +47,9 @@ def test_reports_this_machine(capsys, model, tmp_path, monkeypatch):
     code, report = run_doctor(capsys, "--model", str(model), "--threads", "2")
     checks = by_name(report)
     assert code == 0 and report["ok"], report
-    assert list(checks) == ["python", "runtime", "cpu", "board", "config", "camera", "model", "inference"]
+    assert list(checks) == ["python", "runtime", "cpu", "board", "config", "camera", "model", "regions", "recognizer",
+                           "inference"]
+    assert checks["regions"]["status"] == checks["recognizer"]["status"] == "ok", checks
     assert checks["python"]["data"]["version"] == platform.python_version()
     assert checks["runtime"]["status"] == "ok" and checks["runtime"]["data"]["name"] in doctor.runtime.RUNTIMES
     assert checks["runtime"]["data"]["version"] not in ("", "?")

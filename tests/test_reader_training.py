@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 # Single clear digits, nothing else: what a few training steps can learn.
 PLAIN_LINES = lines.LineConfig(empty_p=0.0, mnist_p=0.3, long_p=0.0, touching_p=0.0, word_p=0.0, inside_p=0.0,
                                scribble_p=0.0, rule_p=0.0, cells_p=0.0, border_p=0.0, bright_ink_p=0.0,
-                               elastic_p=0.0, wide_region_p=0.0, pad_x=(0.1, 0.3), noise_sigma=(0.0, 2.0))
+                               elastic_p=0.0, wide_region_p=0.0, pad_x=(0.1, 0.3), pad_y=(0.0, 0.3),
+                               noise_sigma=(0.0, 2.0))
 
 
 def test_a_tiny_recognizer_learns_to_read_digits(mnist):

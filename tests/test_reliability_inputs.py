@@ -73,7 +73,7 @@ def photos_with_a_thin_one(tmp_path: Path, shape: tuple[int, int]) -> Path:
     """A folder: two golden scenes and, between them in name order, a white image of `shape` (rows, columns)."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name in ("scene_01.jpg", "scene_03.jpg"):
+    for name in ("scene_02.jpg", "scene_03.jpg"):
         (folder / name).write_bytes((GOLDEN / name).read_bytes())
     save_png(folder / "scene_02_thin.png", np.full(shape, 255, np.uint8))
     return folder
@@ -84,7 +84,7 @@ def test_read_reports_a_degenerate_image_and_reads_the_others(tmp_path):
     result = digitlite("read", str(folder), "--json")
     assert result.returncode == 0, result.stderr
     lines = {Path(r["source"]).name: r for r in map(json.loads, result.stdout.splitlines())}
-    assert lines["scene_01.jpg"]["text"] == "7168" and lines["scene_03.jpg"]["text"] == "69"
+    assert lines["scene_02.jpg"]["text"] == "499684" and lines["scene_03.jpg"]["text"] == "69"
     assert "5000x1 pixels" in lines["scene_02_thin.png"]["error"]
     assert "Traceback" not in result.stderr
 
@@ -94,7 +94,7 @@ def test_run_skips_a_degenerate_image_and_reads_the_others(tmp_path):
     result = digitlite("run", "--source", str(folder), "--headless", "--stable-frames", "1",
                        "--history", str(tmp_path / "readings.db"))
     assert result.returncode == 0, result.stderr
-    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["7168", "69"]
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["499684", "69"]
     assert "skipping" in result.stderr and "scene_02_thin.png" in result.stderr and "too thin" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -111,11 +111,11 @@ def test_a_noise_frame_reads_as_nothing(reader):
 
 
 def test_16_bit_grey_png_reads_the_same_as_8_bit(tmp_path):
-    page = cv2.cvtColor(cv2.imread(str(GOLDEN / "scene_01.jpg")), cv2.COLOR_BGR2GRAY)
+    page = cv2.cvtColor(cv2.imread(str(GOLDEN / "scene_02.jpg")), cv2.COLOR_BGR2GRAY)
     paths = [save_png(tmp_path / "page8.png", page), save_png(tmp_path / "page16.png", page.astype(np.uint16) * 257)]
     result = digitlite("read", *map(str, paths), "--json")
     assert result.returncode == 0, result.stderr
-    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["7168", "7168"]
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["499684", "499684"]
 
 
 # ---------------------------------------------------------------------------------------------- 9: pixel limit
@@ -124,11 +124,11 @@ def test_16_bit_grey_png_reads_the_same_as_8_bit(tmp_path):
 def test_read_under_a_memory_cap_refuses_a_huge_image_and_reads_the_others(tmp_path):
     huge = tmp_path / "huge.png"
     Image.new("1", (20_000, 20_000)).save(huge)  # 400 megapixels in ~50 kB: 1.2 GB as BGR
-    good = [str(GOLDEN / "scene_01.jpg"), str(GOLDEN / "scene_03.jpg")]
+    good = [str(GOLDEN / "scene_02.jpg"), str(GOLDEN / "scene_03.jpg")]
     result = digitlite("read", good[0], str(huge), good[1], "--json", cap_memory=True)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line.get("text") for line in lines] == ["7168", None, "69"]
+    assert [line.get("text") for line in lines] == ["499684", None, "69"]
     assert "megapixels" in lines[1]["error"] and "Traceback" not in result.stderr
 
 
@@ -148,9 +148,9 @@ def test_read_prints_each_result_before_reading_the_next(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "reader_from_args", lambda args: Interrupted(cli.make_reader(args.model)))
     with pytest.raises(KeyboardInterrupt):
-        cli.read_main([str(GOLDEN / "scene_01.jpg"), str(GOLDEN / "scene_03.jpg"), "--json"])
+        cli.read_main([str(GOLDEN / "scene_02.jpg"), str(GOLDEN / "scene_03.jpg"), "--json"])
     printed = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["text"] for line in printed] == ["7168"]
+    assert [json.loads(line)["text"] for line in printed] == ["499684"]
 
 
 # ---------------------------------------------------------------------------------------------- fuzz

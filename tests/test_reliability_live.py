@@ -262,7 +262,7 @@ def test_web_stable_reading_is_never_empty(mnist):
 def test_a_lost_camera_is_given_its_whole_backoff_before_the_loop_gives_up(repo):
     from edge_app.sources import LatestFrame, SourceLost
 
-    frame = cv2.imread(str(repo / "tests" / "data" / "golden" / "scene_01.jpg"))
+    frame = cv2.imread(str(repo / "tests" / "data" / "golden" / "scene_02.jpg"))
     camera = FakeCamera([frame] * 2, fail_at=2, recover_after=None)
     # The frame timeout (0.2 s) is far shorter than the backoff (0.3 + 0.6 + 1.2 s): the loop must wait it out.
     source = LatestFrame(camera, retries=3, backoff_s=0.3, frame_timeout_s=0.2)

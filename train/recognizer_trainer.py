@@ -54,7 +54,7 @@ def render_lines(count: int, seed: int, part: str, data_dir=None, cache: bool = 
     """`count` recognizer inputs from `seed` with the `part` digits, rendered in parallel or loaded from the
     cache; region i always comes from the seed [seed, i], whatever the number of workers."""
     recipe = {"what": "lines", "seed": seed, "part": part, "config": asdict(lines.LineConfig()),
-              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 2}
+              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 3}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir().parent / "lines"
     starts = list(range(0, count, CHUNK))
