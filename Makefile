@@ -31,7 +31,8 @@ system-deps:
 	  fi; rm -f $$log; fi
 
 # The main job, end to end, in a few minutes: a short training run (the release used `digitlite train
-# --out runs/release`, 15 epochs), its gated conversion, the check, reading sample photos, a quick benchmark.
+# --out runs/release`, 15 epochs), its gated conversion, the check, reading sample photos and rendered `photo`
+# scenes with the released reader, a quick benchmark.
 DEMO := runs/demo
 demo: install
 	$(PY) -m digitlite data --eda $(DEMO)/eda.png
@@ -39,6 +40,7 @@ demo: install
 	$(PY) -m digitlite convert $(DEMO)/train/model.keras --out $(DEMO)/models --min-accuracy 0.97
 	$(PY) -m digitlite check models/digits_int8.tflite
 	$(PY) -m digitlite read tests/data/golden/
+	$(PY) -m digitlite eval-scenes --mix photo --count 40 --seed 1   # what people photograph, rendered
 	$(PY) -m digitlite bench --quick --no-append  # a smoke run: not a record for the history
 	@echo
 	@echo "demo done: $(DEMO)/ holds the short run's model, report and converted files."

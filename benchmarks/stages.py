@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", nargs="*", choices=MIXES, default=list(MIXES))
     parser.add_argument("--regions", type=Path, default=None, help="region finder .tflite (default: released)")
     parser.add_argument("--recognizer", type=Path, default=None, help="recognizer .tflite (default: released)")
-    parser.add_argument("--out", type=Path, default=None, help="write stages.md and stages.json here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write stages.md and stages.json here (README splices benchmarks/stages.md)")
     args = parser.parse_args(argv)
     from edge_app.cli import make_reader
     from edge_app.runtime import DEFAULT_RECOGNIZER, DEFAULT_REGIONS
