@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from digitdata.heatmap import match  # the same box arithmetic as the detector's: upright IoU, greedy matching
+
 STRIDE = 4  # input pixels per map cell
 SHRINK_HEIGHT = 0.5  # the target fills this share of a line's height ...
 SHRINK_ENDS = 0.15  # ... and stops this many line heights short of each end
@@ -123,35 +125,6 @@ def decode(prob: np.ndarray, threshold: float = 0.5, max_regions: int = MAX_REGI
                               float(np.asarray(prob)[ys, xs].mean())))
     regions.sort(key=lambda r: -r.score * r.length * r.height)
     return regions[:max_regions]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) x, y, w, h boxes -> (N, M)."""
-    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
-    return inter / np.maximum(union, 1e-9)
-
-
-def match(found: np.ndarray, truth: np.ndarray, min_iou: float = 0.5) -> tuple[int, int, int]:
-    """Greedy one-to-one matching of found boxes (best first) to true ones: (true pos, false pos, missed)."""
-    found, truth = np.asarray(found).reshape(-1, 4), np.asarray(truth).reshape(-1, 4)
-    if not len(found) or not len(truth):
-        return 0, len(found), len(truth)
-    overlap = iou(found, truth)
-    used = np.zeros(len(truth), bool)
-    tp = 0
-    for i in range(len(found)):
-        candidates = np.where(used, -1.0, overlap[i])
-        j = int(np.argmax(candidates))
-        if candidates[j] >= min_iou:
-            used[j] = True
-            tp += 1
-    return tp, len(found) - tp, len(truth) - tp
 
 
 def split_lines(boxes: np.ndarray, text: str) -> list[np.ndarray]:

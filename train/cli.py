@@ -235,61 +235,80 @@ def tune_main(argv: list[str]) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------- train-detector
+# ---------------------------------------------------------------------------------------------- run-folder trainers
 
 
-def train_detector_main(argv: list[str]) -> int:
+def _config_parser(prog: str, description: str, config_cls, default_out: str) -> argparse.ArgumentParser:
+    """A trainer's parser: one flag per field of its config dataclass, then --out, --resume, --data-dir."""
     from dataclasses import asdict
 
-    from train.detector_config import DetectorConfig
-
-    parser = _parser("train-detector", "Train the digit detector on engine scenes (MNIST training digits) and "
-                                       "write its run folder (model, curves, precision/recall report).")
-    for name, value in asdict(DetectorConfig()).items():
+    parser = _parser(prog, description)
+    for name, value in asdict(config_cls()).items():
         if isinstance(value, bool):
             parser.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=value)
         else:
             parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument("--out", type=Path, default=Path("runs/detector"), help="run folder")
+    parser.add_argument("--out", type=Path, default=Path(default_out), help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     add_data_dir(parser)
     add_log_level(parser)
-    args = parser.parse_args(argv)
-    try:
-        cfg = DetectorConfig(**{k: getattr(args, k) for k in asdict(DetectorConfig())}).validate()
-    except ValueError as exc:
-        print(f"digitlite train-detector: {exc}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def _config_of(config_cls, args):
+    from dataclasses import asdict
+
+    return config_cls(**{k: getattr(args, k) for k in asdict(config_cls())}).validate()
+
+
+def _train_run(prog: str, args, run) -> dict | None:
+    """TensorFlow loaded, `run()` called; its scores, or None after printing why it could not run."""
     setup_logging(args.log_level)
     load_tensorflow()
 
     from digitdata.mnist import MnistError
-    from train.detector_trainer import train_detector
     from train.trainer import RunExistsError
 
     try:
-        scores = train_detector(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
-                                command="digitlite train-detector " + shlex.join(argv))
+        return run()
     except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
+        return None
+
+
+def train_detector_main(argv: list[str]) -> int:
+    from train.detector_config import DetectorConfig
+
+    parser = _config_parser("train-detector", "Train the digit detector (the region finder's pretraining) on engine "
+                                              "scenes (MNIST training digits) and write its run folder (model, "
+                                              "curves, precision/recall report).", DetectorConfig, "runs/detector")
+    args = parser.parse_args(argv)
+    try:
+        cfg = _config_of(DetectorConfig, args)
+    except ValueError as exc:
         print(f"digitlite train-detector: {exc}", file=sys.stderr)
+        return 2
+
+    def run():
+        from train.detector_trainer import train_detector
+
+        return train_detector(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
+                              command="digitlite train-detector " + shlex.join(argv))
+
+    scores = _train_run("train-detector", args, run)
+    if scores is None:
         return 2
     print(f"detector: precision {scores['precision']:.2%}, recall {scores['recall']:.2%} at IoU "
           f"{scores['min_iou']} on {cfg.validation_scenes} validation scenes -> {args.out}")
     return 0
 
 
-# ---------------------------------------------------------------------------------------------- train-recognizer
-
-
 def train_recognizer_main(argv: list[str]) -> int:
-    from dataclasses import asdict
-
     from train.recognizer_config import RecognizerConfig
 
-    parser = _parser("train-recognizer", "Train the number recognizer (conv + CTC) on rendered regions (MNIST "
-                                         "training digits among words, lines and marks) and write its run folder.")
-    for name, value in asdict(RecognizerConfig()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser = _config_parser("train-recognizer", "Train the number recognizer (conv + CTC) on rendered regions (MNIST "
+                                                "training digits among words, lines and marks) and write its run "
+                                                "folder.", RecognizerConfig, "runs/recognizer")
     parser.add_argument("--extra", nargs="+", type=Path, default=None, metavar="DIR",
                         help="labelled number regions to learn from as well (folders written by `digitlite "
                              "corrections export`): every 5th row is held out and measured before and after, the "
@@ -297,13 +316,9 @@ def train_recognizer_main(argv: list[str]) -> int:
     parser.add_argument("--init", type=Path, default=None,
                         help="a Keras recognizer to start from, e.g. a previous run's model.keras; its own "
                              "architecture wins over --width and --dropout (default: a new one)")
-    parser.add_argument("--out", type=Path, default=Path("runs/recognizer"), help="run folder")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    add_data_dir(parser)
-    add_log_level(parser)
     args = parser.parse_args(argv)
     try:
-        cfg = RecognizerConfig(**{k: getattr(args, k) for k in asdict(RecognizerConfig())}).validate()
+        cfg = _config_of(RecognizerConfig, args)
         if args.init is not None and not args.init.is_file():
             raise FileNotFoundError(f"--init {args.init}: no such Keras model; give a recognizer run's model.keras")
         if args.extra:  # read them now: a bad folder is refused in a second, not after TensorFlow loads
@@ -313,19 +328,16 @@ def train_recognizer_main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"digitlite train-recognizer: {exc}", file=sys.stderr)
         return 2
-    setup_logging(args.log_level)
-    load_tensorflow()
 
-    from digitdata.mnist import MnistError
-    from train.recognizer_trainer import train_recognizer
-    from train.trainer import RunExistsError
+    def run():
+        from train.recognizer_trainer import train_recognizer
 
-    try:
-        scores = train_recognizer(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
-                                  command="digitlite train-recognizer " + shlex.join(argv), extra=args.extra,
-                                  init=args.init)
-    except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
-        print(f"digitlite train-recognizer: {exc}", file=sys.stderr)
+        return train_recognizer(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
+                                command="digitlite train-recognizer " + shlex.join(argv), extra=args.extra,
+                                init=args.init)
+
+    scores = _train_run("train-recognizer", args, run)
+    if scores is None:
         return 2
     print(f"recognizer: exact {scores['exact']:.2%}, digit-free read as nothing {scores['nothing_read']:.2%}, "
           f"MNIST singles {scores['mnist_single']:.2%} on the validation set -> {args.out}")
@@ -336,40 +348,27 @@ def train_recognizer_main(argv: list[str]) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------- train-regions
-
-
 def train_regions_main(argv: list[str]) -> int:
-    from dataclasses import asdict
-
     from train.region_config import RegionConfig
 
-    parser = _parser("train-regions", "Train the region finder (a per-pixel number-line map) on the data "
-                                      "engine's mixes (MNIST training digits) and write its run folder.")
-    for name, value in asdict(RegionConfig()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument("--out", type=Path, default=Path("runs/regions"), help="run folder")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    add_data_dir(parser)
-    add_log_level(parser)
+    parser = _config_parser("train-regions", "Train the region finder (a per-pixel number-line map) on the data "
+                                             "engine's mixes (MNIST training digits) and write its run folder.",
+                            RegionConfig, "runs/regions")
     args = parser.parse_args(argv)
     try:
-        cfg = RegionConfig(**{k: getattr(args, k) for k in asdict(RegionConfig())}).validate()
+        cfg = _config_of(RegionConfig, args)
     except ValueError as exc:
         print(f"digitlite train-regions: {exc}", file=sys.stderr)
         return 2
-    setup_logging(args.log_level)
-    load_tensorflow()
 
-    from digitdata.mnist import MnistError
-    from train.region_trainer import train_regions
-    from train.trainer import RunExistsError
+    def run():
+        from train.region_trainer import train_regions
 
-    try:
-        scores = train_regions(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
-                               command="digitlite train-regions " + shlex.join(argv))
-    except (RunExistsError, MnistError, FileNotFoundError, ValueError) as exc:
-        print(f"digitlite train-regions: {exc}", file=sys.stderr)
+        return train_regions(cfg, args.out, data_dir=args.data_dir, resume=args.resume,
+                             command="digitlite train-regions " + shlex.join(argv))
+
+    scores = _train_run("train-regions", args, run)
+    if scores is None:
         return 2
     print(f"region finder: precision {scores['precision']:.2%}, recall {scores['recall']:.2%} on the validation "
           f"scenes -> {args.out}")

@@ -125,7 +125,7 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
             held-out share is measured before and after ("held_out_extra" in the scores and report).
         init: a Keras recognizer to start from instead of a new one (e.g. a previous run's model.keras).
     """
-    from train.trainer import checkpoint_of, read_history, versions
+    from train.trainer import checkpoint_of, compile_for_run, read_history, run_callbacks, versions
 
     cfg.validate()
     out = Path(out)
@@ -154,18 +154,8 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
                 "texts": extra_set.t_held,
                 "before": _exact(model, extra_set.x_held, extra_set.t_held) if extra_set.t_held else None}
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
-    total = cfg.epochs * steps
-    warmup = min(steps, total // 10)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate / 10, max(1, total - warmup), alpha=0.02,
-                                                      warmup_target=cfg.learning_rate, warmup_steps=warmup)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, clipnorm=5.0),
-                  loss=ctc_loss)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(checkpoint), delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(out / "last.keras")),  # the latest epoch's model, to look at early
-    ]
+    compile_for_run(model, ctc_loss, cfg.learning_rate, cfg.weight_decay, steps, cfg.epochs)
+    callbacks = run_callbacks(out, checkpoint, resume, cfg.patience)
     started = time.perf_counter()
     model.fit(_Regions(x_train, encode_texts(t_train), cfg.batch_size, cfg.seed),
               validation_data=(x_val[..., None].astype(np.float32) / 255.0, encode_texts(t_val)),

@@ -94,7 +94,7 @@ def _report_markdown(scores: dict, cfg: RegionConfig, params: int) -> str:
 def train_regions(cfg: RegionConfig, out: str | Path, data_dir=None, resume: bool = False,
                   verbose: int | str | None = None, command: str | None = None) -> dict:
     """Train the region finder into the run folder `out`; returns the validation scores."""
-    from train.trainer import checkpoint_of, read_history, versions
+    from train.trainer import checkpoint_of, compile_for_run, read_history, run_callbacks, versions
 
     cfg.validate()
     out = Path(out)
@@ -109,18 +109,8 @@ def train_regions(cfg: RegionConfig, out: str | Path, data_dir=None, resume: boo
     model = build_region_finder(cfg.width)
     copied = start_from(model, cfg.start_from) if cfg.start_from else 0
     batches = _Batches(list(train_sets.values()), cfg.batch_size, cfg.seed, cfg.invert_p)
-    total = cfg.epochs * len(batches)
-    warmup = min(len(batches), total // 10)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate / 10, max(1, total - warmup), alpha=0.02,
-                                                      warmup_target=cfg.learning_rate, warmup_steps=warmup)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, clipnorm=5.0),
-                  loss=region_loss)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(checkpoint), delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(out / "last.keras")),  # the latest epoch's model, to look at early
-    ]
+    compile_for_run(model, region_loss, cfg.learning_rate, cfg.weight_decay, len(batches), cfg.epochs)
+    callbacks = run_callbacks(out, checkpoint, resume, cfg.patience)
     started = time.perf_counter()
     model.fit(batches, validation_data=_Batches(list(val_sets.values()), cfg.batch_size, 0, shuffle=False),
               epochs=cfg.epochs, callbacks=callbacks,
