@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from digitdata.heatmap import match  # the same box arithmetic as the detector's: upright IoU, greedy matching
+from digitdata.heatmap import iou, match  # noqa: F401 (re-exported: the detector's upright IoU and greedy matching)
 
 STRIDE = 4  # input pixels per map cell
 SHRINK_HEIGHT = 0.5  # the target fills this share of a line's height ...

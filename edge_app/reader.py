@@ -1,7 +1,7 @@
 """Reading a frame: find the number lines, read each one as a digit string, put them in reading order.
 
-`DigitReader.read(frame) -> Reading` is the whole product in one call (a grey or colour frame); `annotate` draws a reading on
-the frame; `Stabilizer` reports a live reading once it has been the same for K frames.
+`DigitReader.read(frame) -> Reading` is the whole product in one call (a grey or colour frame); `annotate`
+draws a reading on the frame; `Stabilizer` reports a live reading once it has been the same for K frames.
 
     digitlite read photo.jpg --json
 """
@@ -288,7 +288,7 @@ def _joined(found: list[regions.Region], gap: float, max_tilt: float = 10.0) -> 
                 a, b = found[i], found[j]
                 if abs(a.angle) > max_tilt or abs(b.angle) > max_tilt:
                     continue
-                (ax, ay, aw, ah), (bx, by, bw, bh) = a.box(), b.box()
+                (ax, _, aw, _), (bx, _, bw, _) = a.box(), b.box()
                 tall = a if a.height >= b.height else b
                 low = b if tall is a else a
                 space = max(bx - (ax + aw), ax - (bx + bw))

@@ -56,7 +56,8 @@ def test_a_label_of_several_numbers_is_scored_without_its_spaces():
     score.add("81 9 896", "81 9896")
     assert (score.exact, score.digit_edits, score.label_digits) == (2, 0, 10)
     item = ItemResult("page", "37 50", "page", {"r": Read("37 50")})
-    assert item.exact("r") and item.to_dict()["reads"]["r"]["exact"] and item.to_dict()["reads"]["r"]["digit_edits"] == 0
+    read = item.to_dict()["reads"]["r"]
+    assert item.exact("r") and read["exact"] and read["digit_edits"] == 0
 
 
 @pytest.mark.parametrize(("label", "read", "edits"), [
