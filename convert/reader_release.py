@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from convert import manifest
-from digitdata import ctc, lines, regions, scene_sets
+from digitdata import ctc, engine, lines, regions, scene_sets
 from digitdata.mnist import find_mnist
 
 TASKS = ("recognizer", "regions")
@@ -129,10 +129,9 @@ def _recognizer_failures(scores: dict, gate: RecognizerGate) -> list[str]:
 # ---------------------------------------------------------------------------------------------- the region finder
 
 
-def region_sets(run_config: dict, data_dir=None) -> dict[str, scene_sets.SceneSet]:
-    cfg = run_config["regions"]
-    mixes = {m: cfg["validation_scenes"] for m in ("photo", "form", "hard", "distractors")}
-    return scene_sets.mix_sets(mixes, cfg["validation_seed"], "validation", data_dir)
+def region_sets(per_mix: int, seed: int, part: str = "validation", data_dir=None) -> dict[str, scene_sets.SceneSet]:
+    """`per_mix` scenes of every mix of the data engine, in its order (each mix's seed follows from it)."""
+    return scene_sets.mix_sets({m: per_mix for m in engine.MIXES}, seed, part, data_dir)
 
 
 def region_tflite_scores(path: Path, sets: dict, threshold: float) -> dict:
@@ -200,11 +199,11 @@ def convert_reader_model(keras_path: str | Path, out_dir: str | Path, task: str,
         scores = {"keras": recognizer_scores(_keras_texts(model, d.inputs), _keras_texts(model, d.singles), d)}
     else:
         gate = gate or RegionGate()
-        sets = region_sets(run_config, data_dir)
+        sets = region_sets(run_config["regions"]["validation_scenes"], run_config["regions"]["validation_seed"],
+                           data_dir=data_dir)
         threshold = run_config["regions"]["threshold"]
         per_mix = max(1, calibration_size // 4)
-        cal = scene_sets.mix_sets({m: per_mix for m in ("photo", "form", "hard", "distractors")}, CALIBRATION_SEED,
-                                  "train", data_dir)
+        cal = region_sets(per_mix, CALIBRATION_SEED, "train", data_dir)
         x_cal = np.concatenate([s.inputs for s in cal.values()])
         scores = {"keras": regions.all_scores({m: _keras_maps(model, s.inputs) for m, s in sets.items()}, sets,
                                               threshold)}
@@ -296,8 +295,7 @@ def check_reader_model(model_path: str | Path, entry: dict, manifest_path: Path,
         measured = recognizer_scores(read_tflite(model_path, d.inputs), read_tflite(model_path, d.singles), d)
     else:
         v = figures["validation_scenes"]
-        sets = scene_sets.mix_sets({m: v["per_mix"] for m in ("photo", "form", "hard", "distractors")}, v["seed"],
-                                   "validation", data_dir)
+        sets = region_sets(v["per_mix"], v["seed"], data_dir=data_dir)
         measured = region_tflite_scores(model_path, sets, entry["decoding"]["threshold"])
     names = CHECKED[task]
     result = ReaderModelCheck(str(model_path), {k: measured[k] for k in names}, {k: figures[k] for k in names},

@@ -40,8 +40,7 @@ class ReaderSettings:
     pad_height: float = 0.3
     pad_ends: float = 0.6
     read_height: int = 64  # px: a region is cut from the picture at most this tall (then resized to 32)
-    zoom_below_px: float = 14.0  # regions shorter than this (finder input px) get a closer look ...
-    zoom_target_px: float = 40.0  # ... at a scale that makes them about this tall
+    zoom_below_px: float = 14.0  # regions shorter than this (finder input px) get a closer look, at their part
     max_upscale: float = 3.0  # the closer look enlarges the picture at most this much
     join_gap: float = 0.6  # regions on one line closer than this many heights are one number (the map often
     # parts a narrow "1" or a wide gap from the rest of its row)

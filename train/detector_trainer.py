@@ -19,7 +19,6 @@ import keras
 import numpy as np
 
 from digitdata import engine, heatmap, scene_sets
-from digitdata.atomic import atomic_path, write_json, write_text
 from train.detector import box_loss, build_detector, focal_loss
 from train.detector_config import DetectorConfig
 
@@ -123,7 +122,7 @@ def _report_markdown(scores: dict, cfg: DetectorConfig, params: int) -> str:
 def train_detector(cfg: DetectorConfig, out: str | Path, data_dir: str | Path | None = None, resume: bool = False,
                    verbose: int | str | None = None, command: str | None = None) -> dict:
     """Train the detector into the run folder `out`; returns the validation scores."""
-    from train.trainer import checkpoint_of, read_history, seed_everything, versions
+    from train.trainer import checkpoint_of, finish_run, seed_everything
 
     cfg.validate()
     out = Path(out)
@@ -156,25 +155,10 @@ def train_detector(cfg: DetectorConfig, out: str | Path, data_dir: str | Path | 
 
     heats, boxes = predict_maps(model, val_set.inputs)
     scores = scene_sets.detection_scores(heats, boxes, val_set, cfg.threshold, cfg.max_boxes)
-    history = read_history(out / "history.csv")
-    with atomic_path(out / "model.keras") as tmp:
-        model.save(tmp)
-    write_json(out / "history.json", history)
-    write_json(out / "report.json", scores)
-    write_text(out / "report.md", _report_markdown(scores, cfg, model.count_params()))
-    from digitdata import plots
-
-    plots.curves(history, out / "curves.png", title="digit detector", metrics=("heat_loss", "box_loss", "loss"))
-    write_json(out / "config.json", {
+    finish_run(out, model, scores, _report_markdown(scores, cfg, model.count_params()), {
         "task": "detector", "detector": asdict(cfg), "engine": asdict(engine.EngineConfig()),
-        "pixels": DETECTOR_PIXELS, "params": int(model.count_params()),
-        "epochs_run": len(history.get("epoch", [])), "render_seconds": round(render_seconds, 1),
-        "train_seconds": round(train_seconds, 1), "validation": scores,
-        "command": command or " ".join(sys.argv), "versions": versions(),
-    })
-    import shutil
-
-    shutil.rmtree(checkpoint, ignore_errors=True)
+        "pixels": DETECTOR_PIXELS}, checkpoint, "digit detector", ("heat_loss", "box_loss", "loss"), render_seconds,
+        train_seconds, command)
     return scores
 
 

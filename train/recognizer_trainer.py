@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from digitdata import ctc, lines
-from digitdata.atomic import atomic_path, write_json, write_text
+from digitdata.atomic import write_json
 from digitdata.lines import mnist_inputs, reading_scores
 from digitdata.mnist import cache_dir, find_mnist
 from digitdata.scene_sets import digit_split
@@ -125,7 +125,7 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
             held-out share is measured before and after ("held_out_extra" in the scores and report).
         init: a Keras recognizer to start from instead of a new one (e.g. a previous run's model.keras).
     """
-    from train.trainer import checkpoint_of, compile_for_run, read_history, run_callbacks, versions
+    from train.trainer import checkpoint_of, compile_for_run, finish_run, run_callbacks
 
     cfg.validate()
     out = Path(out)
@@ -178,28 +178,12 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
             report += (f"\nExtra regions: {held['train_regions']} trained on ({held['repeats']} times each), none "
                        f"held out ({held['rows_all']} row: at least 2 are needed to hold one out).\n")
         scores["held_out_extra"] = held
-    history = read_history(out / "history.csv")
-    with atomic_path(out / "model.keras") as tmp:
-        model.save(tmp)
-    write_json(out / "history.json", history)
-    write_json(out / "report.json", scores)
-    write_text(out / "report.md", report)
-    from digitdata import plots
-
-    plots.curves(history, out / "curves.png", title="number recognizer", metrics=("loss",))
-    write_json(out / "config.json", {
+    finish_run(out, model, scores, report, {
         "task": "recognizer", "recognizer": asdict(cfg), "lines": asdict(lines.LineConfig()),
         "extra": {"folders": [str(f) for f in extra or []], "share": EXTRA_SHARE, "held_every": EXTRA_HELD_EVERY,
                   "init": str(init) if init is not None else None},
-        "pixels": RECOGNIZER_PIXELS, "params": int(model.count_params()),
-        "epochs_run": len(history.get("epoch", [])), "render_seconds": round(render_seconds, 1),
-        "train_seconds": round(train_seconds, 1), "validation": scores,
-        "command": command or " ".join(sys.argv), "versions": versions(),
-    })
-    import shutil
-
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    (out / "last.keras").unlink(missing_ok=True)
+        "pixels": RECOGNIZER_PIXELS}, checkpoint, "number recognizer", ("loss",), render_seconds, train_seconds,
+        command)
     return scores
 
 

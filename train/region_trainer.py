@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 from digitdata import engine, regions, scene_sets
-from digitdata.atomic import atomic_path, write_json, write_text
 from digitdata.regions import all_scores
 from digitdata.scene_sets import mix_sets
 from train.region_config import RegionConfig
@@ -94,7 +93,7 @@ def _report_markdown(scores: dict, cfg: RegionConfig, params: int) -> str:
 def train_regions(cfg: RegionConfig, out: str | Path, data_dir=None, resume: bool = False,
                   verbose: int | str | None = None, command: str | None = None) -> dict:
     """Train the region finder into the run folder `out`; returns the validation scores."""
-    from train.trainer import checkpoint_of, compile_for_run, read_history, run_callbacks, versions
+    from train.trainer import checkpoint_of, compile_for_run, finish_run, run_callbacks
 
     cfg.validate()
     out = Path(out)
@@ -118,26 +117,10 @@ def train_regions(cfg: RegionConfig, out: str | Path, data_dir=None, resume: boo
     train_seconds = time.perf_counter() - started
 
     scores = all_scores({m: predict_maps(model, s.inputs) for m, s in val_sets.items()}, val_sets, cfg.threshold)
-    history = read_history(out / "history.csv")
-    with atomic_path(out / "model.keras") as tmp:
-        model.save(tmp)
-    write_json(out / "history.json", history)
-    write_json(out / "report.json", scores)
-    write_text(out / "report.md", _report_markdown(scores, cfg, model.count_params()))
-    from digitdata import plots
-
-    plots.curves(history, out / "curves.png", title="region finder", metrics=("loss",))
-    write_json(out / "config.json", {
+    finish_run(out, model, scores, _report_markdown(scores, cfg, model.count_params()), {
         "task": "regions", "regions": asdict(cfg), "engine_mixes": {m: asdict(engine.MIXES[m]) for m in cfg.mixes},
-        "pixels": REGION_PIXELS, "params": int(model.count_params()), "layers_from_detector": copied,
-        "epochs_run": len(history.get("epoch", [])), "render_seconds": round(render_seconds, 1),
-        "train_seconds": round(train_seconds, 1), "validation": scores,
-        "command": command or " ".join(sys.argv), "versions": versions(),
-    })
-    import shutil
-
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    (out / "last.keras").unlink(missing_ok=True)
+        "pixels": REGION_PIXELS, "layers_from_detector": copied}, checkpoint, "region finder", ("loss",),
+        render_seconds, train_seconds, command)
     return scores
 
 

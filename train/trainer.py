@@ -157,6 +157,32 @@ def run_callbacks(out: Path, checkpoint: Path, resume: bool, patience: int) -> l
     ]
 
 
+def finish_run(out: Path, model, scores: dict, report_md: str, config: dict, checkpoint: Path, title: str,
+               metrics: tuple[str, ...], render_seconds: float, train_seconds: float, command: str | None) -> None:
+    """A scene- or line-trained run's folder, each file written atomically: model.keras, history.json,
+    report.json and report.md, curves.png, and config.json (`config` plus what every run records); then the
+    checkpoint and last.keras go (the run is complete)."""
+    import shutil
+
+    from digitdata import plots
+    from digitdata.atomic import atomic_path, write_json, write_text
+
+    history = read_history(out / "history.csv")
+    with atomic_path(out / "model.keras") as tmp:
+        model.save(tmp)
+    write_json(out / "history.json", history)
+    write_json(out / "report.json", scores)
+    write_text(out / "report.md", report_md)
+    plots.curves(history, out / "curves.png", title=title, metrics=metrics)
+    write_json(out / "config.json", {
+        **config, "params": int(model.count_params()), "epochs_run": len(history.get("epoch", [])),
+        "render_seconds": round(render_seconds, 1), "train_seconds": round(train_seconds, 1), "validation": scores,
+        "command": command or " ".join(sys.argv), "versions": versions(),
+    })
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    (out / "last.keras").unlink(missing_ok=True)
+
+
 def versions() -> dict:
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__}
