@@ -130,6 +130,8 @@ def test_train_recognizer_extra_reports_the_held_out_regions_before_and_after(tm
     from train.recognizer_trainer import predict_texts, train_recognizer
 
     region_set(tmp_path / "corrections", mnist, rows=10, seed=7)
+    with open(tmp_path / "corrections" / "labels.csv", "a") as f:  # a hostile export's row: not a number
+        f.write("r000099.jpg,seven,corrected\n")
     out = tmp_path / "run"
     cfg = RecognizerConfig(lines=640, validation_lines=64, epochs=1, batch_size=32, width=4)
     scores = train_recognizer(cfg, out, data_dir=mnist_dir, verbose=0, extra=[tmp_path / "corrections"])
@@ -146,6 +148,8 @@ def test_train_recognizer_extra_reports_the_held_out_regions_before_and_after(tm
                                                                      strict=True)])
     report = (out / "report.md").read_text()
     assert "**Held-out extra regions** (4 regions from 2 of the 10 rows" in report
+    assert "**1 --extra rows left out**" in report and "label 'seven' is not numbers of digits" in report
+    assert len(held["skipped"]) == 1
     config = json.loads((out / "config.json").read_text())
     assert config["extra"]["folders"] == [str(tmp_path / "corrections")] and config["extra"]["held_every"] == 5
 

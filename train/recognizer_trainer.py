@@ -36,7 +36,7 @@ from digitdata.mnist import cache_dir, find_mnist
 from digitdata.scene_sets import digit_split
 from train.recognizer import build_recognizer, ctc_loss, encode_texts
 from train.recognizer_config import RecognizerConfig
-from train.split import EXTRA_HELD_EVERY, EXTRA_SHARE, extra_regions
+from train.split import EXTRA_HELD_EVERY, EXTRA_SHARE, extra_regions, skipped_markdown
 
 CHUNK = 5000  # regions per worker task (and per cache file)
 RECOGNIZER_PIXELS = {"scale": 1 / 255, "offset": 0.0, "polarity": "ink bright on 0", "layout": "NHWC",
@@ -151,7 +151,7 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
                 "rows_all": extra_set.rows_held + extra_set.rows_train, "regions": len(extra_set.t_held),
                 "train_regions": len(extra_set.t_train), "repeats": extra_set.repeats,
                 "training_set": len(x_train), "start": Path(init).name if init is not None else "a new model",
-                "texts": extra_set.t_held,
+                "texts": extra_set.t_held, "skipped": extra_set.skipped,
                 "before": _exact(model, extra_set.x_held, extra_set.t_held) if extra_set.t_held else None}
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     compile_for_run(model, ctc_loss, cfg.learning_rate, cfg.weight_decay, steps, cfg.epochs)
@@ -177,6 +177,7 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
         else:
             report += (f"\nExtra regions: {held['train_regions']} trained on ({held['repeats']} times each), none "
                        f"held out ({held['rows_all']} row: at least 2 are needed to hold one out).\n")
+        report += skipped_markdown(extra_set.skipped)
         scores["held_out_extra"] = held
     finish_run(out, model, scores, report, {
         "task": "recognizer", "recognizer": asdict(cfg), "lines": asdict(lines.LineConfig()),

@@ -57,6 +57,18 @@ def split(data: Mnist, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.nda
             to_model_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
 
 
+REPORTED_SKIPS = 20  # skipped --extra rows listed by name in a training report (all are counted)
+
+
+def skipped_markdown(skipped: list[str]) -> str:
+    """The report's lines on the --extra rows left out, and why ("" when none was)."""
+    if not skipped:
+        return ""
+    listed = "".join(f"- {line}\n" for line in skipped[:REPORTED_SKIPS])
+    more = f"- ... and {len(skipped) - REPORTED_SKIPS} more\n" if len(skipped) > REPORTED_SKIPS else ""
+    return f"\n**{len(skipped)} --extra rows left out** (not trained on, not held out):\n\n{listed}{more}"
+
+
 @dataclass
 class ExtraSplit:
     """The extra labelled digits, split by row (frame) into training and held-out, as uint8 (N, 28, 28)."""

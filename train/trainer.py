@@ -28,7 +28,7 @@ from digitdata.atomic import atomic_path, write_json
 from digitdata.pixels import PIXELS, to_model_input
 from train.config import TrainConfig
 from train.models import build_model
-from train.split import extra_split, split
+from train.split import extra_split, skipped_markdown, split
 
 
 class RunExistsError(FileExistsError):
@@ -229,6 +229,7 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
         held = {"folders": list(cfg.extra), "rows": extra.rows_held, "rows_all": extra.rows_held + extra.rows_train,
                 "digits": int(len(extra.y_held)), "train_digits": int(len(extra.y_train)),
                 "weight": cfg.extra_weight, "start": str(start.name if start else "a new model"),
+                "skipped": extra.skipped,
                 "before": held_out_scores(model, extra.x_held, extra.y_held)}
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     compile_model(model, cfg, steps)
@@ -258,6 +259,8 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
     elif extra is not None:
         notes.append(f"Extra digits: {len(extra.y_train)} trained on, none held out (--extra-held-out "
                      f"{cfg.extra_held_out} of {extra.rows_train} rows).")
+    if extra is not None and extra.skipped:
+        notes.append(skipped_markdown(extra.skipped).strip())
     test_accuracy = float("nan")
     if report:
         from train.report import write_run_report
