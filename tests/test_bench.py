@@ -28,11 +28,16 @@ def models_dir(repo):
     return path
 
 
+# 5 synthetic scenes of 30 frames each: the reader misses some hard `photo` scenes (the first two at seed 3),
+# so a soak of one or two scenes could end without a stable reading.
+SOAK_FRAMES = 150
+
+
 @pytest.fixture(scope="module")
 def bench_run(models_dir, tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--quick", "--models-dir", str(models_dir), "--threads", "1", "2", "--batch", "1", "4",
-            "--runs", "5", "--warmup", "2", "--frames", "3", "--peer-runs", "3", "--soak-frames", "60",
+            "--runs", "5", "--warmup", "2", "--frames", "3", "--peer-runs", "3", "--soak-frames", str(SOAK_FRAMES),
             "--history", str(out / "history.jsonl"), "--table-out", str(out / "latest.md"),
             "--json-out", str(out / "record.json")]
     assert bench_main(argv) == 0
@@ -96,8 +101,8 @@ def test_live_soak_samples_resident_memory(bench_run):
     out, record = bench_run
     soak = record["soak"]
     assert soak["status"] == "ok", soak["status"]
-    assert soak["frames"] == 60 and soak["skipped"] == 0 and soak["readings"] >= 1
-    assert [n for n, _ in soak["rss_mib"]][0] == 1 and soak["rss_mib"][-1][0] == 60
+    assert soak["frames"] == SOAK_FRAMES and soak["skipped"] == 0 and soak["readings"] >= 1
+    assert [n for n, _ in soak["rss_mib"]][0] == 1 and soak["rss_mib"][-1][0] == SOAK_FRAMES
     assert "Live soak" in (out / "latest.md").read_text()
 
 
