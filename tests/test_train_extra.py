@@ -158,6 +158,8 @@ def test_train_recognizer_extra_reports_the_held_out_regions_before_and_after(tm
 def test_train_extra_fine_tunes_the_released_model_and_reports_before_and_after(tmp_path, mnist, mnist_dir):
     pytest.importorskip("keras")
     labelled_set(tmp_path / "corrections", mnist, rows=12, start=50000)
+    with open(tmp_path / "corrections" / "labels.csv", "a") as f:  # a hostile export's row: not a number
+        f.write("r000099.jpg,seven,corrected\n")
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "digitlite", "train", "--extra", str(tmp_path / "corrections"), "--epochs", "1",
@@ -171,6 +173,7 @@ def test_train_extra_fine_tunes_the_released_model_and_reports_before_and_after(
     assert held["before"]["accuracy"] >= 8 / 9 and held["after"]["accuracy"] >= 8 / 9, held
     report = (out / "report.md").read_text()
     assert "**Held-out extra digits** (9 digits from 3 of the 12 rows" in report and "| class | before |" in report
+    assert "**1 --extra rows left out**" in report and "'seven'" in report and len(held["skipped"]) == 1
     config = json.loads((out / "config.json").read_text())
     assert config["weights"] == "fine-tuned from digits.keras" and config["train"]["extra"] == [
         str(tmp_path / "corrections")]
