@@ -49,7 +49,7 @@ demo: install
 test: install system-deps
 	$(PY) -m pytest -q
 
-# README's tables are copied from the files the commands wrote (benchmarks/latest.md, architectures.md, ...).
+# The documents' tables (docs/results.md) are copied from the files the commands wrote (benchmarks/latest.md, ...).
 readme: install
 	$(PY) -m benchmarks.readme
 

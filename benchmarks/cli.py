@@ -32,7 +32,8 @@ from benchmarks.invoke import BATCHES, THREADS, discover_models, find_row, parse
 from benchmarks.machine import describe
 from benchmarks.timing import peak_rss_mib, time_reference
 from digitlite import TF_LOG_ENV, HelpFormatter
-from edge_app.runtime import models_dir, thread_count
+from edge_app.cli import thread_count
+from edge_app.runtime import models_dir
 
 log = logging.getLogger("benchmarks")
 

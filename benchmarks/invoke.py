@@ -20,7 +20,8 @@ import numpy as np
 
 from benchmarks.timing import summarize, time_calls
 from digitlite import HelpFormatter
-from edge_app.runtime import models_dir, thread_count
+from edge_app.cli import thread_count
+from edge_app.runtime import models_dir
 
 log = logging.getLogger(__name__)
 

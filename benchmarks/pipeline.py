@@ -3,7 +3,7 @@
 Frames are engine camera frames (`digitdata.engine`: MNIST test digits photographed badly), rendered before
 timing starts; "capture" is taking the next frame from that ring as a fresh buffer, as a camera driver
 hands one over, so the figure is the device's work per frame and not the scene renderer's. The reader
-(`edge_app.reader.DigitReader`) reports its own stages (find, read, group, total); the benchmark adds capture
+(`edge_app.read.DigitReader`) reports its own stages (find, read, group, total); the benchmark adds capture
 and the wall time per frame, from which frames per second follow.
 
 One core: this module pins itself with `os.sched_setaffinity` before importing numpy/OpenCV, so their
@@ -63,13 +63,13 @@ def run_pipeline(model_path: str | Path, frames: int = FRAMES, warmup: int = WAR
     from benchmarks.timing import peak_rss_mib, summarize
     from digitdata import engine
     from digitdata.mnist import load_mnist
-    from edge_app.cli import make_reader
     from edge_app.runtime import DEFAULT_THREADS
+    from edge_app.wiring import make_reader
 
     cpus = sorted(os.sched_getaffinity(0))
     cv2.setNumThreads(len(cpus))
     threads = min(len(cpus), DEFAULT_THREADS)  # as the device runs it, within the CPUs this run may use
-    reader = make_reader(model_path, threads, allow_unverified=True)  # any model given with --model
+    reader = make_reader(model_path, threads=threads, allow_unverified=True)  # any model given with --model
     mnist = load_mnist()
     rng = np.random.default_rng(seed)
     scenes = [engine.render(rng, mnist.x_test, mnist.y_test, kind="frame") for _ in range(max(1, distinct))]

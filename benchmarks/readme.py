@@ -1,8 +1,9 @@
-"""Splices generated tables into README.md between `<!-- BEGIN path -->` and `<!-- END path -->` markers.
+"""Splices generated tables into the documents (README.md, docs/*.md) between `<!-- BEGIN path -->` and
+`<!-- END path -->` markers.
 
-Every figure in README comes from a file a command wrote (benchmarks/latest.md from `digitlite bench`,
+Every full results table comes from a file a command wrote (benchmarks/latest.md from `digitlite bench`,
 benchmarks/architectures.md from `digitlite architectures`, models/conversion.md from `digitlite convert`);
-this copies them in, so README never holds a hand-typed number.
+this copies them in, so no document holds a hand-typed copy of a table.
 
     python -m benchmarks.readme            # make readme
 """
@@ -31,17 +32,22 @@ def splice(readme: str, root: Path = REPO) -> str:
     return MARKER.sub(replace, readme)
 
 
+def documents(root: Path = REPO) -> list[Path]:
+    """The Markdown documents that may hold generated blocks: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     from digitdata.atomic import write_text
 
-    path = REPO / "README.md"
-    try:
-        text = splice(path.read_text())
-    except FileNotFoundError as exc:
-        print(f"readme: {exc}", file=sys.stderr)
-        return 1
-    write_text(path, text)
-    print(f"README.md: {len(MARKER.findall(text))} generated blocks refreshed")
+    for path in documents():
+        try:
+            text = splice(path.read_text())
+        except FileNotFoundError as exc:
+            print(f"readme: {path.relative_to(REPO)}: {exc}", file=sys.stderr)
+            return 1
+        write_text(path, text)
+        print(f"{path.relative_to(REPO)}: {len(MARKER.findall(text))} generated blocks refreshed")
     return 0
 
 

@@ -1,6 +1,6 @@
 """A live soak: thousands of frames of the synthetic source through the live loop, resident memory sampled.
 
-The loop is the one every live mode runs (`edge_app.live.LiveLoop`) with the sinks of `digitlite run --web`:
+The loop is the one every live mode runs (`edge_app.live.loop.LiveLoop`) with the sinks of `digitlite run --web`:
 the readings history (a temporary SQLite file, WAL, synced at each reading), the JSON lines (discarded) and the
 web stream (one annotated JPEG per frame). The synthetic source renders camera-like scenes from MNIST test
 digits, each held for 30 frames, as fast as the loop takes them (no capture thread, no frame dropped). Resident
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from digitlite import HelpFormatter
-from edge_app.live import Frame, Sink
+from edge_app.live.sink import Frame, Sink
 from edge_app.runtime import models_dir
 
 FRAMES = 10_000  # the issue's soak length
@@ -61,12 +61,12 @@ def run_soak(model_path: str | Path, frames: int = FRAMES, every: int = EVERY, s
          sample on: the first is before the caches warm), "history_bytes", "peak_rss_mib"}.
     """
     from benchmarks.timing import peak_rss_mib
-    from edge_app.cli import make_reader
-    from edge_app.history import ReadingStore
-    from edge_app.live import LiveLoop, LoopSettings
-    from edge_app.sinks import JsonLines
-    from edge_app.sources import Synthetic
-    from edge_app.web.live import WebStream
+    from edge_app.live.loop import LiveLoop, LoopSettings
+    from edge_app.live.sources import Synthetic
+    from edge_app.outputs.local import JsonLines
+    from edge_app.store.history import ReadingStore
+    from edge_app.web.stream import WebStream
+    from edge_app.wiring import make_reader
 
     reader = make_reader(model_path, allow_unverified=True)  # any model given with --model
     sampler = RssSampler(every)

@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="write stages.md and stages.json here (README splices benchmarks/stages.md)")
     args = parser.parse_args(argv)
-    from edge_app.cli import make_reader
     from edge_app.runtime import DEFAULT_RECOGNIZER, DEFAULT_REGIONS
+    from edge_app.wiring import make_reader
 
     reader = make_reader(regions=args.regions or DEFAULT_REGIONS, recognizer=args.recognizer or DEFAULT_RECOGNIZER,
                          allow_unverified=args.regions is not None or args.recognizer is not None)

@@ -1,7 +1,7 @@
 """A labelled set on disk: `labels.csv` and its images, the format corrections are exported in and read back.
 
 Owns the folder layout both sides agree on, so that the device that writes it (`digitlite corrections export`,
-`edge_app.corrections`) and the trainers that read it (`digitlite train-recognizer --extra`,
+`edge_app.store.corrections`) and the trainers that read it (`digitlite train-recognizer --extra`,
 `train.recognizer_trainer`; `digitlite train --extra`, `train.split`) never import each other:
 
     DIR/labels.csv                  file,label,kind (the format `digitlite eval DIR` reads: labels are digit
@@ -24,7 +24,7 @@ atomic, labels.csv last.
 
 Reading any labels.csv goes through `csv_rows` (bounded: a line, a field and the row count have limits, so a
 hostile file costs little memory and gets a clear error) and `inside` (a row's file stays inside its folder:
-an absolute path, a `..` or a link that leads out is refused), here and in `edge_app.evaluation` alike.
+an absolute path, a `..` or a link that leads out is refused), here and in `benchmarks.evaluation` alike.
 
     python -m digitdata.labelled runs/corrections      # counts what each training would read from a folder
 """

@@ -1,113 +1,92 @@
-"""Command lines of the edge stage: `digitlite read`, `run`, `eval` and `eval-scenes`.
+"""The command lines of the device: every `main()` of `digitlite read`, `run`, `serve`, `history`, `correct`,
+`corrections`, `doctor` and `models`, and the only module of `edge_app` with argparse.
 
-Each `*_main` parses arguments and calls the function that does the work. This module also owns the one place
-a `DigitReader` is built (`make_reader`, from `add_model_options`' flags: the model verified against its
-manifest, the thread count checked) and the options every live mode shares (`add_live_options`, used by
-`digitlite run` and `digitlite serve --source`). Never imports TensorFlow.
+Each `*_main(argv) -> exit code` parses its options into the plain options of `edge_app.config`
+(`ReaderOptions`, `LiveOptions`), lets `edge_app.wiring` build the reader and the loop, runs them, and says
+what went wrong in one line (exit 2: bad input or options; 3: a missing extra). Defaults come from
+`edge_app.config`; a TOML file's keys (`config.OPTIONS`) are checked against these parsers. TFLite's Pi
+examples: `main()` parses, `run()` works. Never imports TensorFlow.
 
     digitlite read tests/data/golden/ --json
     digitlite run --source synthetic --headless --max-frames 30
-    digitlite eval-scenes --count 200
-    digitlite eval ../shared/datasets/real-photos --peer ppocr --out runs/eval
+    digitlite serve --source synthetic
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 
 from digitlite import HelpFormatter
-from edge_app.images import FILE_LIMITS
-from edge_app.reader import MIN_CONFIDENCE
-from edge_app.runtime import DEFAULT_MODEL, DEFAULT_RECOGNIZER, DEFAULT_REGIONS, DEFAULT_THREADS, thread_count
-from edge_app.sources import SOURCE_HELP
+from edge_app import config
+from edge_app.config import FILE_LIMITS, UPLOAD_LIMITS, HistorySettings, LiveOptions, ReaderOptions
+from edge_app.live.sources import SOURCE_HELP
+from edge_app.runtime import DEFAULT_MODEL, DEFAULT_RECOGNIZER, DEFAULT_REGIONS, check_threads
+from edge_app.store.corrections import describe, export
+from edge_app.store.history import HistoryError, ReadingStore, default_history_path, parse_since, repair, write_records
+from edge_app.wiring import MODEL_ERRORS, build_live, check_live, reader_from
 
 log = logging.getLogger(__name__)
-MIX_NAMES = ("photo", "form", "hard", "distractors")  # digitdata.engine.MIXES (not imported here: it needs no MNIST)
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=HelpFormatter)
 
 
+def _fail(prog: str, exc: BaseException | str, code: int = 2) -> int:
+    print(f"digitlite {prog}: {exc}", file=sys.stderr)
+    return code
+
+
 # ---------------------------------------------------------------------------------------------- the reader
 
 
-def add_model_options(parser: argparse.ArgumentParser, reading: bool = True) -> None:
-    """--model, --threads, --allow-unverified; with `reading`, the reader's models, --min-confidence and --roi."""
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+def thread_count(text: str) -> int:
+    """argparse `type=` for --threads: refuses what `check_threads` refuses, before anything loads."""
+    try:
+        return check_threads(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if "interpreter threads" in str(exc) else
+                                         f"{text!r} is not an integer") from None
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `edge_app.config.ReaderOptions`, with its defaults."""
+    d = ReaderOptions()
+    parser.add_argument("--model", type=Path, default=d.model,
                         help="the .tflite digit classifier (single digits: the drawing canvas, `digitlite check`); "
-                             "by default the int8 model installed with digitlite")
-    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS,
-                        help="interpreter (XNNPACK) threads")
-    parser.add_argument("--allow-unverified", action="store_true",
+                             f"by default the int8 model installed with digitlite ({DEFAULT_MODEL.name})")
+    parser.add_argument("--threads", type=thread_count, default=d.threads, help="interpreter (XNNPACK) threads")
+    parser.add_argument("--allow-unverified", action="store_true", default=d.allow_unverified,
                         help="use a model whose sha256 does not match its manifest entry, or that has none (your "
                              "own model); by default such a model is refused")
-    if reading:
-        parser.add_argument("--regions", type=Path, default=DEFAULT_REGIONS,
-                            help="the .tflite region finder (where the numbers are); by default the installed one")
-        parser.add_argument("--recognizer", type=Path, default=DEFAULT_RECOGNIZER,
-                            help="the .tflite number recognizer (what they say); by default the installed one")
-        parser.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
-                            help="numbers whose digits' mean confidence is below this are dropped")
-        parser.add_argument("--roi", default=None, help="read only this region: x,y,w,h in pixels")
+    parser.add_argument("--regions", type=Path, default=d.regions,
+                        help="the .tflite region finder (where the numbers are); by default the installed one "
+                             f"({DEFAULT_REGIONS.name})")
+    parser.add_argument("--recognizer", type=Path, default=d.recognizer,
+                        help="the .tflite number recognizer (what they say); by default the installed one "
+                             f"({DEFAULT_RECOGNIZER.name})")
+    parser.add_argument("--min-confidence", type=float, default=d.min_confidence,
+                        help="numbers whose digits' mean confidence is below this are dropped")
+    parser.add_argument("--roi", default=d.roi, help="read only this region: x,y,w,h in pixels")
 
 
-def make_reader(model: str | Path = DEFAULT_MODEL, threads: int = DEFAULT_THREADS, allow_unverified: bool = False,
-                min_confidence: float = MIN_CONFIDENCE, roi: str | None = None,
-                regions: str | Path = DEFAULT_REGIONS, recognizer: str | Path = DEFAULT_RECOGNIZER):
-    """The one place a reader is built: its models verified against the manifest (unless allowed), once.
-
-    Args:
-        model: the .tflite digit classifier (kept beside the reader for single drawn digits).
-        regions: the .tflite region finder.
-        recognizer: the .tflite number recognizer.
-        threads: interpreter threads (1 to runtime.MAX_THREADS).
-        allow_unverified: load a model that does not match its manifest entry, or has none.
-        min_confidence: numbers whose digits' mean confidence is below this are dropped.
-        roi: "x,y,w,h", the region read, or None for the whole frame.
-
-    Returns:
-        An `edge_app.reader.DigitReader`; `.integrity.sha256` identifies its recognizer.
-
-    Raises:
-        ModelError (UnverifiedModelError), RuntimeNotFound, ValueError: see `_model_errors`.
-    """
-    from edge_app.runtime import Classifier
-
-    classifier = Classifier(model, threads=threads, require_verified=not allow_unverified)
-    return reader_for(classifier, allow_unverified, min_confidence, roi, regions, recognizer)
-
-
-def reader_for(classifier, allow_unverified: bool = False, min_confidence: float = MIN_CONFIDENCE,
-               roi: str | None = None, regions: str | Path = DEFAULT_REGIONS,
-               recognizer: str | Path = DEFAULT_RECOGNIZER):
-    """The reader around a classifier already loaded (the web app shares it); see `make_reader`."""
-    from edge_app.reader import DigitReader, parse_roi
-    from edge_app.runtime import Recognizer, RegionFinder
-
-    threads, verified = classifier.runtime.threads, not allow_unverified
-    return DigitReader(RegionFinder(regions, threads=threads, require_verified=verified),
-                       Recognizer(recognizer, threads=threads, require_verified=verified),
-                       min_confidence=min_confidence, roi=parse_roi(roi), classifier=classifier)
+def _options(cls, args: argparse.Namespace):
+    """The `cls` dataclass (ReaderOptions, LiveOptions) of the parsed options."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
 
 
 def reader_from_args(args: argparse.Namespace):
-    """`make_reader` with the options `add_model_options` added."""
-    return make_reader(args.model, args.threads, args.allow_unverified, getattr(args, "min_confidence", MIN_CONFIDENCE),
-                       getattr(args, "roi", None), getattr(args, "regions", DEFAULT_REGIONS),
-                       getattr(args, "recognizer", DEFAULT_RECOGNIZER))
-
-
-def _model_errors():
-    from edge_app.runtime import ModelError, RuntimeNotFound
-
-    return (ModelError, RuntimeNotFound, ValueError)
+    """The reader of the options `add_model_options` added (`edge_app.wiring.reader_from`)."""
+    return reader_from(_options(ReaderOptions, args))
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -115,7 +94,7 @@ def _model_errors():
 
 def read_file(path: Path, reader, limits=FILE_LIMITS) -> dict:
     """One file's result: the reading, or {"source", "error"} saying why this file could not be read."""
-    from edge_app.images import read_image
+    from edge_app.read.images import read_image
 
     started = time.perf_counter()
     try:
@@ -140,7 +119,7 @@ def read_files(paths: Iterable[Path], reader, limits=FILE_LIMITS) -> Iterator[di
 
 
 def _expand(paths: list[str]) -> list[Path]:
-    from edge_app.sources import IMAGE_SUFFIXES
+    from edge_app.live.sources import IMAGE_SUFFIXES
 
     out = []
     for p in map(Path, paths):
@@ -155,8 +134,6 @@ def add_pixel_limit(parser: argparse.ArgumentParser, default_pixels: int) -> Non
 
 def limits_from_args(args: argparse.Namespace, base=FILE_LIMITS):
     """`base` with the --max-megapixels given; ValueError when it is not positive."""
-    from dataclasses import replace
-
     if not args.max_megapixels > 0:
         raise ValueError(f"--max-megapixels {args.max_megapixels}: give a positive number")
     return replace(base, max_pixels=int(args.max_megapixels * 1e6))
@@ -184,7 +161,7 @@ def read_main(argv: list[str]) -> int:
     try:
         limits = limits_from_args(args)
         reader = reader_from_args(args)
-    except _model_errors() as exc:
+    except MODEL_ERRORS as exc:
         print(f"digitlite read: {exc}", file=sys.stderr)
         return 2
     any_read = False
@@ -197,127 +174,51 @@ def read_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- run
 
 
-def add_live_options(parser: argparse.ArgumentParser, source_default: str | None = "picamera",
+def add_live_options(parser: argparse.ArgumentParser, source_default: str | None = config.SOURCE,
                      max_fps: float | None = None) -> None:
-    """The options of the live loop, the same for `digitlite run` and `digitlite serve --source`."""
-    from edge_app.history import HistorySettings, default_history_path
+    """The options of `edge_app.config.LiveOptions`, the same for `digitlite run` and `digitlite serve --source`."""
+    from edge_app.store.history import default_history_path
 
-    history = HistorySettings()
+    d = LiveOptions()
     parser.add_argument("--source", default=source_default, help=SOURCE_HELP if source_default else
                         f"live frame source: {SOURCE_HELP}. Without it the page offers photo upload and drawing only.")
-    parser.add_argument("--stable-frames", type=int, default=3, help="frames a reading must hold to be reported")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop reading after this many frames")
+    parser.add_argument("--stable-frames", type=int, default=d.stable_frames,
+                        help="frames a reading must hold to be reported")
+    parser.add_argument("--max-frames", type=int, default=d.max_frames, help="stop reading after this many frames")
     parser.add_argument("--max-fps", type=float, default=max_fps,
                         help="frames read per second at most" + ("" if max_fps else
                                                                  " (default: as fast as the source delivers)"))
-    parser.add_argument("--save", type=Path, default=None, help="write the annotated frames to this .mp4")
+    parser.add_argument("--save", type=Path, default=d.save, help="write the annotated frames to this .mp4")
     parser.add_argument("--history", type=Path, default=default_history_path(),
                         help="the readings history (SQLite): every stable reading is committed here first")
-    parser.add_argument("--history-keep", type=int, default=history.keep,
+    parser.add_argument("--history-keep", type=int, default=d.history_keep,
                         help="readings the history keeps; older ones are deleted")
-    parser.add_argument("--mqtt", default=None, help="publish stable readings to this broker, HOST[:PORT]")
-    parser.add_argument("--topic", default="digitlite/readings", help="MQTT topic")
-    parser.add_argument("--outbox-limit", type=int, default=history.outbox_limit,
+    parser.add_argument("--mqtt", default=d.mqtt, help="publish stable readings to this broker, HOST[:PORT]")
+    parser.add_argument("--topic", default=d.topic, help="MQTT topic")
+    parser.add_argument("--outbox-limit", type=int, default=d.outbox_limit,
                         help="readings kept for MQTT while the broker is away; beyond it the oldest are dropped "
                              "(and counted)")
-    parser.add_argument("--ha-discovery", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--ha-discovery", action=argparse.BooleanOptionalAction, default=d.ha_discovery,
                         help="with --mqtt, announce the device to Home Assistant (MQTT discovery: reading, "
                              "confidence and time sensors, online/offline availability)")
-    parser.add_argument("--ha-prefix", default="homeassistant", help="Home Assistant's MQTT discovery prefix")
-    parser.add_argument("--device-name", default=None,
+    parser.add_argument("--ha-prefix", default=d.ha_prefix, help="Home Assistant's MQTT discovery prefix")
+    parser.add_argument("--device-name", default=d.device_name,
                         help="this device's name in Home Assistant and MQTT messages (default: the host name)")
     plausible = parser.add_argument_group("plausibility (counters and meters): a stable reading that breaks these "
                                           "is stored and shown as suspect, not published as the value")
-    plausible.add_argument("--expect", default=None, choices=("increasing",),
+    plausible.add_argument("--expect", default=d.expect, choices=("increasing",),
                            help="increasing: never below the previous value (default: no expectation)")
-    plausible.add_argument("--max-step", type=int, default=None,
+    plausible.add_argument("--max-step", type=int, default=d.max_step,
                            help="the largest change from the previous value, in counts (default: any)")
-    plausible.add_argument("--digits", type=int, default=None,
+    plausible.add_argument("--digits", type=int, default=d.digits,
                            help="how many digits a reading has (default: any number)")
 
 
-def check_live_options(args: argparse.Namespace) -> None:
-    """ValueError naming the option, for live options out of range (before anything is opened)."""
-    from edge_app.mqtt import check_topic, parse_broker
-
-    for name, value, low in (("--stable-frames", args.stable_frames, 1), ("--max-frames", args.max_frames, 1),
-                             ("--history-keep", args.history_keep, 1), ("--outbox-limit", args.outbox_limit, 1)):
-        if value is not None and value < low:
-            raise ValueError(f"{name} {value} is too small; it must be at least {low}.")
-    if args.max_fps is not None and not args.max_fps > 0:
-        raise ValueError(f"--max-fps {args.max_fps}: give a positive number of frames per second")
-    if args.mqtt:
-        parse_broker(args.mqtt)
-        check_topic(args.topic)
-        if args.ha_discovery:
-            from edge_app.homeassistant import check_prefix
-
-            check_prefix(args.ha_prefix)
-    plausibility_from_args(args)
+def live_options(args: argparse.Namespace) -> LiveOptions:
+    return _options(LiveOptions, args)
 
 
-def plausibility_from_args(args: argparse.Namespace):
-    """The `edge_app.plausibility.Plausibility` of --expect, --max-step, --digits (ValueError when out of range)."""
-    from edge_app.plausibility import Plausibility
-
-    return Plausibility(args.expect, args.max_step, args.digits)
-
-
-def build_live(args: argparse.Namespace, reader, source, extra_sinks=(), stdout: bool = True):
-    """The live loop of `args` (see `add_live_options`): history, sinks (stdout, MQTT, video, ...) and the loop.
-
-    Returns:
-        An `edge_app.live.LiveLoop`; the caller runs it (`edge_app.live.run_until_stopped`).
-
-    Raises:
-        HistoryError, ValueError, ImportError: the history cannot be opened, a bad --save, no paho-mqtt.
-    """
-    from edge_app.history import HistorySettings, ReadingStore
-    from edge_app.live import LiveLoop, LoopSettings
-    from edge_app.sinks import JsonLines, MqttOutbox, VideoFile
-
-    history = ReadingStore(args.history, HistorySettings(keep=args.history_keep, outbox_limit=args.outbox_limit))
-    sinks = []
-    try:
-        if stdout:
-            sinks.append(JsonLines())
-        if args.save is not None:
-            sinks.append(VideoFile(args.save))
-        if args.mqtt:
-            from edge_app.mqtt import OutboxPublisher
-
-            discovery = None
-            if args.ha_discovery:
-                from edge_app.homeassistant import Discovery, HomeAssistant
-
-                discovery = Discovery(args.topic, args.device_name or "", args.ha_prefix, _version())
-            publisher = OutboxPublisher(history, args.mqtt, args.topic, device=args.device_name,
-                                        presence=discovery.presence if discovery else None)
-            sinks.append(MqttOutbox(publisher))
-            if discovery is not None:
-                sinks.append(HomeAssistant(publisher, discovery, history))
-    except BaseException:
-        for sink in sinks:
-            sink.close()
-        history.close()
-        raise
-    sinks.extend(extra_sinks)
-    settings = LoopSettings(stable_frames=args.stable_frames, max_fps=args.max_fps)
-    return LiveLoop(source, reader, history, sinks, settings, source_name=args.source,
-                    model_sha256=reader.integrity.sha256, max_frames=args.max_frames,
-                    plausibility=plausibility_from_args(args))
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("digitlite")
-    except Exception:  # a checkout that is not installed
-        return "0"
-
-
-def run_main(argv: list[str]) -> int:
+def _run_parser() -> argparse.ArgumentParser:
     parser = _parser("run", "Live loop: read numbers from a camera, stream, video, images or synthetic scenes; each "
                             "stable reading is stored in the readings history, then printed as a JSON line and "
                             "sent to every output asked for (MQTT, video, the web page). SIGTERM or Ctrl-C stops it "
@@ -326,39 +227,42 @@ def run_main(argv: list[str]) -> int:
     parser.add_argument("--headless", action="store_true",
                         help="no preview window (for a service; stable readings are printed as JSON lines either way)")
     parser.add_argument("--web", action="store_true", help="also serve the live web page while running")
-    parser.add_argument("--host", default="127.0.0.1", help="web page address (with --web)")
-    parser.add_argument("--port", type=int, default=8080, help="web page port (with --web)")
+    parser.add_argument("--host", default=config.HOST, help="web page address (with --web)")
+    parser.add_argument("--port", type=int, default=config.PORT, help="web page port (with --web)")
     parser.add_argument("--token", default=None, help="web page access token (with --web)")
     parser.add_argument("--config", default=None, help="TOML config whose keys are defaults for these options "
                                                        "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
     add_model_options(parser)
-    from edge_app import settings
+    return parser
 
+
+def run_main(argv: list[str]) -> int:
+    parser = _run_parser()
     known, _ = parser.parse_known_args(argv)
     try:
-        config = settings.load_run_config(known.config)
-        settings.check_against_parser(config, parser)
-    except (settings.ConfigError, FileNotFoundError) as exc:
-        print(f"digitlite run: {exc}", file=sys.stderr)
-        return 2
-    parser.set_defaults(**config)
+        defaults = config.load_run_config(known.config)
+        config.check_against_parser(defaults, parser)
+    except (config.ConfigError, FileNotFoundError) as exc:
+        return _fail("run", exc)
+    parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from edge_app.history import HistoryError
-    from edge_app.live import run_until_stopped
-    from edge_app.sinks import Preview, can_show
-    from edge_app.sources import SourceError, open_source
+    from edge_app.live.loop import run_until_stopped
+    from edge_app.live.sources import SourceError, open_source
+    from edge_app.outputs.local import Preview, can_show
+    from edge_app.store.history import HistoryError
 
+    options = live_options(args)
     try:
-        check_live_options(args)
+        check_live(options)
         if args.web:
             from edge_app.web.server import check_token
 
             check_token(args.token)
         reader = reader_from_args(args)
         web = _web_view(args, reader) if args.web else None
-    except (*_model_errors(), ImportError, OSError) as exc:
+    except (*MODEL_ERRORS, ImportError, OSError) as exc:
         print(f"digitlite run: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, ImportError) else 2
     try:
@@ -370,7 +274,7 @@ def run_main(argv: list[str]) -> int:
     if not args.headless and not show:
         print("digitlite run: no display or no GUI in this OpenCV build; running headless", file=sys.stderr)
     try:
-        loop = build_live(args, reader, source, [web.stream] if web else [])
+        loop = build_live(options, reader, source, [web.stream] if web else [])
     except (HistoryError, ValueError, ImportError) as exc:
         source.close()
         print(f"digitlite run: {exc}", file=sys.stderr)
@@ -393,108 +297,279 @@ def _web_view(args: argparse.Namespace, reader):
     return LiveWebView(reader, host=args.host, port=args.port, token=args.token)
 
 
-# ---------------------------------------------------------------------------------------------- eval-scenes
+# ---------------------------------------------------------------------------------------------- serve
 
 
-def eval_scenes(readers: dict, count: int = 200, seed: int = 0, thumbnail=None, mix: str = "photo") -> list:
-    """Every reader on `count` engine scenes of one mix written with MNIST *test* digits, scored by
-    `edge_app.evaluation`.
+def _serve_parser() -> argparse.ArgumentParser:
+    from edge_app.web.server import TOKEN_ENV
 
-    A scene's kind is the main condition it was made for (tight, small, frame, ...; "no-digit" where nothing
-    is written); each picture is rendered, read and dropped in turn (only the misses' thumbnails are kept).
-    """
-    from digitdata.engine import MIXES, scenes
-    from digitdata.mnist import load_mnist
-    from edge_app.evaluation import Sample, evaluate
-
-    mnist = load_mnist()
-    samples = (Sample(f"scene {i}", scene.text, scene.kind, lambda f=scene.image_bgr: f)
-               for i, scene in zip(range(count), scenes(seed, mnist.x_test, mnist.y_test, MIXES[mix]), strict=False))
-    return evaluate(samples, readers, thumbnail)
-
-
-def eval_scenes_main(argv: list[str]) -> int:
-    parser = _parser("eval-scenes", "Accuracy and speed of the reader on camera-like synthetic scenes: the "
-                                    "report of `digitlite eval`, with each scene's number as the truth.")
-    parser.add_argument("--count", type=int, default=200, help="scenes to render and read")
-    parser.add_argument("--seed", type=int, default=0, help="scene generator seed")
-    parser.add_argument("--mix", choices=sorted(MIX_NAMES), default="photo",
-                        help="the data engine's mix: photo (what people photograph), form (labels, lines, cells), "
-                             "hard (small digits, long rows, three lines), distractors (no digit at all)")
-    _add_eval_options(parser)
+    parser = argparse.ArgumentParser(
+        prog="digitlite serve", formatter_class=HelpFormatter,
+        description="Serve the web view: the live annotated stream, photo upload and a canvas to draw a digit, "
+                    "with a JSON API (/api/read, /api/latest, /api/health; schema at /openapi.json). With --source, "
+                    "the live loop of `digitlite run` runs under it (history, MQTT, video alike); the page stays "
+                    "up after a finite source ends, until Ctrl-C or SIGTERM.")
+    add_live_options(parser, source_default=None, max_fps=config.MAX_FPS)
     add_model_options(parser)
-    args = parser.parse_args(argv)
-    if args.count < 1:
-        print("digitlite eval-scenes: --count must be at least 1", file=sys.stderr)
+    parser.add_argument("--host", default=config.HOST,
+                        help="address to listen on; 0.0.0.0 makes the page reachable from the network")
+    parser.add_argument("--port", type=int, default=config.PORT, help="TCP port (0: any free port)")
+    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
+                        help=f"require this token on every request (?token=... in the page URL); default: "
+                             f"${TOKEN_ENV}")
+    parser.add_argument("--max-upload-mb", type=float, default=UPLOAD_LIMITS.max_bytes / 2**20,
+                        help="largest upload accepted, MiB")
+    add_pixel_limit(parser, UPLOAD_LIMITS.max_pixels)
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="server log level")
+    return parser
+
+def _serve_limits(args: argparse.Namespace):
+    """The upload limits of `args`; ValueError naming the option that is out of range."""
+    from edge_app.web.server import check_token
+
+    check_live(live_options(args))
+    check_token(args.token)
+    if not args.max_upload_mb >= 0.01:
+        raise ValueError(f"--max-upload-mb {args.max_upload_mb} is too small; it must be at least 0.01.")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is not a TCP port; use 1-65535 (or 0 for any free port).")
+    if args.source is None:
+        needs = [flag for flag, value in (("--mqtt", args.mqtt), ("--save", args.save),
+                                          ("--max-frames", args.max_frames)) if value]
+        if needs:
+            raise ValueError(f"{', '.join(needs)} need a live source: add --source (e.g. --source picamera).")
+    limits = limits_from_args(args, UPLOAD_LIMITS)
+    return replace(limits, max_bytes=int(args.max_upload_mb * 2**20))
+
+def serve_main(argv: list[str]) -> int:
+    """`digitlite serve`: parse the options, build the reader (and the live loop with --source), serve until
+    Ctrl-C or SIGTERM."""
+    args = _serve_parser().parse_args(argv)
+    try:
+        limits = _serve_limits(args)
+    except ValueError as exc:
+        print(f"digitlite serve: {exc}", file=sys.stderr)
         return 2
-    meta = {"command": " ".join(["digitlite eval-scenes", *argv]), "scenes": args.count, "seed": args.seed,
-            "mix": args.mix, "source": f"digitdata.engine mix {args.mix}, MNIST test digits, seed {args.seed}"}
-    return _evaluate_and_report("eval-scenes", args, meta, lambda readers, thumbnail: eval_scenes(
-        readers, args.count, args.seed, thumbnail, args.mix))
-
-
-# ---------------------------------------------------------------------------------------------- eval
-
-PEERS = {"ppocr": "edge_app.ppocr_peer:PPOCRPeer"}  # --peer name -> its adapter, imported only when asked for
-
-
-def _add_eval_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--peer", choices=sorted(PEERS), default=None,
-                        help="also read every image with this peer and report both (needs the bench extra)")
-    parser.add_argument("--out", type=Path, default=None, help="write report.json, report.md and misses.png here")
-    parser.add_argument("--json", action="store_true", help="print the whole report as JSON, not the summary")
-
-
-def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
-    """Build the readers (ours, and the peer if asked), `run(readers, thumbnail)`, report. Returns the exit code."""
-    import importlib
-
-    from edge_app import eval_report
-    from edge_app.evaluation import from_reader
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from edge_app.web.server import LiveWebView, WebDependencyError, load_app_module
 
     try:
-        readers = {"digitlite": from_reader(reader_from_args(args))}
-    except _model_errors() as exc:
-        print(f"digitlite {prog}: {exc}", file=sys.stderr)
-        return 2
-    about = {"digitlite": f"reader: {args.regions.name} + {args.recognizer.name}, "
-                          f"{args.threads} interpreter thread(s)"}
-    if args.peer:
-        module, name = PEERS[args.peer].split(":")
+        load_app_module()
+    except WebDependencyError as exc:
+        print(f"digitlite serve: {exc}", file=sys.stderr)
+        return 3
+    from edge_app.live.loop import run_until_stopped
+    from edge_app.store.history import HistoryError, ReadingStore
+
+    try:
+        reader = reader_from_args(args)
+    except (*MODEL_ERRORS, ImportError) as exc:
+        print(f"digitlite serve: {exc}", file=sys.stderr)
+        return 1
+    if args.source is None:
         try:
-            peer = getattr(importlib.import_module(module), name)()
-        except ImportError as exc:
-            print(f"digitlite {prog}: {exc}", file=sys.stderr)
-            return 3
-        readers[args.peer], about[args.peer] = peer.predict, peer.description
-    results = run(readers, eval_report.thumbnail)
-    report = eval_report.build_report(results, about, meta)
-    if args.out is not None:
-        eval_report.write_report(args.out, report, results)
-    print(json.dumps(report) if args.json else eval_report.summary_text(report, args.out))
+            history = ReadingStore(args.history, HistorySettings(keep=args.history_keep))
+            view = LiveWebView(reader, args.host, args.port, args.token, limits, history, args.log_level)
+        except (HistoryError, OSError) as exc:
+            print(f"digitlite serve: {exc}", file=sys.stderr)
+            return 1
+        view.announce(live=False)
+        try:
+            view.server.run()
+        finally:
+            history.close()
+        return 0
+    from edge_app.live.sources import open_source
+
+    try:
+        view = LiveWebView(reader, args.host, args.port, args.token, limits, log_level=args.log_level)
+        source = open_source(args.source)
+    except OSError as exc:  # a busy port, a camera that cannot be opened (SourceError)
+        print(f"digitlite serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        loop = build_live(live_options(args), reader, source, [view.stream], stdout=False)
+    except (HistoryError, ValueError, ImportError) as exc:
+        source.close()
+        print(f"digitlite serve: {exc}", file=sys.stderr)
+        return 1
+    view.attach(loop)
+    view.announce(live=True)
+    return run_until_stopped(loop, view.server, keep_serving=True)
+
+
+# ---------------------------------------------------------------------------------------------- history
+
+
+def history_main(argv: list[str]) -> int:
+    """`digitlite history`: print the readings history, all of it or since a time, as text, CSV or JSON lines."""
+    parser = argparse.ArgumentParser(prog="digitlite history", formatter_class=HelpFormatter,
+                                     description="Print the readings the device has stored (every stable reading "
+                                                 "and every photo read by the web view), oldest first.")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="the history database; default: [history] path of the configuration file, else "
+                             f"{default_history_path()}")
+    parser.add_argument("--since", default=None,
+                        help="only readings from then on: 15m, 2h, 7d (ago), or an ISO date or time")
+    parser.add_argument("--limit", type=int, default=None, help="print at most this many (the oldest first)")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--csv", action="store_true", help="CSV with a header; digits as a JSON column")
+    form.add_argument("--json", action="store_true", help="one JSON object per reading, per line")
+    parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
+                                                       "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+    parser.add_argument("--repair", action="store_true",
+                        help="copy what is readable of a corrupt history into a new file in its place; the old "
+                             "file is kept beside it as <name>.corrupt-<time>")
+    args = parser.parse_args(argv)
+    if args.repair:
+        return _repair_main(args)
+    try:
+        since = parse_since(args.since) if args.since else None
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit {args.limit}: give at least 1")
+        db = args.db or Path(config.load_run_config(args.config).get("history") or default_history_path())
+        store = ReadingStore(db, create=False)
+    except (ValueError, OSError) as exc:
+        print(f"digitlite history: {exc}", file=sys.stderr)
+        return 2
+    try:
+        records = store.since(since, args.limit)
+    finally:
+        store.close()
+    write_records(records, "csv" if args.csv else "json" if args.json else "text")
+    if not records and not (args.csv or args.json):
+        print(f"no readings{' since ' + since if since else ''} in {db}", file=sys.stderr)
+    return 0
+
+def _repair_main(args: argparse.Namespace) -> int:
+    try:
+        db = args.db or Path(config.load_run_config(args.config).get("history") or default_history_path())
+        done = repair(db)
+    except (HistoryError, ValueError) as exc:
+        print(f"digitlite history: {exc}", file=sys.stderr)
+        return 2
+    copied = ", ".join(f"{n} {table}" for table, n in done["copied"].items())
+    lost = sum(done["lost"].values())
+    print(f"repaired {db}: copied {copied}; {lost} unreadable rows left out"
+          + (f" ({', '.join(f'{n} {t}' for t, n in done['lost'].items() if n)})" if lost else "")
+          + f". The old file is kept as {done['kept']}.")
     return 0
 
 
-def eval_main(argv: list[str]) -> int:
-    parser = _parser("eval", "Accuracy and speed on a folder of labelled images: labels.csv (file,label[,kind]; "
-                             "labels are digit strings, leading zeros count, spaces between numbers on different "
-                             "lines, empty for an image with no number) beside the images or an images/ "
-                             "folder. Exact-number and per-digit accuracy, overall and per kind, time per image, "
-                             "and a contact sheet of the misses.")
-    parser.add_argument("folder", type=Path, help="the folder with labels.csv (else truth.csv) and the images")
-    parser.add_argument("--labels", type=Path, default=None,
-                        help="the labels file; None: FOLDER/labels.csv, else FOLDER/truth.csv")
-    _add_eval_options(parser)
-    add_model_options(parser)
-    args = parser.parse_args(argv)
-    from edge_app.evaluation import LabelsError, evaluate, labelled_samples
-    from edge_app.images import read_image
+# ---------------------------------------------------------------------------------------------- corrections
 
+
+def _history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=None,
+                        help="the history database; default: [history] path of the configuration file, else "
+                             f"{default_history_path()}")
+    parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
+                                                       "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+
+def _with_store(args: argparse.Namespace, prog: str, work, errors: tuple = (ValueError, KeyError, OSError)):
+    """`work(store)` on the history of --db (else the configured one), closed after; (result, 0), or (None, 2)
+    after printing why the history cannot be opened or `work` refused."""
     try:
-        labels, samples = labelled_samples(args.folder, read_image, args.labels)
-    except (LabelsError, OSError) as exc:
-        print(f"digitlite eval: {exc}", file=sys.stderr)
-        return 2
-    meta = {"command": " ".join(["digitlite eval", *argv]), "folder": str(args.folder), "labels": str(labels)}
-    return _evaluate_and_report("eval", args, meta,
-                                lambda readers, thumbnail: evaluate(samples, readers, thumbnail))
+        db = args.db or Path(config.load_run_config(args.config).get("history") or default_history_path())
+        store = ReadingStore(db, create=False)
+    except (ValueError, OSError) as exc:
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
+        return None, 2
+    try:
+        return work(store), 0
+    except errors as exc:
+        print(f"digitlite {prog}: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return None, 2
+    finally:
+        store.close()
+
+def correct_main(argv: list[str]) -> int:
+    """`digitlite correct <reading-id> <text>`."""
+    parser = argparse.ArgumentParser(prog="digitlite correct", formatter_class=HelpFormatter,
+                                     description="Correct a stored reading: keep what it really reads beside the "
+                                                 "original, and label its number regions as training "
+                                                 "examples.")
+    parser.add_argument("reading_id", type=int, help="the reading's id (`digitlite history` lists them)")
+    parser.add_argument("text", nargs="+", help="what it really reads: digits, numbers separated by a space")
+    _history_options(parser)
+    args = parser.parse_args(argv)
+    record, code = _with_store(args, "correct", lambda store: store.correct(args.reading_id, " ".join(args.text)))
+    if record is not None:
+        print(describe(record))
+    return code
+
+def corrections_main(argv: list[str]) -> int:
+    """`digitlite corrections export DIR`."""
+    parser = argparse.ArgumentParser(prog="digitlite corrections", formatter_class=HelpFormatter,
+                                     description="The corrections stored in the readings history.")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="export")
+    out = sub.add_parser("export", formatter_class=HelpFormatter,
+                         help="write them as a labelled set for `digitlite eval` and `digitlite "
+                              "train-recognizer --extra`",
+                         description="Write every corrected reading as labels.csv (file,label,kind), its frame "
+                                     "and its labelled 32x256 number regions: `digitlite eval DIR` reads the "
+                                     "frames, `digitlite train-recognizer --extra DIR` the regions (and "
+                                     "`digitlite train --extra DIR` the 28x28 digit crops of readings stored "
+                                     "before reader v3).")
+    out.add_argument("folder", type=Path, help="the folder to write (created)")
+    _history_options(out)
+    args = parser.parse_args(argv)
+    counts, code = _with_store(args, "corrections", lambda store: export(store, args.folder))
+    if counts is None:
+        return code
+    lost = f"; {counts['without_frame']} had no frame kept and are left out" if counts["without_frame"] else ""
+    old = f", {counts['digits']} labelled 28x28 digits from before reader v3" if counts["digits"] else ""
+    print(f"{counts['rows']} corrections written to {args.folder} ({counts['regions']} labelled number regions"
+          f"{old}; {counts['frame_only']} with a frame only){lost}")
+    if not counts["corrections"]:
+        print("no corrections in the history yet: `digitlite correct <reading-id> <text>` or the web view's "
+              "correct button adds one", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def config_main(argv: list[str]) -> int:
+    parser = _parser("config", "Check a digitlite TOML configuration file and print the `digitlite run` options "
+                               "it sets.")
+    parser.add_argument("config", nargs="?", default=None,
+                        help=f"the file; default: ${config.CONFIG_ENV}, else {config.DEFAULT_CONFIG} when it exists")
+    args = parser.parse_args(argv)
+    try:
+        options = config.load_run_config(args.config)
+    except (config.ConfigError, FileNotFoundError) as exc:
+        return _fail("config", exc, 1)
+    print(json.dumps(options, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- doctor
+
+
+def doctor_main(argv: list[str]) -> int:
+    from edge_app import doctor, runtime
+
+    parser = _parser("doctor", doctor.__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None,
+                        help=f"the .tflite to check (default: the configuration's model, else the one installed "
+                             f"with digitlite, {runtime.DEFAULT_MODEL})")
+    parser.add_argument("--config", default=None,
+                        help=f"configuration file (default: ${config.CONFIG_ENV}, else "
+                             f"{config.DEFAULT_CONFIG} when present)")
+    parser.add_argument("--threads", type=thread_count, default=None,
+                        help=f"interpreter threads (default: the configuration's, else "
+                             f"{runtime.DEFAULT_THREADS})")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="print only warnings and failures")
+    args = parser.parse_args(argv)
+    checks = doctor.run_checks(args.model, args.config, args.threads)
+    ok = not any(c.status == "fail" for c in checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [dataclasses.asdict(c) for c in checks]}, indent=2, default=str))
+    else:
+        report = doctor.format_report(checks, args.quiet)
+        if report:
+            print(report)
+    return 0 if ok else 1

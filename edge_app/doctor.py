@@ -12,11 +12,9 @@ It never imports TensorFlow.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import importlib
 import importlib.util
-import json
 import os
 import platform
 import struct
@@ -25,9 +23,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from digitlite import HelpFormatter, capture_native_stderr
-from edge_app import runtime, settings
-from edge_app.sources import PICAMERA_NAMES
+from digitlite import capture_native_stderr
+from edge_app import config as settings
+from edge_app import runtime
+from edge_app.live.sources import PICAMERA_NAMES
 
 MIN_PYTHON = (3, 11)  # Raspberry Pi OS Bookworm's Python; the code uses tomllib and 3.11 typing
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
@@ -80,7 +79,7 @@ def check_python() -> Check:
 
 def check_runtime() -> Check:
     try:
-        _, _, name, version = runtime._load_runtime()
+        _, _, name, version = runtime.load_runtime()
     except runtime.RuntimeNotFound as exc:
         machine = platform.machine()
         fix = "pip install 'digitlite[edge]' (installs ai-edge-litert)"
@@ -375,33 +374,3 @@ def format_report(checks: list[Check], quiet: bool = False) -> str:
         lines.append("")
         lines.append("ready" + (f" ({warned} warning(s) above)" if warned else ""))
     return "\n".join(lines)
-
-
-def doctor_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="digitlite doctor", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--model", default=None,
-                        help=f"the .tflite to check (default: the configuration's model, else the one installed "
-                             f"with digitlite, {runtime.DEFAULT_MODEL})")
-    parser.add_argument("--config", default=None,
-                        help=f"configuration file (default: ${settings.CONFIG_ENV}, else "
-                             f"{settings.DEFAULT_CONFIG} when present)")
-    parser.add_argument("--threads", type=runtime.thread_count, default=None,
-                        help=f"interpreter threads (default: the configuration's, else "
-                             f"{runtime.DEFAULT_THREADS})")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--quiet", action="store_true", help="print only warnings and failures")
-    args = parser.parse_args(argv)
-    checks = run_checks(args.model, args.config, args.threads)
-    ok = not any(c.status == "fail" for c in checks)
-    if args.json:
-        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2, default=str))
-    else:
-        report = format_report(checks, args.quiet)
-        if report:
-            print(report)
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(doctor_main(sys.argv[1:]))

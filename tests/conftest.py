@@ -71,7 +71,7 @@ def examples(mnist, classifier):
 @pytest.fixture(scope="session", autouse=True)
 def _private_state_dir(tmp_path_factory):
     """Readings histories of `digitlite run`/`serve` in tests without --history go to a temporary folder, never the
-    user's ~/.local/state/digitlite (edge_app.history.default_history_path)."""
+    user's ~/.local/state/digitlite (edge_app.store.history.default_history_path)."""
     saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "STATE_DIRECTORY")}
     os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
     os.environ.pop("STATE_DIRECTORY", None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_app.sources import SourceError, SourceLost
+from edge_app.live.sources import SourceError, SourceLost
 
 
 class FakeCamera:
@@ -52,7 +52,7 @@ def region_of(number: str) -> np.ndarray:
 
 class ScriptedReader:
     """A reader for tests that need no models: each frame reads as the text scripted for it (frames are told apart
-    by their bytes), as `edge_app.reader.DigitReader` returns it: one line of numbers, a digit per character with
+    by their bytes), as `edge_app.read.DigitReader` returns it: one line of numbers, a digit per character with
     boxes side by side, and one 32x256 region per number in `Reading.crops` (`region_of`). A frame not scripted
     reads as nothing."""
 
@@ -68,7 +68,7 @@ class ScriptedReader:
         self.reads = 0
 
     def read(self, frame_bgr: np.ndarray):
-        from edge_app.reader import Digit, Reading
+        from edge_app.read import Digit, Reading
 
         self.reads += 1
         numbers = self.texts.get(self._key(frame_bgr), "").split()

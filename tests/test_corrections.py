@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from fakes import ScriptedReader, region_of
 
+from benchmarks.evaluation import read_labels
 from digitdata.labelled import read_digits, read_regions
-from edge_app.corrections import export
-from edge_app.evaluation import read_labels
-from edge_app.history import HistorySettings, ReadingStore, parse_correction
-from edge_app.live import LiveLoop, LoopSettings
+from edge_app.live.loop import LiveLoop, LoopSettings
+from edge_app.store.corrections import export
+from edge_app.store.history import HistorySettings, ReadingStore, parse_correction
 
 SHA = "cd" * 32
 

@@ -7,7 +7,7 @@ import pytest
 
 from digitdata import heatmap
 from digitdata.frames import Letterbox, detector_input, letterbox
-from edge_app.layout import reading_order
+from edge_app.read.layout import reading_order
 
 
 def _maps_for(boxes, grid=(64, 80)):

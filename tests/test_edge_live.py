@@ -16,11 +16,11 @@ import pytest
 from fakes import FakeCamera
 from mqtt_support import Broker
 
-from edge_app.cli import make_reader
-from edge_app.history import ReadingStore
-from edge_app.live import LiveLoop, LoopSettings
-from edge_app.sinks import JsonLines, VideoFile
-from edge_app.sources import LatestFrame, SourceError, open_source
+from edge_app.live.loop import LiveLoop, LoopSettings
+from edge_app.live.sources import LatestFrame, SourceError, open_source
+from edge_app.outputs.local import JsonLines, VideoFile
+from edge_app.store.history import ReadingStore
+from edge_app.wiring import make_reader
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_a_bad_broker_address_is_a_clear_error(repo, tmp_path):
 
 
 def test_synthetic_source_holds_each_scene_like_a_camera(mnist_dir):
-    from edge_app.sources import Synthetic
+    from edge_app.live.sources import Synthetic
 
     source = Synthetic(seed=0, frames=4, repeat=2, fps=None)
     got = [source.read() for _ in range(5)]

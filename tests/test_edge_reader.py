@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from golden_support import GOLDEN, MISSES, golden
 
-from edge_app.cli import make_reader, reader_for
+from edge_app.wiring import make_reader
 
 GOLDEN_MIN_CONFIDENCE = 0.6
 
@@ -81,7 +81,7 @@ def test_not_an_image_is_a_clear_error(reader):
 
 def test_roi_reads_only_that_region(reader, repo):
     frame = cv2.imread(str(repo / "tests" / "data" / "golden" / "grid_cells.png"))
-    reader_roi = reader_for(reader.classifier, roi="140,0,260,200")  # the last two cells
+    reader_roi = make_reader(classifier=reader.classifier, roi="140,0,260,200")  # the last two cells
     reading = reader_roi.read(frame)
     assert reading.text == "71" and all(d.box[0] >= 140 for d in reading.digits)
 

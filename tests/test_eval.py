@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from golden_support import MISSES
 
-from edge_app import cli
-from edge_app.evaluation import (
+from benchmarks import accuracy as cli
+from benchmarks.evaluation import (
     LabelsError,
     Sample,
     Score,
@@ -26,8 +26,8 @@ from edge_app.evaluation import (
     scores,
     summarise,
 )
-from edge_app.images import read_image
-from edge_app.ppocr_peer import DigitsOnlyCTC, in_reading_order, quad_to_box
+from benchmarks.ppocr_peer import DigitsOnlyCTC, in_reading_order, quad_to_box
+from edge_app.read.images import read_image
 
 REAL_PHOTOS_FLOOR = 0.88  # the reader reads 71 of 76 (93.4 %, 2026-12-04); the floor is 4 photos under it
 REAL_PAGES_FLOOR = 0.45  # `page` + `none` of real-pages: the reader reads 13 of 24 (54.2 %); 2 pages under it
@@ -50,7 +50,7 @@ def test_exact_match_counts_leading_zeros_and_ignores_whitespace():
 
 
 def test_a_label_of_several_numbers_is_scored_without_its_spaces():
-    from edge_app.evaluation import ItemResult, Read
+    from benchmarks.evaluation import ItemResult, Read
 
     score = Score()
     score.add("37 50", "3750")

@@ -1,4 +1,4 @@
-"""The readings history (edge_app/history.py): committed in SQLite (WAL), the bounded MQTT outbox, and
+"""The readings history (edge_app/store/history.py): committed in SQLite (WAL), the bounded MQTT outbox, and
 `digitlite history` reading it back as text, CSV or JSON lines.
 
     .venv/bin/pytest tests/test_history.py
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_app.history import HistoryError, HistorySettings, ReadingStore, parse_since
+from edge_app.store.history import HistoryError, HistorySettings, ReadingStore, parse_since
 
 SHA = "ab" * 32
 

@@ -24,8 +24,8 @@ import pytest
 from mqtt_support import Broker
 from waiting import WAIT_S, wait_for
 
-from edge_app.history import ReadingStore, value_of
-from edge_app.homeassistant import node_id
+from edge_app.outputs.homeassistant import node_id
+from edge_app.store.history import ReadingStore, value_of
 
 ID = re.compile(r"^[a-zA-Z0-9_-]+$")  # "must only consist of characters from the character class [a-zA-Z0-9_-]"
 SENSOR_DEVICE_CLASSES = {None, "timestamp", "date", "duration", "enum"}  # the ones a text-like reading could use

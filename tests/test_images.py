@@ -1,4 +1,4 @@
-"""edge_app.images: the one decoder of `digitlite read`, the image-folder source and the web. Untrusted bytes are
+"""edge_app.read.images: the one decoder of `digitlite read`, the image-folder source and the web. Untrusted bytes are
 checked before decoding; every pixel format becomes the same 8-bit BGR; degenerate shapes are refused.
 
     .venv/bin/pytest tests/test_images.py
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_app.images import FILE_LIMITS, ImageError, ImageLimits, check_frame, decode_image, read_image
+from edge_app.read.images import FILE_LIMITS, ImageError, ImageLimits, check_frame, decode_image, read_image
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -107,8 +107,7 @@ def test_importing_every_edge_app_module_pulls_in_no_tensorflow_train_or_convert
     assert not {k: v for k, v in result["failed"].items() if "tensorflow" in v or "keras" in v}
 
 
-@pytest.mark.parametrize("command", ["read", "run", "eval-scenes", "eval", "serve", "doctor"])
-def test_edge_commands_help_without_tensorflow(command):
+def _help_probe(command: str) -> dict:
     extra = textwrap.dedent(
         f"""
         import digitlite
@@ -118,8 +117,21 @@ def test_edge_commands_help_without_tensorflow(command):
             pass
         """
     )
-    result = _probe(extra)
-    assert result["heavy"] == [], f"`digitlite {command}` imported {result['heavy']}"
+    return _probe(extra)
+
+
+@pytest.mark.parametrize("command", ["read", "run", "serve", "doctor", "history", "correct", "corrections"])
+def test_edge_commands_help_without_tensorflow(command):
+    heavy = _help_probe(command)["heavy"]
+    assert heavy == [], f"`digitlite {command}` imported {heavy}"
+
+
+@pytest.mark.parametrize("command", ["eval-scenes", "eval"])
+def test_host_evaluation_needs_no_tensorflow_either(command):
+    """`eval` and `eval-scenes` left the device package for benchmarks/, but still run where only the reader is."""
+    heavy = _help_probe(command)["heavy"]
+    assert not [m for m in heavy if m.split(".")[0] != "benchmarks"], f"`digitlite {command}` imported {heavy}"
+    assert "benchmarks.accuracy" in heavy
 
 
 def test_runtime_classifies_without_tensorflow(mnist_dir):

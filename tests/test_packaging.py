@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from edge_app import runtime
+from edge_app.runtime import integrity
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_ONLY = ("tests", "tools")  # never installed
@@ -38,7 +39,10 @@ def test_models_folder_is_installed_as_edge_app_models_without_the_keras_model()
 
 def test_host_tooling_and_test_doubles_are_not_in_the_device_package():
     assert not (REPO / "edge_app" / "deploy" / "pi_check.py").exists()
-    assert "FakeCamera" not in (REPO / "edge_app" / "sources.py").read_text()
+    assert "FakeCamera" not in (REPO / "edge_app" / "live" / "sources.py").read_text()
+    # Accuracy evaluation (eval, eval-scenes, the PP-OCR peer) is host work: it lives in benchmarks/.
+    device_modules = {p.stem for p in (REPO / "edge_app").rglob("*.py")}
+    assert not device_modules & {"evaluation", "eval_report", "ppocr_peer", "accuracy"}, device_modules
 
 
 def test_models_dir_is_the_installed_folder_in_a_wheel_else_the_checkouts(tmp_path, monkeypatch):
@@ -46,5 +50,5 @@ def test_models_dir_is_the_installed_folder_in_a_wheel_else_the_checkouts(tmp_pa
     assert runtime.DEFAULT_MODEL == REPO / "models" / "digits_int8.tflite"
     site = tmp_path / "site-packages" / "edge_app"
     (site / "models").mkdir(parents=True)
-    monkeypatch.setattr(runtime, "__file__", str(site / "runtime.py"))
+    monkeypatch.setattr(integrity, "__file__", str(site / "runtime" / "integrity.py"))
     assert runtime.models_dir() == site / "models"  # an installed wheel

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_app import doctor
+from edge_app.cli import doctor_main
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED = REPO / "models" / "digits_int8.tflite"
@@ -33,7 +34,7 @@ def model(tmp_path) -> Path:
 
 
 def run_doctor(capsys, *argv: str) -> tuple[int, dict]:
-    code = doctor.doctor_main(["--json", *argv])
+    code = doctor_main(["--json", *argv])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -62,7 +63,7 @@ def test_reports_this_machine(capsys, model, tmp_path, monkeypatch):
 
 def test_text_report_fails_on_the_configured_camera(capsys, model):
     example = REPO / "edge_app" / "deploy" / "digitlite.toml"  # source = "picamera": no camera here
-    assert doctor.doctor_main(["--model", str(model), "--config", str(example)]) == 1
+    assert doctor_main(["--model", str(model), "--config", str(example)]) == 1
     out = capsys.readouterr().out
     assert "[ ok ] runtime" in out and "[ ok ] model" in out and "[FAIL] camera" in out
     assert "1 problem(s) stop `digitlite run`:\n  - camera: no camera found (configured source: picamera)" in out
@@ -70,7 +71,7 @@ def test_text_report_fails_on_the_configured_camera(capsys, model):
 
 def test_missing_model_fails_with_a_clear_list(capsys, tmp_path):
     missing = tmp_path / "nowhere" / "digits_int8.tflite"
-    code = doctor.doctor_main(["--model", str(missing)])
+    code = doctor_main(["--model", str(missing)])
     out = capsys.readouterr().out
     assert code == 1
     assert "1 problem(s) stop `digitlite run`:" in out

@@ -1,4 +1,4 @@
-"""The device configuration file (edge_app/settings.py): the example parses and maps to `digitlite run` options,
+"""The device configuration file (edge_app/config.py): the example parses and maps to `digitlite run` options,
 and every mistake is an error that names the key, the value and the fix."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app import settings
-from edge_app.settings import ConfigError, load_run_config, parse_run_config
+from edge_app import config as settings
+from edge_app.config import ConfigError, load_run_config, parse_run_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "edge_app" / "deploy" / "digitlite.toml"
 
@@ -131,9 +131,11 @@ def test_config_defaults_lose_to_the_command_line():
 
 
 def test_cli_prints_the_options_or_the_error(capsys, tmp_path):
-    assert settings.main([str(EXAMPLE)]) == 0
+    from edge_app.cli import config_main
+
+    assert config_main([str(EXAMPLE)]) == 0
     assert json.loads(capsys.readouterr().out)["source"] == "picamera"
     bad = tmp_path / "bad.toml"
     bad.write_text("thread = 4\n")
-    assert settings.main([str(bad)]) == 1
+    assert config_main([str(bad)]) == 1
     assert "Did you mean 'threads'" in capsys.readouterr().err

@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from edge_app.history import ReadingStore, value_of
-from edge_app.live import LiveLoop, LoopSettings, Sink
-from edge_app.plausibility import Plausibility
-from edge_app.reader import Digit, Reading
-from edge_app.sinks import JsonLines
+from edge_app.live.loop import LiveLoop, LoopSettings, Sink
+from edge_app.outputs.local import JsonLines
+from edge_app.read import Digit, Reading
+from edge_app.store.history import ReadingStore, value_of
+from edge_app.store.plausibility import Plausibility
 
 
 @pytest.mark.parametrize("rule, text, previous, why", [

@@ -9,8 +9,9 @@ import pytest
 
 from digitdata.crops import ink_is_dark, mnist_style
 from digitdata.frames import to_gray
-from edge_app.layout import reading_order
-from edge_app.reader import Stabilizer, parse_roi
+from edge_app.live.stabilizer import Stabilizer
+from edge_app.read import parse_roi
+from edge_app.read.layout import reading_order
 
 
 def test_mnist_style_fits_20x20_and_centres_mass():

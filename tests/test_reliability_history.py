@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app.history import MAX_READING_ID, HistoryError, HistoryWriteError, ReadingStore
+from edge_app.store.history import MAX_READING_ID, HistoryError, HistoryWriteError, ReadingStore
 
 pytestmark = pytest.mark.reliability
 
@@ -76,8 +76,8 @@ class FreeingPages:
 def test_run_on_a_full_disk_says_so_on_every_reading_and_stores_them_when_space_returns(full_disk):
     from fakes import ScriptedReader
 
-    from edge_app.live import LiveLoop, LoopSettings
-    from edge_app.sinks import JsonLines
+    from edge_app.live.loop import LiveLoop, LoopSettings
+    from edge_app.outputs.local import JsonLines
 
     texts = ["35", "47", "60", "81", "92"]
     pages = {t: np.full((96, 128, 3), 30 * k, np.uint8) for k, t in enumerate(texts)}
@@ -197,7 +197,7 @@ class Thin:
 def test_skipped_frames_count_towards_max_frames():
     from fakes import ScriptedReader
 
-    from edge_app.live import LiveLoop
+    from edge_app.live.loop import LiveLoop
 
     loop = LiveLoop(Thin(), ScriptedReader({}), ReadingStore(":memory:"), max_frames=5)
     assert loop.run() == 0

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edge_app.images import ImageError, ImageLimits, decode_image
+from edge_app.read.images import ImageError, ImageLimits, decode_image
 
 pytestmark = pytest.mark.reliability
 
@@ -44,7 +44,7 @@ def save_png(path: Path, array: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def reader(repo):
-    from edge_app.cli import make_reader
+    from edge_app.wiring import make_reader
 
     return make_reader(repo / "models" / "digits_int8.tflite")
 
@@ -135,6 +135,7 @@ def test_read_under_a_memory_cap_refuses_a_huge_image_and_reads_the_others(tmp_p
 def test_read_prints_each_result_before_reading_the_next(monkeypatch, capsys):
     """Ctrl-C (or any fatal error) in the middle of a folder keeps what was already printed."""
     from edge_app import cli
+    from edge_app.wiring import make_reader
 
     class Interrupted:
         def __init__(self, real):
@@ -146,7 +147,7 @@ def test_read_prints_each_result_before_reading_the_next(monkeypatch, capsys):
                 raise KeyboardInterrupt
             return self.real.read(frame)
 
-    monkeypatch.setattr(cli, "reader_from_args", lambda args: Interrupted(cli.make_reader(args.model)))
+    monkeypatch.setattr(cli, "reader_from_args", lambda args: Interrupted(make_reader(args.model)))
     with pytest.raises(KeyboardInterrupt):
         cli.read_main([str(GOLDEN / "scene_02.jpg"), str(GOLDEN / "scene_03.jpg"), "--json"])
     printed = capsys.readouterr().out.splitlines()

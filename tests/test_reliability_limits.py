@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.evaluation import LabelsError, labelled_samples
 from digitdata.labelled import read_digits, read_regions
-from edge_app.evaluation import LabelsError, labelled_samples
-from edge_app.images import ImageError, ImageLimits, decode_image, read_image
+from edge_app.read.images import ImageError, ImageLimits, decode_image, read_image
 
 pytestmark = pytest.mark.reliability
 
@@ -76,7 +76,7 @@ def peak_over_baseline(setup: str, work: str, *args: str) -> tuple[float, str]:
 
 def test_a_49_megapixel_16_bit_png_is_read_within_the_decode_budget(png_49mp, peak_rss):
     assert png_49mp.stat().st_size < 200_000  # a small file: the cost is in its header, not its bytes
-    peak, out = peak_over_baseline("from edge_app.images import read_image; import PIL.PngImagePlugin",
+    peak, out = peak_over_baseline("from edge_app.read.images import read_image; import PIL.PngImagePlugin",
                                    "frame = read_image(sys.argv[1]); print('SHAPE', frame.shape, frame[0, 0])",
                                    str(png_49mp))
     peak_rss("read: 49 MP 16-bit grey PNG (111 kB), was 1,050 MB", peak)
@@ -127,7 +127,8 @@ def test_eval_refuses_a_100_mb_line_of_commas_in_bounded_memory(tmp_path, peak_r
         for _ in range(100):
             f.write("," * 2**20)
         f.write("\n")
-    setup = "from edge_app.evaluation import LabelsError, labelled_samples; from edge_app.images import read_image"
+    setup = ("from benchmarks.evaluation import LabelsError, labelled_samples; "
+             "from edge_app.read.images import read_image")
     work = ("try:\n    labelled_samples(__import__('pathlib').Path(sys.argv[1]), read_image)\n"
             "except LabelsError as exc:\n    print('REFUSED', exc)")
     peak, out = peak_over_baseline(setup, work, str(folder))

@@ -260,7 +260,7 @@ def test_web_stable_reading_is_never_empty(mnist):
 
 
 def test_a_lost_camera_is_given_its_whole_backoff_before_the_loop_gives_up(repo):
-    from edge_app.sources import LatestFrame, SourceLost
+    from edge_app.live.sources import LatestFrame, SourceLost
 
     frame = cv2.imread(str(repo / "tests" / "data" / "golden" / "scene_02.jpg"))
     camera = FakeCamera([frame] * 2, fail_at=2, recover_after=None)

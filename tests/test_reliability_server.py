@@ -139,7 +139,7 @@ def test_a_keep_alive_connection_trickling_its_next_request_is_closed(classifier
 
 
 def test_four_49_megapixel_uploads_stay_within_two_decode_budgets(tmp_path, peak_rss):
-    from edge_app.images import ImageLimits
+    from edge_app.read.images import ImageLimits
 
     proc = subprocess.Popen([sys.executable, "-m", "digitlite", "serve", "--port", "0", "--history",
                              str(tmp_path / "readings.db")], cwd=REPO, stdout=subprocess.PIPE,
@@ -183,7 +183,7 @@ def test_four_49_megapixel_uploads_stay_within_two_decode_budgets(tmp_path, peak
 
 
 def test_an_upload_on_a_full_disk_answers_its_reading_with_a_warning(classifier, examples, full_disk):
-    from edge_app.history import ReadingStore
+    from edge_app.store.history import ReadingStore
 
     history = ReadingStore(full_disk.folder / "readings.db")
     state = make_state(classifier, history=history)

@@ -35,7 +35,7 @@ LIMIT_PIXELS = 4_000_000
 
 @pytest.fixture(scope="module")
 def server(classifier):
-    from edge_app.images import ImageLimits
+    from edge_app.read.images import ImageLimits
 
     state = make_state(classifier, limits=ImageLimits(max_bytes=LIMIT_BYTES, max_pixels=LIMIT_PIXELS))
     with running_server(state, token=TOKEN) as server:

@@ -156,8 +156,8 @@ def test_a_bad_upload_shows_the_servers_message(page):
 
 @pytest.fixture(scope="module")
 def counter(mnist):
-    from edge_app.plausibility import Plausibility
     from edge_app.runtime import Classifier
+    from edge_app.store.plausibility import Plausibility
 
     classifier = Classifier(model_path())
     examples = clear_examples(mnist, classifier)

@@ -18,7 +18,9 @@ import urllib.request
 import pytest
 from web_support import model_path
 
-from edge_app.web.server import build_parser, is_loopback, serve_main
+from edge_app.cli import _serve_parser as build_parser
+from edge_app.cli import serve_main
+from edge_app.web.server import is_loopback
 
 pytest.importorskip("fastapi", reason="the [web] extra is not installed")
 

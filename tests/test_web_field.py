@@ -17,7 +17,7 @@ from fakes import ScriptedReader, region_of
 from waiting import wait_for
 from web_support import Pages, make_state, number_page, png_bytes, request, running_server
 
-from edge_app.plausibility import Plausibility
+from edge_app.store.plausibility import Plausibility
 
 pytest.importorskip("fastapi", reason="the [web] extra is not installed")
 

@@ -52,15 +52,15 @@ def make_state(classifier, feed_source=None, limits=None, stable_frames: int = 2
     """A WebState with the real reader around `classifier` (or `reader`, e.g. `fakes.ScriptedReader`), a readings
     history (in memory unless given), and the live loop over `feed_source` with the web stream as its sink when a
     source is given."""
-    from edge_app.cli import reader_for
-    from edge_app.history import ReadingStore
-    from edge_app.images import UPLOAD_LIMITS
-    from edge_app.live import LiveLoop, LoopSettings
-    from edge_app.reader import annotate
+    from edge_app.live.loop import LiveLoop, LoopSettings
+    from edge_app.read import annotate
+    from edge_app.read.images import UPLOAD_LIMITS
+    from edge_app.store.history import ReadingStore
     from edge_app.web.app import BodyLimits, WebState
-    from edge_app.web.live import WebStream
+    from edge_app.web.stream import WebStream
+    from edge_app.wiring import make_reader
 
-    reader = reader or reader_for(classifier)
+    reader = reader or make_reader(classifier=classifier)
     state = WebState(classifier=classifier, reader=reader, annotate=annotate,
                      history=history or ReadingStore(":memory:"), limits=limits or UPLOAD_LIMITS,
                      body=body or BodyLimits())

@@ -27,8 +27,8 @@ from digitdata import engine
 from digitdata.mnist import find_mnist
 from digitdata.scene_sets import digit_split
 from digitlite import HelpFormatter
-from edge_app.cli import make_reader
-from edge_app.history import ReadingStore
+from edge_app.store.history import ReadingStore
+from edge_app.wiring import make_reader
 
 
 def simulate(history: Path, scenes: int, seed: int) -> dict:

@@ -4,8 +4,8 @@
 and a digit-drawing canvas, plus a JSON API. Modules:
 
 - `uploads`: the declared content type of an upload, and turning a drawing into an MNIST-style crop (the
-  bytes are decoded by `edge_app.images`, the decoder `digitlite read` uses too). Pillow, OpenCV, numpy only.
-- `live`: `WebStream`, the live loop's sink for the page (`edge_app.live`: the one loop of every live mode):
+  bytes are decoded by `edge_app.read.images`, the decoder `digitlite read` uses too). Pillow, OpenCV, numpy only.
+- `live`: `WebStream`, the live loop's sink for the page (`edge_app.live.loop`: the one loop of every live mode):
   one annotated JPEG per frame for the stream, the newest and the stable reading.
 - `app`: the FastAPI application (routes, token check, body limits and upload slots). Needs the `[web]` extra.
 - `server`: `digitlite serve` and `LiveWebView` for `digitlite run --web`; uvicorn in the foreground or a

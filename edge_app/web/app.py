@@ -22,7 +22,6 @@ serve it on a free port. Needs the `[web]` extra (fastapi, uvicorn, python-multi
 
 import asyncio
 import base64
-import hmac
 import json
 import logging
 import threading
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -47,7 +46,10 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
 
 import cv2
 
-from edge_app.history import (
+from edge_app.config import EXAMPLE_JPEG_QUALITY, UPLOAD_LIMITS, BodyLimits, ImageLimits
+from edge_app.read.images import ImageError, decode_image
+from edge_app.runtime import top_k
+from edge_app.store.history import (
     MAX_CORRECTION_CHARS,
     MAX_READING_ID,
     HistoryError,
@@ -56,37 +58,20 @@ from edge_app.history import (
     parse_since,
     value_of,
 )
-from edge_app.images import UPLOAD_LIMITS, ImageError, ImageLimits, decode_image, header_pixels
-from edge_app.runtime import top_k
+from edge_app.web.guard import MULTIPART_OVERHEAD, Guard, Lanes
 from edge_app.web.uploads import ACCEPTED_TYPES, UploadError, check_content_type, drawing_to_crop, encode_jpeg
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart headers and boundaries allowed on top of the image
-DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and discarded before the 413,
-#                   so that the client, still sending, receives the answer instead of a reset connection
 MAX_STREAM_CLIENTS = 8  # concurrent MJPEG viewers; each is cheap (one JPEG per frame is shared) but not free
 STREAM_POLL_S = 0.02  # s between checks for a new frame in a stream (a 15 fps source makes one every 67 ms)
 ANNOTATED_SIDE = 1280  # px: long side of the annotated image sent back for an upload
 TOP_K = 3
 HISTORY_ITEMS = 20  # readings listed by /api/latest (from the readings history)
 HISTORY_LIMIT = 10_000  # readings /api/history returns at most in one answer (?limit=)
-EXAMPLE_JPEG_QUALITY = 90  # the uploaded frame kept with its reading, for a correction
 
 
-@dataclass(frozen=True)
-class BodyLimits:
-    """How request bodies are received: a slow or stalled client holds no upload slot and no one else up."""
-
-    idle_s: float = 10.0  # s a client may send nothing in the middle of a body; then 408 and the connection closes
-    total_s: float = 120.0  # s for a whole body: 16 MB at about 1 Mbit/s (a phone on poor Wi-Fi)
-    buffered_bytes: int = 64 * 2**20  # B of bodies held at once, all clients together; past it, 503 and retry
-    concurrent: int = 2  # large uploads decoded and read at once, each only once its body is in (a Pi has little RAM)
-    small_pixels: int = 2_000_000  # px (header width x height): an upload this small takes a slot of its own lane,
-    #                                so a phone photo or a drawing never waits behind a queue of large images
-    concurrent_small: int = 1  # small uploads decoded and read at once
-    shutdown_poll_s: float = 0.25  # s between checks, while a body arrives, that the server is not shutting down
 
 
 PAGE_HEADERS = {
@@ -249,184 +234,14 @@ ERRORS = {code: {"model": Problem, "description": text} for code, text in {
 # ---------------------------------------------------------------------------------------------- middleware
 
 
-async def _send_json(send, status: int, detail: str, headers: list | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
 
 
-def token_bytes(token: str) -> bytes:
-    """The token as the bytes a request carries: UTF-8 (a command line's undecodable bytes kept as they were)."""
-    return token.encode("utf-8", "surrogateescape")
 
 
-class Guard:
-    """ASGI middleware in front of every route: the token check, then the request body.
-
-    The token is accepted as `Authorization: Bearer <token>`, an `X-Token` header, or a `token` query
-    parameter (an <img> tag cannot send headers, so the MJPEG stream needs the query form), compared as bytes
-    in constant time: a header's raw bytes, the query's percent-decoded bytes (a non-ASCII token is its UTF-8
-    in both). No cookie: a request carries the token explicitly, so another site cannot make a browser send it
-    (no CSRF). Websocket requests are checked alike (closed with 1008 before they are accepted); lifespan
-    events pass.
-
-    Bodies are read into memory up to `max_body` bytes before the app sees them; a larger one gets a 413
-    without reaching the multipart parser or the decoder. A body must keep arriving (`BodyLimits.idle_s`) and
-    be complete within `BodyLimits.total_s`, else 408; all bodies being received hold at most
-    `BodyLimits.buffered_bytes` (else 503, retry); a body still arriving when the server shuts down is
-    answered 503 (send it again) rather than cut off. Only a request whose body is in takes an upload slot
-    (`Lanes`, in the routes): a client that sends slowly, or stops, delays no one else.
-    """
-
-    def __init__(self, app, token: str | None, max_body: int, body: BodyLimits = BodyLimits(),
-                 closing: threading.Event | None = None):
-        self.app, self.max_body, self.body = app, max_body, body
-        self.token = token_bytes(token) if token else None
-        self.closing = closing or threading.Event()
-        self.buffered = 0  # bytes of bodies held right now (one event loop: no lock needed)
-
-    def _token_problem(self, scope) -> str | None:
-        if self.token is None:
-            return None
-        given: list[bytes] = []
-        for name, value in scope.get("headers", []):
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                given.append(value[7:].strip())
-            elif name == b"x-token":
-                given.append(value.strip())
-        # latin-1 maps each byte to one character and back: the percent-decoded bytes, whatever their encoding.
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
-        given += [v.encode("latin-1") for v in query.get("token", [])]
-        if any(hmac.compare_digest(g, self.token) for g in given):
-            return None
-        how = ("open the page as http://HOST:PORT/?token=<token>, or send the header "
-               "'Authorization: Bearer <token>' (the token is the one given to `digitlite serve --token`).")
-        return ("this server needs a token: " if not given else "wrong token: ") + how
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):  # lifespan
-            await self.app(scope, receive, send)
-            return
-        problem = self._token_problem(scope)
-        if problem and scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": problem[:120]})  # policy violation
-            return
-        if problem:
-            await _send_json(send, 401, problem, [(b"www-authenticate", b'Bearer realm="digitlite"')])
-            return
-        if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and not declared.isdigit():
-            await _send_json(send, 400, f"Content-Length {declared[:40]!r} is not a number of bytes.")
-            return
-        if declared is not None and int(declared) > self.max_body:
-            await self._refuse_large(receive, send, int(declared), 0)
-            return
-        held = [0]  # bytes of this body counted in self.buffered
-        try:
-            body = await self._receive_body(receive, send, held)
-            if body is None:
-                return  # answered (408, 413, 503) or the client left
-            await self.app(scope, _replay(body, receive), send)
-        finally:
-            self.buffered -= held[0]
-
-    async def _receive_body(self, receive, send, held: list[int]) -> bytes | None:
-        """The whole body, or None after answering: 408 (too slow), 413 (too large), 503 (memory budget, or the
-        server shutting down)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.body.total_s
-        chunks, size, more = [], 0, True
-        while more:
-            idle_until = min(loop.time() + self.body.idle_s, deadline)
-            pending = asyncio.ensure_future(receive())
-            while not pending.done() and not self.closing.is_set() and loop.time() < idle_until:
-                await asyncio.wait([pending], timeout=min(self.body.shutdown_poll_s, idle_until - loop.time()))
-            if not pending.done():
-                pending.cancel()
-                if self.closing.is_set():
-                    await _send_json(send, 503, f"the server is shutting down ({size} bytes of this body "
-                                                f"received); send it again once it is back.",
-                                     [(b"retry-after", b"5"), (b"connection", b"close")])
-                    return None
-                await _send_json(send, 408, f"the request body did not arrive in time ({size} bytes received; a "
-                                            f"body must keep coming, with no pause over {self.body.idle_s:g} s, and "
-                                            f"be complete within {self.body.total_s:g} s). Check the connection "
-                                            f"and send it again.", [(b"connection", b"close")])
-                return None
-            message = pending.result()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            more = message.get("more_body", False)
-            if size > self.max_body:
-                await self._refuse_large(receive, send, size, size, more)
-                return None
-            if self.buffered + len(chunk) > self.body.buffered_bytes:
-                await _send_json(send, 503, f"the device is receiving {self.buffered / 1e6:.0f} MB of other uploads "
-                                            f"right now; send this one again in a few seconds.",
-                                 [(b"retry-after", b"5"), (b"connection", b"close")])
-                return None
-            self.buffered += len(chunk)
-            held[0] += len(chunk)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _refuse_large(self, receive, send, size: int, read: int, more: bool = True) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.body.total_s
-        while more and read <= DRAIN_FACTOR * self.max_body and loop.time() < deadline:
-            try:
-                message = await asyncio.wait_for(receive(), self.body.idle_s)
-            except TimeoutError:
-                break
-            if message["type"] == "http.disconnect":
-                return
-            read += len(message.get("body", b""))
-            more = message.get("more_body", False)
-        limit = self.max_body - MULTIPART_OVERHEAD
-        await _send_json(send, 413, f"the request body is {max(size, read) / 1e6:.1f} MB or more; uploads are "
-                                    f"limited to {limit / 1e6:.1f} MB. Send a smaller photo, or start the server "
-                                    f"with a larger --max-upload-mb.", [(b"connection", b"close")])
 
 
-class Lanes:
-    """Upload slots by cost, taken once the body is in: `concurrent_small` for images of at most `small_pixels`
-    (their header says so), `concurrent` for the rest. A queue of large images holds no small one up: a small
-    upload waits at most for the interpreter's current read."""
-
-    def __init__(self, body: BodyLimits):
-        self.body = body
-        self._lanes: dict[bool, asyncio.Semaphore] = {}  # made on first use, inside the server's event loop
-
-    def slot(self, data: bytes, limits: ImageLimits) -> asyncio.Semaphore:
-        pixels = header_pixels(data, limits)
-        small = pixels is None or pixels <= self.body.small_pixels  # not an image: the decoder refuses it at once
-        if small not in self._lanes:
-            self._lanes[small] = asyncio.Semaphore(self.body.concurrent_small if small else self.body.concurrent)
-        return self._lanes[small]
 
 
-def _replay(body: bytes, receive):
-    """An ASGI `receive` that gives the buffered body once, then waits for the disconnect as a server would."""
-    replayed = False
-
-    async def replay():
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 # ---------------------------------------------------------------------------------------------- app
@@ -440,8 +255,8 @@ class WebState:
     reader: object  # has .read(frame_bgr) -> reading with .to_dict()
     annotate: Callable  # annotate(frame_bgr, reading) -> frame_bgr
     history: ReadingStore  # the readings history: uploads are recorded, /api/latest lists the last ones
-    loop: object | None = None  # edge_app.live.LiveLoop, when a live source runs
-    stream: object | None = None  # edge_app.web.live.WebStream, that loop's web sink
+    loop: object | None = None  # edge_app.live.loop.LiveLoop, when a live source runs
+    stream: object | None = None  # edge_app.web.stream.WebStream, that loop's web sink
     limits: ImageLimits = UPLOAD_LIMITS
     body: BodyLimits = field(default_factory=BodyLimits)
     lock: threading.Lock = field(default_factory=threading.Lock)

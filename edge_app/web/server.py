@@ -18,128 +18,28 @@ works without the `[web]` extra.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import ipaddress
 import logging
-import os
 import signal
 import socket
 import sys
 import threading
 import time
 
-from digitlite import HelpFormatter
-from edge_app.images import UPLOAD_LIMITS
+from edge_app.config import CONNECTION_LIMITS, HOST, PORT, UPLOAD_LIMITS, ConnectionLimits
+from edge_app.web.guard import limited_protocol
 
 log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------------------------------------- defaults
-HOST = "127.0.0.1"  # loopback only: reaching the camera from the network is a choice (--host 0.0.0.0)
-PORT = 8080
-MAX_FPS = 15.0  # live frames processed per second at most; a phone sees no difference above this
 TOKEN_ENV = "DIGITLITE_TOKEN"  # the token can come from the environment, to keep it out of `ps`
 SHUTDOWN_S = 3  # s uvicorn waits for open connections (a stream viewer) before closing them
 
 
-@dataclasses.dataclass(frozen=True)
-class ConnectionLimits:
-    """What a connection may hold: a client that connects and sends nothing, or its headers a byte at a time, is
-    closed; more connections than the caps evict the oldest one still waiting for its request."""
-
-    header_s: float = 10.0  # s from connecting (or the end of the last response) to a request's complete headers
-    keep_alive_s: int = 5  # s an idle keep-alive connection stays open (uvicorn's timeout_keep_alive)
-    header_bytes: int = 16 * 1024  # B of request line and headers at most (h11's max_incomplete_event_size)
-    max_connections: int = 64  # open connections at once, all clients (streams, uploads, page loads)
-    per_client: int = 16  # open connections from one address (a browser opens about 6)
 
 
-CONNECTION_LIMITS = ConnectionLimits()
-_BUSY_BODY = b'{"detail": "every connection is busy with a request; retry shortly."}'
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        b"retry-after: 5\r\ncontent-length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
 
 
-def limited_protocol(limits: ConnectionLimits):
-    """uvicorn's h11 protocol with a header deadline and connection caps (see `ConnectionLimits`).
-
-    A connection is *waiting* while no request of it is being handled (h11's client state IDLE: nothing sent,
-    headers incomplete, or between keep-alive requests); the header deadline closes it when it waits longer
-    than `header_s`, and a new connection over a cap closes the oldest waiting one of that address (per
-    client) or of all (in all). Only when every connection over the cap is busy is the new one answered 503.
-    """
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class LimitedH11Protocol(H11Protocol):
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self.evicted, self.header_timer, self.waiting_since = False, None, 0.0
-            self._wait_for_headers()
-            if not self._make_room():
-                self.evicted = True
-                transport.write(BUSY)
-                transport.close()
-
-        def _address(self):
-            return self.client[0] if self.client else None
-
-        def _waiting(self) -> bool:
-            return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
-
-        def _make_room(self) -> bool:
-            """Evict waiting connections until this one fits under both caps; False when it cannot."""
-            for same_client, cap in ((True, limits.per_client), (False, limits.max_connections)):
-                group = [c for c in self.connections if not getattr(c, "evicted", False)
-                         and (not same_client or c._address() == self._address())]
-                excess = len(group) - cap
-                if excess <= 0:
-                    continue
-                idle = sorted((c for c in group if c is not self and c._waiting()), key=lambda c: c.waiting_since)
-                if len(idle) < excess:
-                    return False
-                for other in idle[:excess]:
-                    other._close("a newer connection needed its place")
-            return True
-
-        def _close(self, why: str) -> None:
-            self.evicted = True
-            self._disarm()
-            if not self.transport.is_closing():
-                self.logger.debug("closing a connection from %s: %s", self._address(), why)
-                self.transport.close()
-
-        def _wait_for_headers(self) -> None:
-            self._disarm()
-            self.waiting_since = self.loop.time()
-            self.header_timer = self.loop.call_later(limits.header_s, self._header_deadline)
-
-        def _disarm(self) -> None:
-            if getattr(self, "header_timer", None) is not None:
-                self.header_timer.cancel()
-                self.header_timer = None
-
-        def _header_deadline(self) -> None:
-            self.header_timer = None
-            if self._waiting():
-                self._close(f"no complete request headers within {limits.header_s:g} s")
-
-        def handle_events(self) -> None:
-            super().handle_events()
-            if not self._waiting():
-                self._disarm()  # a request is being handled: the body has its own limits (edge_app.web.app.Guard)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and self._waiting():
-                self._wait_for_headers()
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return LimitedH11Protocol
 
 
 class WebDependencyError(ImportError):
@@ -303,7 +203,7 @@ class LiveWebView:
     Args:
         reader: from `edge_app.cli.make_reader` (its classifier also serves the drawing canvas).
         host, port, token: where the page listens and the token every route needs (None: open).
-        limits: what an upload may be (`edge_app.images.ImageLimits`).
+        limits: what an upload may be (`edge_app.read.images.ImageLimits`).
         history: the readings history, when there is no live loop to take it from (`attach`).
         log_level: uvicorn's log level.
 
@@ -315,8 +215,8 @@ class LiveWebView:
     def __init__(self, reader, host: str = HOST, port: int = PORT, token: str | None = None, limits=UPLOAD_LIMITS,
                  history=None, log_level: str = "warning"):
         app_module = load_app_module()
-        from edge_app.reader import annotate
-        from edge_app.web.live import WebStream
+        from edge_app.read import annotate
+        from edge_app.web.stream import WebStream
 
         self.token = token
         self.stream = WebStream()
@@ -325,7 +225,7 @@ class LiveWebView:
         self.server = WebServer(app_module.create_app(self.state, token), host, port, log_level)
 
     def attach(self, loop) -> None:
-        """Show `loop` (an `edge_app.live.LiveLoop` whose sinks include `self.stream`): its stream, status and
+        """Show `loop` (an `edge_app.live.loop.LiveLoop` whose sinks include `self.stream`): its stream, status and
         history; uploads share its interpreter lock."""
         self.state.loop, self.state.stream, self.state.history, self.state.lock = (loop, self.stream, loop.history,
                                                                                   loop.lock)
@@ -334,103 +234,7 @@ class LiveWebView:
         _announce(self.server, self.token, live, out)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from edge_app.cli import add_live_options, add_model_options, add_pixel_limit
-
-    parser = argparse.ArgumentParser(
-        prog="digitlite serve", formatter_class=HelpFormatter,
-        description="Serve the web view: the live annotated stream, photo upload and a canvas to draw a digit, "
-                    "with a JSON API (/api/read, /api/latest, /api/health; schema at /openapi.json). With --source, "
-                    "the live loop of `digitlite run` runs under it (history, MQTT, video alike); the page stays "
-                    "up after a finite source ends, until Ctrl-C or SIGTERM.")
-    add_live_options(parser, source_default=None, max_fps=MAX_FPS)
-    add_model_options(parser)
-    parser.add_argument("--host", default=HOST,
-                        help="address to listen on; 0.0.0.0 makes the page reachable from the network")
-    parser.add_argument("--port", type=int, default=PORT, help="TCP port (0: any free port)")
-    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
-                        help=f"require this token on every request (?token=... in the page URL); default: "
-                             f"${TOKEN_ENV}")
-    parser.add_argument("--max-upload-mb", type=float, default=UPLOAD_LIMITS.max_bytes / 2**20,
-                        help="largest upload accepted, MiB")
-    add_pixel_limit(parser, UPLOAD_LIMITS.max_pixels)
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                        help="server log level")
-    return parser
 
 
-def _check(args: argparse.Namespace):
-    """The upload limits of `args`; ValueError naming the option that is out of range."""
-    from dataclasses import replace
-
-    from edge_app.cli import check_live_options, limits_from_args
-
-    check_live_options(args)
-    check_token(args.token)
-    if not args.max_upload_mb >= 0.01:
-        raise ValueError(f"--max-upload-mb {args.max_upload_mb} is too small; it must be at least 0.01.")
-    if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port {args.port} is not a TCP port; use 1-65535 (or 0 for any free port).")
-    if args.source is None:
-        needs = [flag for flag, value in (("--mqtt", args.mqtt), ("--save", args.save),
-                                          ("--max-frames", args.max_frames)) if value]
-        if needs:
-            raise ValueError(f"{', '.join(needs)} need a live source: add --source (e.g. --source picamera).")
-    limits = limits_from_args(args, UPLOAD_LIMITS)
-    return replace(limits, max_bytes=int(args.max_upload_mb * 2**20))
 
 
-def serve_main(argv: list[str]) -> int:
-    """`digitlite serve`: parse the options, build the reader (and the live loop with --source), serve until
-    Ctrl-C or SIGTERM."""
-    args = build_parser().parse_args(argv)
-    try:
-        limits = _check(args)
-    except ValueError as exc:
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        load_app_module()
-    except WebDependencyError as exc:
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 3
-    from edge_app.cli import _model_errors, build_live, reader_from_args
-    from edge_app.history import HistoryError, HistorySettings, ReadingStore
-    from edge_app.live import run_until_stopped
-
-    try:
-        reader = reader_from_args(args)
-    except (*_model_errors(), ImportError) as exc:
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 1
-    if args.source is None:
-        try:
-            history = ReadingStore(args.history, HistorySettings(keep=args.history_keep))
-            view = LiveWebView(reader, args.host, args.port, args.token, limits, history, args.log_level)
-        except (HistoryError, OSError) as exc:
-            print(f"digitlite serve: {exc}", file=sys.stderr)
-            return 1
-        view.announce(live=False)
-        try:
-            view.server.run()
-        finally:
-            history.close()
-        return 0
-    from edge_app.sources import open_source
-
-    try:
-        view = LiveWebView(reader, args.host, args.port, args.token, limits, log_level=args.log_level)
-        source = open_source(args.source)
-    except OSError as exc:  # a busy port, a camera that cannot be opened (SourceError)
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 1
-    try:
-        loop = build_live(args, reader, source, [view.stream], stdout=False)
-    except (HistoryError, ValueError, ImportError) as exc:
-        source.close()
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 1
-    view.attach(loop)
-    view.announce(live=True)
-    return run_until_stopped(loop, view.server, keep_serving=True)

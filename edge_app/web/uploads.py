@@ -1,12 +1,10 @@
 """Uploads from the web: the declared content type checked, and a drawing turned into an MNIST-style crop.
 
-The bytes themselves are decoded by `edge_app.images.decode_image`, the decoder `digitlite read` and the live
-loop use too (size, pixel count, format and shape checked there, under `edge_app.images.UPLOAD_LIMITS`). This
+The bytes themselves are decoded by `edge_app.read.images.decode_image`, the decoder `digitlite read` and the live
+loop use too (size, pixel count, format and shape checked there, under `edge_app.read.images.UPLOAD_LIMITS`). This
 module owns what is the web's own: which declared content types are accepted, the drawing canvas, and JPEG
 encoding of what is sent back. Every refusal is an `UploadError` (an `ImageError`) carrying the HTTP status
 the server answers with. No web framework here.
-
-    python -m edge_app.images --upload photo.jpg   # what the server's decoder makes of this file
 """
 
 from __future__ import annotations
@@ -15,9 +13,9 @@ import cv2
 import numpy as np
 
 from digitdata.crops import mnist_style
-from edge_app.images import ImageError
+from edge_app.read.images import ImageError
 
-# Declared content types we accept (the formats the decoder may run on them: edge_app.images.UPLOAD_FORMATS).
+# Declared content types we accept (the formats the decoder may run on them: edge_app.read.images.UPLOAD_FORMATS).
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif")
 
 

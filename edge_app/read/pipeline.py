@@ -1,7 +1,8 @@
-"""Reading a frame: find the number lines, read each one as a digit string, put them in reading order.
+"""Reading a picture: find the number lines, read each one as a digit string, put them in reading order.
 
-`DigitReader.read(frame) -> Reading` is the whole product in one call (a grey or colour frame); `annotate`
-draws a reading on the frame; `Stabilizer` reports a live reading once it has been the same for K frames.
+`DigitReader.read(frame) -> Reading` is the whole product in one call. It works on one grey channel: a grey
+frame (the Pi camera's Y plane) is read as it is, a colour one is turned grey once (`digitdata.frames`). The
+tuned numbers are `edge_app.config.ReaderSettings`.
 
     digitlite read photo.jpg --json
 """
@@ -9,78 +10,18 @@ draws a reading on the frame; `Stabilizer` reports a live reading once it has be
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from digitdata import ctc, regions
 from digitdata.crops import ink_is_dark
-from digitdata.frames import Letterbox, as_bgr_uint8, as_gray_uint8, detector_input
+from digitdata.frames import Letterbox, as_gray_uint8, detector_input
 from digitdata.lines import INPUT_HEIGHT, INPUT_WIDTH, line_input
-from edge_app.layout import reading_order
+from edge_app.config import MIN_CONFIDENCE, ReaderSettings
+from edge_app.read.layout import reading_order
+from edge_app.read.reading import Digit, Reading
 from edge_app.runtime import Classifier, Recognizer, RegionFinder
-
-# A region whose digits' mean confidence is below this is more likely a word, a mark or a smudge: on 3,000
-# validation regions (held-out training digits, a fifth without any digit) the mean at 0.75 keeps 80 % of the
-# numbers exact and reads nothing on 95 % of the digit-free ones, where the least sure digit at 0.5 gave 79 % and
-# 91 % (measured 2026-12-04 with the first released recognizer).
-MIN_CONFIDENCE = 0.75
-
-
-@dataclass(frozen=True)
-class ReaderSettings:
-    """The reader's tuned numbers, in one place (each model's own are in its manifest entry)."""
-
-    threshold: float = 0.5  # region map value that counts as "number here"
-    max_regions: int = 32  # regions read per picture at most (bounded work for any picture, noise included)
-    # Margins added to a region before it is read, in its heights: on the validation scenes 97 % of the lines'
-    # ink lies within 0.30 above and below the decoded region and 0.57 beyond its ends (2026-12-04); the
-    # recognizer learned cuts up to 0.5 (above, below) and 1.4 (ends) looser than the digits, and marks in them.
-    pad_height: float = 0.3
-    pad_ends: float = 0.6
-    read_height: int = 64  # px: a region is cut from the picture at most this tall (then resized to 32)
-    zoom_below_px: float = 14.0  # regions shorter than this (finder input px) get a closer look, at their part
-    max_upscale: float = 3.0  # the closer look enlarges the picture at most this much
-    join_gap: float = 0.6  # regions on one line closer than this many heights are one number (the map often
-    # parts a narrow "1" or a wide gap from the rest of its row)
-    empty_below_scale: float = 0.6  # a picture shrunk more than this for the first look, where it found nothing,
-    empty_tiles: int = 2  # ... is looked at again in this many tiles per side (at most 4 more looks)
-    work_side: int = 2048  # px: larger pictures are read at this long side (bounded work per picture)
-
-
-@dataclass
-class Digit:
-    digit: int
-    confidence: float
-    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
-
-    def to_dict(self) -> dict:
-        return {"digit": self.digit, "confidence": round(self.confidence, 4), "box": [int(v) for v in self.box]}
-
-
-@dataclass
-class Reading:
-    """What one frame says: digits in reading order, the numbers they form, and how long each stage took."""
-
-    digits: list[Digit] = field(default_factory=list)
-    lines: list[list[str]] = field(default_factory=list)  # lines top to bottom, numbers left to right
-    latency_ms: dict[str, float] = field(default_factory=dict)  # find, read, group, total
-    rejected: int = 0  # boxes dropped as not confidently a digit
-    crops: np.ndarray | None = None  # (N, 32, 256) uint8: the recognizer's inputs, one per number region
-
-    @property
-    def numbers(self) -> list[str]:
-        return [number for line in self.lines for number in line]
-
-    @property
-    def text(self) -> str:
-        """Numbers separated by a space, in reading order (lines top to bottom)."""
-        return " ".join(self.numbers)
-
-    def to_dict(self) -> dict:
-        return {"text": self.text, "numbers": self.numbers, "digits": [d.to_dict() for d in self.digits],
-                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}
 
 
 def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
@@ -119,7 +60,7 @@ class DigitReader:
     parts as rotated rectangles, and a closer look where the lines are too small to read at that scale;
     read: each region straightened, cut from the full-resolution picture (`digitdata.lines.line_input`) and
     read by the recognizer (CTC, greedy); a region read as nothing, or not surely, is dropped; order:
-    regions into lines and numbers (`edge_app.layout`).
+    regions into lines and numbers (`edge_app.read.layout`).
 
     Args:
         finder: the LiteRT region finder (built once, outside the frame loop).
@@ -311,67 +252,3 @@ def _contains(box, point) -> bool:
 def _int_box(b, ox: int, oy: int) -> tuple[int, int, int, int]:
     x, y, w, h = (float(v) for v in b)
     return int(round(x)) + ox, int(round(y)) + oy, max(1, int(round(w))), max(1, int(round(h)))
-
-
-# ---------------------------------------------------------------------------------------------- live readings
-
-
-class Stabilizer:
-    """Reports a reading once it has been the same for `frames` consecutive frames, and once per change.
-
-    A frame with nothing readable resets the count; after `frames` empty frames the same number may be
-    reported again (the camera looked away and back). Nothing readable ("") is never a reading. The one
-    stabiliser of every live mode (`digitlite run`, `run --web`, `serve --source`).
-    """
-
-    def __init__(self, frames: int = 3):
-        if frames < 1:
-            raise ValueError(f"--stable-frames must be at least 1, got {frames}")
-        self.frames = frames
-        self._candidate, self._count, self._reported = "", 0, None
-
-    @property
-    def stable(self) -> str | None:
-        """The reading on view: the last one reported, until `frames` frames in a row show nothing (then None)."""
-        return self._reported
-
-    def update(self, text: str) -> str | None:
-        """Feed one frame's text; returns it when it has just become stable, else None."""
-        if text == self._candidate:
-            self._count += 1
-        else:
-            self._candidate, self._count = text, 1
-        if self._count < self.frames:
-            return None
-        if text == "":
-            self._reported = None
-            return None
-        if text != self._reported:
-            self._reported = text
-            return text
-        return None
-
-
-# ---------------------------------------------------------------------------------------------- drawing
-
-
-def annotate(frame_bgr: np.ndarray, reading: Reading, fps: float | None = None) -> np.ndarray:
-    """A copy of the frame with each digit's box, class and confidence, and the reading on top."""
-    out = as_bgr_uint8(frame_bgr).copy()
-    scale = max(out.shape[:2]) / 640
-    thick = max(1, round(2 * scale))
-    for d in reading.digits:
-        x, y, w, h = d.box
-        colour = (0, 200, 0) if d.confidence >= 0.9 else (0, 165, 255)
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        cv2.putText(out, f"{d.digit} {d.confidence:.0%}", (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5 * scale, colour, thick, cv2.LINE_AA)
-    banner = reading.text or "-"
-    if fps is not None:
-        banner += f"   {fps:.0f} fps"
-    if reading.latency_ms:
-        banner += f"   {reading.latency_ms.get('total', 0):.1f} ms"
-    cv2.rectangle(out, (0, 0), (out.shape[1], round(28 * scale)), (0, 0, 0), -1)
-    cv2.putText(out, banner, (6, round(20 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255),
-                thick, cv2.LINE_AA)
-    return out

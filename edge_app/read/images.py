@@ -1,6 +1,6 @@
 """Images in, frames out: the one decoder and the one frame check behind `read`, the live loop and the web.
 
-This module owns the image limits every entry point shares and the decoder behind all of them, so that a
+This module owns the decoder behind all of them, so that a
 file reads the same way whether it comes from `digitlite read`, an image-folder `--source` or a phone upload:
 
 - `decode_image(data, limits)`: untrusted bytes to an 8-bit BGR frame. Pillow, with an allow-list of formats;
@@ -20,25 +20,20 @@ first), lets us name the decoders that may run on hostile bytes, and converts CM
 Every refusal is an `ImageError` saying what was received and what is accepted; its `status` is the HTTP
 status the web answers with.
 
-    python -m edge_app.images photo.jpg              # what the decoder makes of a file
-    python -m edge_app.images --upload photo.jpg     # ... with the web's limits
+    digitlite read photo.jpg      # what the decoder and the reader make of a file (or why it is refused)
 """
 
 from __future__ import annotations
 
 import io
-import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-# Formats a phone or a browser sends; the only decoders Pillow may try on bytes from the network.
-UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-# Local files (`digitlite read`, an image-folder source) may also be TIFF scans.
-FILE_FORMATS = (*UPLOAD_FORMATS, "TIFF")
+from edge_app.config import FILE_LIMITS, UPLOAD_LIMITS, ImageLimits
+
 OPENED_AS = {"MPO": "JPEG"}  # the multi-picture JPEG some phones write is opened by the JPEG decoder
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # grey at 16 (or 32) bits per pixel
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -47,23 +42,8 @@ UNREDUCIBLE = {"1": 1, "P": 4}  # modes Pillow's reduce() cannot take: converted
 BAND_ROWS = 256  # rows of a 16-bit image scaled to 8 bits at a time (a 7000 px wide band is 3.5 MB)
 
 
-@dataclass(frozen=True)
-class ImageLimits:
-    """What an image may be. The pixel limit, working size and degenerate shapes are the same everywhere; the
-    formats and byte limit depend on where the bytes come from (`UPLOAD_LIMITS`, `FILE_LIMITS`)."""
-
-    max_bytes: int = 16 * 2**20  # B: a phone JPEG is 2-8 MB; the bytes are held in memory while decoding
-    max_pixels: int = 50_000_000  # header width x height: a 48 MP phone photo fits, a decompression bomb does not
-    work_side: int = 2048  # px: decoded images are reduced to this long side (detection runs at 1024 anyway)
-    min_side: int = 8  # px: the least a digit can be drawn in; a thinner image holds no digit
-    max_aspect: float = 25.0  # long side / short side: a longer strip is a line or a border, not writing
-    max_decode_bytes: int = 256 * 2**20  # B an image may take decoded at full size, checked from its header: a
-    #                                      1 GB Raspberry Pi decodes two uploads at once beside the service
-    formats: tuple[str, ...] = UPLOAD_FORMATS  # the Pillow decoders allowed to run
 
 
-UPLOAD_LIMITS = ImageLimits()
-FILE_LIMITS = ImageLimits(max_bytes=64 * 2**20, formats=FILE_FORMATS)  # B: a TIFF scan may be large
 
 
 class ImageError(ValueError):
@@ -288,23 +268,3 @@ def read_image(path: str | Path, limits: ImageLimits = FILE_LIMITS) -> np.ndarra
         raise FileNotFoundError(f"no such file: {path}")
     check_size(path.stat().st_size, limits)
     return decode_image(path.read_bytes(), limits)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="What the decoder makes of an image file.")
-    parser.add_argument("image", help="the file")
-    parser.add_argument("--upload", action="store_true", help="the web's limits (no TIFF, 16 MiB) instead of a file's")
-    args = parser.parse_args(argv)
-    try:
-        frame = read_image(args.image, UPLOAD_LIMITS if args.upload else FILE_LIMITS)
-    except (ImageError, FileNotFoundError) as exc:
-        print(f"refused{f' (HTTP {exc.status})' if isinstance(exc, ImageError) else ''}: {exc}")
-        return 1
-    print(f"accepted: {args.image} -> frame {frame.shape[1]}x{frame.shape[0]} BGR")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

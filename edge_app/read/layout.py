@@ -5,7 +5,7 @@ from each digit's nearest neighbour, the centres are turned level, and digits ch
 each is beside the next (a line follows a drifting baseline). A gap wider than `NUMBER_GAP` digit heights
 starts a new number.
 
-    python -c "from edge_app.layout import reading_order; print(reading_order([(0, 0, 7, 10), (9, 1, 7, 10)]))"
+    python -c "from edge_app.read.layout import reading_order; print(reading_order([(0, 0, 7, 10), (9, 1, 7, 10)]))"
 """
 
 from __future__ import annotations

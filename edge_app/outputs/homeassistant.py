@@ -6,15 +6,15 @@ retained JSON config on `<prefix>/sensor/<node_id>/<object_id>/config` (ids of `
 object id equal to the unique_id as the documentation advises), and one retained state message they all read
 with a `value_template`:
 
-- "Reading": the value (the last plausible or user-corrected stable reading, `edge_app.history.value_of`);
+- "Reading": the value (the last plausible or user-corrected stable reading, `edge_app.store.history.value_of`);
 - "Confidence": the lowest digit confidence of that reading, in %, a diagnostic;
 - "Last reading": when it was read (device_class timestamp, ISO 8601 with its offset).
 
 Home Assistant advises separate sensors over attributes that change on every update, hence three. Every
 config names the device (identifiers, name "digitlite <device>", software version), the origin, and the
-availability topic that `edge_app.mqtt.OutboxPublisher` keeps ("online" once connected, "offline" as its last
+availability topic that `edge_app.outputs.mqtt.OutboxPublisher` keeps ("online" once connected, "offline" as its last
 will and on a clean close; "offline" too while the readings history cannot store readings, a full disk, and
-"online" again with the first reading stored). `HomeAssistant` is the live loop's sink (`edge_app.live.Sink`):
+"online" again with the first reading stored). `HomeAssistant` is the live loop's sink (`edge_app.live.sink.Sink`):
 it sets the retained messages on the publisher, which resends them on every reconnect; a suspect reading is
 never the state.
 
@@ -28,9 +28,9 @@ import re
 import socket
 from dataclasses import dataclass
 
-from edge_app.history import value_of
-from edge_app.live import Frame, Sink
-from edge_app.mqtt import Presence
+from edge_app.live.sink import Frame, Sink
+from edge_app.outputs.mqtt import Presence
+from edge_app.store.history import value_of
 
 DEFAULT_PREFIX = "homeassistant"  # Home Assistant's default discovery prefix (changeable in its MQTT options)
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
@@ -114,7 +114,7 @@ class HomeAssistant(Sink):
     """Discovery configs and the state of the value, as retained messages of the MQTT publisher.
 
     Args:
-        publisher: the `edge_app.mqtt.OutboxPublisher` (made with `discovery.presence`).
+        publisher: the `edge_app.outputs.mqtt.OutboxPublisher` (made with `discovery.presence`).
         discovery: the device's topics and names.
         history: the readings history, for the value already stored when the loop starts (and after a correction).
     """

@@ -3,11 +3,11 @@
 `LiveLoop` is the loop of every live mode (`digitlite run`, `run --web`, `serve --source`): source -> frame
 check -> reader -> stabiliser -> plausibility -> history -> sinks. Each frame goes to every sink's `on_frame`
 (video file, preview window, web stream); each stable reading is judged by the plausibility check
-(`edge_app.plausibility`; a reading that breaks it is marked suspect, and not queued for MQTT), committed to
-the readings history (`edge_app.history.ReadingStore`) with its examples (the classifier's crops and the
+(`edge_app.store.plausibility`; a reading that breaks it is marked suspect, and not queued for MQTT), committed to
+the readings history (`edge_app.store.history.ReadingStore`) with its examples (the classifier's crops and the
 frame, for a later correction), then handed to every sink's `on_reading` (stdout JSON lines, the MQTT outbox,
 Home Assistant, the web page). A correction made while the loop runs reaches the sinks' `on_correction`. A
-new output is a new sink (`edge_app.sinks`), not a second loop. A frame the reader
+new output is a new sink (`edge_app.outputs.local`), not a second loop. A frame the reader
 cannot take is counted and skipped (skipped frames count towards `max_frames`); a failing sink is logged and the
 others go on. A region of interest outside the frame stops the loop at its first frame, with the reason.
 
@@ -21,7 +21,7 @@ request the loop sees between frames, within `LoopSettings.poll_s` while it wait
 are closed (the video file finalised, MQTT disconnected within its bound), the web server stopped and the
 history closed.
 
-    python -m edge_app.live --source synthetic --max-frames 90 --history /tmp/readings.db
+    digitlite run --source synthetic --headless --max-frames 90 --history /tmp/readings.db
 """
 
 from __future__ import annotations
@@ -30,84 +30,30 @@ import collections
 import contextlib
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import cv2
 import numpy as np
 
-from edge_app.history import ReadingStore, now_iso, value_of
-from edge_app.images import UPLOAD_LIMITS, ImageLimits, check_frame
-from edge_app.plausibility import Plausibility
-from edge_app.reader import Stabilizer, annotate
-from edge_app.sources import SourceError
+from edge_app.config import LoopSettings
+from edge_app.live.sink import Frame, Sink
+from edge_app.live.sources import SourceError
+from edge_app.live.stabilizer import Stabilizer
+from edge_app.read.images import check_frame
+from edge_app.read.pipeline import crop_roi
+from edge_app.store.history import ReadingStore, now_iso, value_of
+from edge_app.store.plausibility import Plausibility
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    """The loop's tuned numbers."""
-
-    stable_frames: int = 3  # frames a reading must hold before it is reported
-    max_fps: float | None = None  # frames read per second at most (None: as fast as the source delivers)
-    fps_window: int = 30  # frames over which the frame rate is measured
-    poll_s: float = 0.1  # s between checks for a stop request while waiting (pacing, a source that stalls)
-    limits: ImageLimits = UPLOAD_LIMITS  # what a frame may be before the reader sees it (edge_app.images)
-    example_jpeg_quality: int = 90  # JPEG quality of the frame kept with each stable reading, for corrections
-    unstored_keep: int = 1_000  # stable readings held in memory while the history cannot store them (~5 kB each,
-    #                             crops included, frames not): beyond it the oldest are dropped, and counted
-    retry_s: float = 10.0  # s between attempts to store the held readings while no new stable reading comes
 
 
-@dataclass
-class Frame:
-    """One frame through the loop: what the reader made of it, and the loop's figures."""
-
-    number: int
-    frame_bgr: np.ndarray
-    reading: object  # edge_app.reader.Reading
-    time: str  # ISO 8601 UTC
-    fps: float
-    latency_ms: dict[str, float]  # capture, then the reader's stages
-    stable: str | None  # the stabiliser's reading on view (None: nothing stable)
-
-    @cached_property
-    def annotated(self) -> np.ndarray:
-        """The frame with boxes, digits and the reading drawn on it, made once for every sink that wants it."""
-        return annotate(self.frame_bgr, self.reading, self.fps)
-
-    def to_dict(self) -> dict:
-        return {"time": self.time, "frame": self.number, **self.reading.to_dict(), "latency_ms": self.latency_ms,
-                "fps": round(self.fps, 1)}
 
 
-class Sink:
-    """One output of the live loop. Override what the output needs; every method is called in the loop's thread.
-
-    `uses_outbox`: stable readings are queued in the history's MQTT outbox for this sink.
-    """
-
-    name = "sink"
-    uses_outbox = False
-
-    def on_frame(self, frame: Frame) -> None:
-        """Every frame read (in order)."""
-
-    def on_reading(self, record: dict, frame: Frame) -> None:
-        """A stable reading, after it was committed to the history (`record` is the stored row, with its id;
-        "suspect" says why the plausibility check refused it as the value, else None)."""
-
-    def on_correction(self, record: dict) -> None:
-        """A user corrected a stored reading (`record`, with "corrected_text"); called from the thread that took
-        the correction (the web server's), not the loop's."""
-
-    def close(self) -> None:
-        """The loop has ended: flush and release (bounded in time)."""
 
 
 @dataclass
@@ -128,8 +74,8 @@ class LiveLoop:
     """source -> reader -> stabiliser -> history -> sinks, in the thread that calls `run()` (or `start()`).
 
     Args:
-        source: a frame source (`edge_app.sources`): `.read()` -> frame or None at the end, `.close()`.
-        reader: has `.read(frame) -> Reading` (`edge_app.reader.DigitReader`).
+        source: a frame source (`edge_app.live.sources`): `.read()` -> frame or None at the end, `.close()`.
+        reader: has `.read(frame) -> Reading` (`edge_app.read.DigitReader`).
         history: where stable readings are committed before any sink sees them.
         sinks: the outputs.
         settings: stable frames, pacing, frame limits.
@@ -218,8 +164,6 @@ class LiveLoop:
 
     def _roi_problem(self, frame) -> str | None:
         """Why the reader's region of interest cannot be read in frames like this first one, or None."""
-        from edge_app.reader import crop_roi
-
         self._roi_checked = True
         roi = getattr(self.reader, "roi", None)
         if roi is None:
@@ -263,7 +207,7 @@ class LiveLoop:
     def _record(self, item: Frame) -> dict:
         """Judge a stable reading, commit it (with its examples) to the history first; the sinks get the stored
         row. A suspect reading is stored but not queued for MQTT."""
-        reading = item.reading.to_dict()
+        reading = item.reading_dict
         suspect = None
         crops = getattr(item.reading, "crops", None)
         held = {"reading": reading, "source": self.source_name, "model_sha256": self.model_sha256, "origin": "live",
@@ -277,7 +221,7 @@ class LiveLoop:
             held.update(suspect=suspect, outbox=self._outbox and suspect is None)
             if self._unstored:  # still failing: keep the order, this one waits behind the others
                 raise OSError(self.status.history_error)
-            record = self.history.add(**held, frame_jpeg=self._jpeg(item.frame_bgr) if crops is not None else None)
+            record = self.history.add(**held, frame_jpeg=self._jpeg(item.image) if crops is not None else None)
         except Exception as exc:  # a full disk: the reading is still printed and shown, held, and stored later
             record = self._hold(held, exc)
         else:
@@ -324,10 +268,10 @@ class LiveLoop:
         self.status.history_error = None
         log.warning("the readings history %s takes writes again: the held readings are stored", self.history.path)
 
-    def _jpeg(self, frame_bgr: np.ndarray) -> bytes:
-        ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.settings.example_jpeg_quality])
+    def _jpeg(self, image: np.ndarray) -> bytes:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.example_jpeg_quality])
         if not ok:
-            raise ValueError(f"OpenCV could not encode a frame of shape {frame_bgr.shape} as JPEG")
+            raise ValueError(f"OpenCV could not encode a frame of shape {image.shape} as JPEG")
         return buf.tobytes()
 
     def corrected(self, record: dict) -> None:
@@ -436,32 +380,3 @@ def run_until_stopped(loop: LiveLoop, server=None, keep_serving: bool = False) -
         log.info("stopped (%s) after %d frames, %d readings", loop.status.stop_reason, loop.status.frames,
                  loop.status.readings)
     return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the live loop with only the JSON-lines sink: a quick look at a source without the rest of `run`."""
-    import argparse
-
-    from digitlite import HelpFormatter
-    from edge_app.cli import make_reader
-    from edge_app.runtime import DEFAULT_MODEL
-    from edge_app.sinks import JsonLines
-    from edge_app.sources import open_source
-
-    parser = argparse.ArgumentParser(description="Run the live loop and print its stable readings.",
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--source", default="synthetic", help="frame source (see `digitlite run --help`)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the .tflite model")
-    parser.add_argument("--max-frames", type=int, default=90, help="stop after this many frames")
-    parser.add_argument("--history", default=":memory:", help="the readings history (default: kept in memory)")
-    args = parser.parse_args(argv)
-    reader = make_reader(args.model)
-    loop = LiveLoop(open_source(args.source), reader, ReadingStore(args.history), [JsonLines()],
-                    source_name=args.source, model_sha256=reader.integrity.sha256,
-                    max_frames=args.max_frames)
-    return run_until_stopped(loop)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    sys.exit(main())

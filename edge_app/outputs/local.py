@@ -1,14 +1,14 @@
-"""The live loop's outputs, one class each, behind `edge_app.live.Sink`: what `digitlite run` can do with readings.
+"""The live loop's outputs, one class each, behind `edge_app.live.sink.Sink`: what `digitlite run` can do with readings.
 
 - `JsonLines`: each stable reading as one JSON line on stdout (a service's journal, a pipe).
-- `MqttOutbox`: wakes the MQTT publisher (`edge_app.mqtt`), which sends the history's outbox; never blocks.
-- Home Assistant's discovery and state are `edge_app.homeassistant.HomeAssistant` (retained messages of that
+- Home Assistant's discovery and state are `edge_app.outputs.homeassistant.HomeAssistant` (retained messages of that
   same publisher).
 - `VideoFile`: every annotated frame into an .mp4, written beside the target and renamed into place when
   closed, so the file named is always a complete, playable video (SIGTERM included).
 - `Preview`: an OpenCV window with the annotated frames; q or Esc stops the loop.
 
-The web page's sink is `edge_app.web.live.WebStream` (it keeps the JPEG the stream sends).
+The MQTT outbox's sink is `edge_app.outputs.mqtt.MqttOutbox`; the web page's is `edge_app.web.stream.WebStream`
+(it keeps the JPEG the stream sends).
 
     digitlite run --source synthetic --headless --save /tmp/run.mp4 --max-frames 60
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 
-from edge_app.live import Frame, Sink
+from edge_app.live.sink import Frame, Sink
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +50,6 @@ class JsonLines(Sink):
         self._write(json.dumps(line))
 
 
-class MqttOutbox(Sink):
-    """Stable readings go to the history's outbox (the loop puts them there); this wakes the publisher."""
-
-    name = "MQTT"
-    uses_outbox = True
-
-    def __init__(self, publisher):
-        self.publisher = publisher  # edge_app.mqtt.OutboxPublisher
-
-    def on_reading(self, record: dict, frame: Frame) -> None:
-        self.publisher.wake()
-
-    def close(self) -> None:
-        self.publisher.close()
 
 
 class VideoFile(Sink):

@@ -7,7 +7,7 @@ input of each number region and the frame, kept so that a correction can label e
 corrected reading's are kept for good), and the `outbox` of readings still to be published over MQTT, bounded
 (the oldest are dropped, and counted). WAL mode with synchronous=FULL: a reading whose commit returned survives
 a crash or a power cut, and `digitlite history` can read while the service writes. The live loop commits each
-stable reading here before any sink sees it; `edge_app.mqtt` publishes from the outbox; the web view lists the
+stable reading here before any sink sees it; `edge_app.outputs.mqtt` publishes from the outbox; the web view lists the
 recent readings from it. This module also holds `digitlite history`.
 
 A history is checked when it is opened (`PRAGMA quick_check`): a corrupt file is refused with a message naming
@@ -27,7 +27,6 @@ they stay readable: a correction labels old crops digit by digit as before, new 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import json
@@ -39,14 +38,13 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from digitdata.lines import INPUT_HEIGHT, INPUT_WIDTH
-from digitlite import HelpFormatter
+from edge_app.config import HistorySettings
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +53,6 @@ SCHEMA_VERSION = 3  # 2: suspect, corrected_text, corrected_time and the example
 DB_NAME = "readings.db"
 
 
-@dataclass(frozen=True)
-class HistorySettings:
-    """How much the history and its outbox keep."""
-
-    keep: int = 1_000_000  # readings kept; older ones are deleted (about 300 B each: ~300 MB at the limit)
-    outbox_limit: int = 10_000  # readings waiting for MQTT; beyond this the oldest are dropped, with a count
-    busy_timeout_ms: int = 5_000  # ms to wait for another process's lock (`digitlite history` reading)
-    examples_keep: int = 1_000  # last readings whose crops and frame are kept for a correction (~50 KB each at
-    #                             640x480: ~50 MB); a corrected reading's examples are kept beyond it
 
 
 SCHEMA = """
@@ -677,61 +666,5 @@ def write_records(records: list[dict], form: str, out=sys.stdout) -> None:
                       f"{low:.0%}]  {r['origin']}: {r['source']}{marks}\n")
 
 
-def history_main(argv: list[str]) -> int:
-    """`digitlite history`: print the readings history, all of it or since a time, as text, CSV or JSON lines."""
-    from edge_app import settings
-
-    parser = argparse.ArgumentParser(prog="digitlite history", formatter_class=HelpFormatter,
-                                     description="Print the readings the device has stored (every stable reading "
-                                                 "and every photo read by the web view), oldest first.")
-    parser.add_argument("--db", type=Path, default=None,
-                        help="the history database; default: [history] path of the configuration file, else "
-                             f"{default_history_path()}")
-    parser.add_argument("--since", default=None,
-                        help="only readings from then on: 15m, 2h, 7d (ago), or an ISO date or time")
-    parser.add_argument("--limit", type=int, default=None, help="print at most this many (the oldest first)")
-    form = parser.add_mutually_exclusive_group()
-    form.add_argument("--csv", action="store_true", help="CSV with a header; digits as a JSON column")
-    form.add_argument("--json", action="store_true", help="one JSON object per reading, per line")
-    parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
-                                                       "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
-    parser.add_argument("--repair", action="store_true",
-                        help="copy what is readable of a corrupt history into a new file in its place; the old "
-                             "file is kept beside it as <name>.corrupt-<time>")
-    args = parser.parse_args(argv)
-    if args.repair:
-        return _repair_main(args)
-    try:
-        since = parse_since(args.since) if args.since else None
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit {args.limit}: give at least 1")
-        db = args.db or Path(settings.load_run_config(args.config).get("history") or default_history_path())
-        store = ReadingStore(db, create=False)
-    except (ValueError, OSError) as exc:
-        print(f"digitlite history: {exc}", file=sys.stderr)
-        return 2
-    try:
-        records = store.since(since, args.limit)
-    finally:
-        store.close()
-    write_records(records, "csv" if args.csv else "json" if args.json else "text")
-    if not records and not (args.csv or args.json):
-        print(f"no readings{' since ' + since if since else ''} in {db}", file=sys.stderr)
-    return 0
 
 
-def _repair_main(args: argparse.Namespace) -> int:
-    from edge_app import settings
-
-    try:
-        db = args.db or Path(settings.load_run_config(args.config).get("history") or default_history_path())
-        done = repair(db)
-    except (HistoryError, ValueError) as exc:
-        print(f"digitlite history: {exc}", file=sys.stderr)
-        return 2
-    copied = ", ".join(f"{n} {table}" for table, n in done["copied"].items())
-    lost = sum(done["lost"].values())
-    print(f"repaired {db}: copied {copied}; {lost} unreadable rows left out"
-          + (f" ({', '.join(f'{n} {t}' for t, n in done['lost'].items() if n)})" if lost else "")
-          + f". The old file is kept as {done['kept']}.")
-    return 0

@@ -2,7 +2,7 @@
 next value?
 
 `Plausibility` holds the rule a device is given (`--expect increasing`, `--max-step N`, `--digits N`) and
-`check(text, previous)` says why a reading breaks it, or None. The live loop (`edge_app.live`) runs it on each
+`check(text, previous)` says why a reading breaks it, or None. The live loop (`edge_app.live.loop`) runs it on each
 stable reading before the history: a reading that breaks it is still stored, marked suspect with the reason,
 and shown as such, but it is not the value: it is not queued for MQTT, not sent to Home Assistant, and
 `GET /api/value` skips it. The previous value is the newest plausible (or user-corrected) reading in the

@@ -6,16 +6,15 @@ stream URL, an image file / folder / glob, and `synthetic` (camera-like scenes f
 Live sources are read in their own thread where the newest frame wins (`LatestFrame`); a camera that
 disappears is reopened with backoff (the reader waits for the whole backoff, not only the frame timeout) and,
 if it never returns, `SourceLost` ends the loop cleanly. Image files go through the one decoder
-(`edge_app.images.read_image`): an image it refuses is skipped with the reason, as `digitlite read` reports it.
+(`edge_app.read.images.read_image`): an image it refuses is skipped with the reason, as `digitlite read` reports it.
 
-    python -m edge_app.sources synthetic --frames 3
+    digitlite run --source synthetic --headless --max-frames 3
 """
 
 from __future__ import annotations
 
 import glob
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -73,7 +72,7 @@ class ImageFiles:
         self._next = 0
 
     def read(self) -> np.ndarray | None:
-        from edge_app.images import ImageError, read_image
+        from edge_app.read.images import ImageError, read_image
 
         while self._next < len(self.paths):
             path = self.paths[self._next]
@@ -371,20 +370,3 @@ def frames(source, limit: int | None = None) -> Iterator[np.ndarray]:
             return
         n += 1
         yield frame
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    spec = argv[0] if argv else "synthetic"
-    source = open_source(spec)
-    try:
-        for i, frame in enumerate(frames(source, 3)):
-            print(f"frame {i}: {frame.shape} {frame.dtype}")
-    finally:
-        source.close()
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    sys.exit(main())

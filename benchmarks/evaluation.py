@@ -4,7 +4,7 @@ Owns what a score is, whichever reader produced the strings: a reader is any `pr
 boxes)` callable, so the project's reader, a second reader and an OCR peer are scored by the same code on the
 same frames. Also owns the labels file (`labels.csv`: `file,label[,kind]`, every value read as text, read by
 `digitdata.labelled.csv_rows` within its line and row limits; every file kept inside the folder). No OpenCV
-and no model here: the report files are `edge_app.eval_report`, the command is `digitlite eval`.
+and no model here: the report files are `benchmarks.eval_report`, the command is `digitlite eval`.
 
     digitlite eval ../shared/datasets/real-photos --out runs/eval
 

@@ -1,9 +1,9 @@
 """What the web view shows of the live loop: the `WebStream` sink.
 
-`WebStream` is the live loop's output for the web page (`edge_app.live.Sink`): it encodes one annotated JPEG
+`WebStream` is the live loop's output for the web page (`edge_app.live.sink.Sink`): it encodes one annotated JPEG
 per frame, whatever the number of viewers, and keeps the newest frame's reading and the stable reading with
 the time it became stable, for the MJPEG stream and `/api/latest`. The loop itself, its stabiliser and its
-status are `edge_app.live.LiveLoop`'s; the list of last readings comes from the readings history. No web
+status are `edge_app.live.loop.LiveLoop`'s; the list of last readings comes from the readings history. No web
 framework here.
 
     digitlite serve --source synthetic      # the page's stream and "stable" box come from this sink
@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import threading
 
-from edge_app.live import Frame, Sink
+from edge_app.config import STREAM_QUALITY
+from edge_app.live.sink import Frame, Sink
 from edge_app.web.uploads import encode_jpeg
-
-STREAM_QUALITY = 75  # JPEG quality of the stream: a 640x480 frame is ~40 kB, fine over phone Wi-Fi
 
 
 class WebStream(Sink):
@@ -32,7 +31,7 @@ class WebStream(Sink):
 
     def on_frame(self, frame: Frame) -> None:
         jpeg = encode_jpeg(frame.annotated, self.quality)
-        reading = {**frame.reading.to_dict(), "time": frame.time, "origin": "live"}
+        reading = {**frame.reading_dict, "time": frame.time, "origin": "live"}
         with self._lock:
             self._number, self._jpeg, self._reading = frame.number, jpeg, reading
             if frame.stable is None:

@@ -1,6 +1,6 @@
 """The evaluation report: a summary for the terminal, report.json, report.md and misses.png, written atomically.
 
-Owns how `digitlite eval` and `digitlite eval-scenes` present the numbers `edge_app.evaluation` computes:
+Owns how `digitlite eval` and `digitlite eval-scenes` present the numbers `benchmarks.evaluation` computes:
 one table with a row per reader (exact overall and per kind, per-digit, time per image), the misses, and a
 contact sheet of every image some reader missed (the image scaled down, the truth, each reader's reading
 and the boxes it found, one colour per reader).
@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.evaluation import ItemResult, summarise
+from benchmarks.evaluation import ItemResult, summarise
 
 TILE_SIZE = (260, 180)  # (width, height) px of a tile's image area on the contact sheet
 MAX_UPSCALE = 4.0  # small crops (about 40 px) are enlarged at most this much on a tile
@@ -155,7 +155,7 @@ def markdown(report: dict) -> str:
     md += ["", "Exact: the reading with whitespace removed equals the label with whitespace removed (leading zeros "
            "count; an empty label, no number on the image, is matched only by an empty reading, and anything read "
            "there is a false reading). Kinds joined by + are scored together. Per-digit: 1 - (sum of digit edit "
-           "distances) / (sum of label digits), see `edge_app/evaluation.py`. Times: the read call alone, after "
+           "distances) / (sum of label digits), see `benchmarks/evaluation.py`. Times: the read call alone, after "
            "one untimed warm-up read.", ""]
     md += [f"- **{name}**: {about}" for name, about in report["reader_descriptions"].items()]
     readers = list(report["readers"])

@@ -1,0 +1,130 @@
+"""Accuracy of the reader on the host: `digitlite eval` (a folder of labelled photos) and `digitlite eval-scenes`
+(the data engine's rendered scenes), each scored by `benchmarks.evaluation` and reported by
+`benchmarks.eval_report`, with a peer reader beside it if asked (`--peer ppocr`). Host tools: they sit with the
+speed measurements (accuracy and speed of the same reader, measured in one place), not in the device's
+`edge_app`, which they only call.
+
+    digitlite eval-scenes --count 200
+    digitlite eval ../shared/datasets/real-photos --peer ppocr --out runs/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge_app.cli import _parser, add_model_options, reader_from_args
+from edge_app.config import ReaderOptions
+from edge_app.wiring import MODEL_ERRORS, model_paths
+
+MIX_NAMES = ("photo", "form", "hard", "distractors")  # digitdata.engine.MIXES (not imported here: it needs no MNIST)
+
+
+# ---------------------------------------------------------------------------------------------- eval-scenes
+
+
+def eval_scenes(readers: dict, count: int = 200, seed: int = 0, thumbnail=None, mix: str = "photo") -> list:
+    """Every reader on `count` engine scenes of one mix written with MNIST *test* digits, scored by
+    `benchmarks.evaluation`.
+
+    A scene's kind is the main condition it was made for (tight, small, frame, ...; "no-digit" where nothing
+    is written); each picture is rendered, read and dropped in turn (only the misses' thumbnails are kept).
+    """
+    from benchmarks.evaluation import Sample, evaluate
+    from digitdata.engine import MIXES, scenes
+    from digitdata.mnist import load_mnist
+
+    mnist = load_mnist()
+    samples = (Sample(f"scene {i}", scene.text, scene.kind, lambda f=scene.image_bgr: f)
+               for i, scene in zip(range(count), scenes(seed, mnist.x_test, mnist.y_test, MIXES[mix]), strict=False))
+    return evaluate(samples, readers, thumbnail)
+
+
+def eval_scenes_main(argv: list[str]) -> int:
+    parser = _parser("eval-scenes", "Accuracy and speed of the reader on camera-like synthetic scenes: the "
+                                    "report of `digitlite eval`, with each scene's number as the truth.")
+    parser.add_argument("--count", type=int, default=200, help="scenes to render and read")
+    parser.add_argument("--seed", type=int, default=0, help="scene generator seed")
+    parser.add_argument("--mix", choices=sorted(MIX_NAMES), default="photo",
+                        help="the data engine's mix: photo (what people photograph), form (labels, lines, cells), "
+                             "hard (small digits, long rows, three lines), distractors (no digit at all)")
+    _add_eval_options(parser)
+    add_model_options(parser)
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        print("digitlite eval-scenes: --count must be at least 1", file=sys.stderr)
+        return 2
+    meta = {"command": " ".join(["digitlite eval-scenes", *argv]), "scenes": args.count, "seed": args.seed,
+            "mix": args.mix, "source": f"digitdata.engine mix {args.mix}, MNIST test digits, seed {args.seed}"}
+    return _evaluate_and_report("eval-scenes", args, meta, lambda readers, thumbnail: eval_scenes(
+        readers, args.count, args.seed, thumbnail, args.mix))
+
+
+# ---------------------------------------------------------------------------------------------- eval
+
+PEERS = {"ppocr": "benchmarks.ppocr_peer:PPOCRPeer"}  # --peer name -> its adapter, imported only when asked for
+
+
+def _add_eval_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--peer", choices=sorted(PEERS), default=None,
+                        help="also read every image with this peer and report both (needs the bench extra)")
+    parser.add_argument("--out", type=Path, default=None, help="write report.json, report.md and misses.png here")
+    parser.add_argument("--json", action="store_true", help="print the whole report as JSON, not the summary")
+
+
+def _evaluate_and_report(prog: str, args, meta: dict, run) -> int:
+    """Build the readers (ours, and the peer if asked), `run(readers, thumbnail)`, report. Returns the exit code."""
+    import importlib
+
+    from benchmarks import eval_report
+    from benchmarks.evaluation import from_reader
+
+    try:
+        readers = {"digitlite": from_reader(reader_from_args(args))}
+    except MODEL_ERRORS as exc:
+        print(f"digitlite {prog}: {exc}", file=sys.stderr)
+        return 2
+    paths = model_paths(ReaderOptions(regions=args.regions, recognizer=args.recognizer))
+    about = {"digitlite": f"reader: {paths['regions'].name} + {paths['recognizer'].name}, "
+                          f"{args.threads} interpreter thread(s)"}
+    if args.peer:
+        module, name = PEERS[args.peer].split(":")
+        try:
+            peer = getattr(importlib.import_module(module), name)()
+        except ImportError as exc:
+            print(f"digitlite {prog}: {exc}", file=sys.stderr)
+            return 3
+        readers[args.peer], about[args.peer] = peer.predict, peer.description
+    results = run(readers, eval_report.thumbnail)
+    report = eval_report.build_report(results, about, meta)
+    if args.out is not None:
+        eval_report.write_report(args.out, report, results)
+    print(json.dumps(report) if args.json else eval_report.summary_text(report, args.out))
+    return 0
+
+
+def eval_main(argv: list[str]) -> int:
+    parser = _parser("eval", "Accuracy and speed on a folder of labelled images: labels.csv (file,label[,kind]; "
+                             "labels are digit strings, leading zeros count, spaces between numbers on different "
+                             "lines, empty for an image with no number) beside the images or an images/ "
+                             "folder. Exact-number and per-digit accuracy, overall and per kind, time per image, "
+                             "and a contact sheet of the misses.")
+    parser.add_argument("folder", type=Path, help="the folder with labels.csv (else truth.csv) and the images")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="the labels file; None: FOLDER/labels.csv, else FOLDER/truth.csv")
+    _add_eval_options(parser)
+    add_model_options(parser)
+    args = parser.parse_args(argv)
+    from benchmarks.evaluation import LabelsError, evaluate, labelled_samples
+    from edge_app.read.images import read_image
+
+    try:
+        labels, samples = labelled_samples(args.folder, read_image, args.labels)
+    except (LabelsError, OSError) as exc:
+        print(f"digitlite eval: {exc}", file=sys.stderr)
+        return 2
+    meta = {"command": " ".join(["digitlite eval", *argv]), "folder": str(args.folder), "labels": str(labels)}
+    return _evaluate_and_report("eval", args, meta,
+                                lambda readers, thumbnail: evaluate(samples, readers, thumbnail))
