@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-scenes": ("benchmarks.accuracy:eval_scenes_main", "accuracy and speed on camera-like synthetic scenes"),
     "eval": ("benchmarks.accuracy:eval_main", "accuracy and speed on a folder of labelled images (labels.csv)"),
     "serve": ("edge_app.cli:serve_main", "web app: live stream, photo upload, draw a digit"),
+    "models": ("edge_app.cli:models_main", "model bundles on this device: list, install, activate, rollback, pack"),
     "config": ("edge_app.cli:config_main", "check a TOML configuration file and print the run options it sets"),
     "doctor": ("edge_app.cli:doctor_main", "check this device: runtime, camera, model, and what to fix"),
     "bench": ("benchmarks.cli:bench_main", "latency and throughput, appended to benchmarks/history.jsonl"),

@@ -70,6 +70,12 @@ def convert_main(argv: list[str]) -> int:
                         help="region finder only: minimum recall of number lines at IoU 0.5 (default: RegionGate's)")
     parser.add_argument("--min-precision", type=float, default=None,
                         help="region finder only: minimum precision of number lines at IoU 0.5 (default: RegionGate's)")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="after a release, also write the release folder's int8 models as one model bundle "
+                             "(`digitlite models install` on a device), its sha256 beside it")
+    parser.add_argument("--bundle-version", default=None, help="the bundle's version (default: the time and a hash)")
+    parser.add_argument("--bundle-golden", type=Path, default=None,
+                        help="labelled images the bundle carries for the device's canary (e.g. tests/data/golden)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
 
@@ -94,15 +100,24 @@ def convert_main(argv: list[str]) -> int:
     for variant, comp in outcome.comparisons.items():
         print(f"{variant:>8} vs float32: {comp['drop_points']:+.2f} points, {len(comp['disagreements'])} "
               f"disagreements, McNemar p = {comp['mcnemar']['p_value']:.3g}")
-    return _released_or_refused(outcome, args.out)
+    return _released_or_refused(outcome, args)
 
 
-def _released_or_refused(outcome, out: Path) -> int:
-    """The last line of a conversion (classifier, recognizer or region finder) and its exit code."""
+def _released_or_refused(outcome, args) -> int:
+    """The last lines of a conversion (classifier, recognizer or region finder), the bundle, and the exit code."""
     if not outcome.passed:
         print(f"digitlite convert: not released: {outcome.reason}", file=sys.stderr)
         return EXIT_REGRESSION
-    print(f"released into {out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
+    print(f"released into {args.out}: " + ", ".join(p.name for p in outcome.released) + ", manifest.json")
+    if args.bundle is not None:
+        from edge_app.runtime.bundle import BundleError, pack_release
+
+        try:
+            bundle = pack_release(args.out, args.bundle, args.bundle_version, args.bundle_golden)
+        except BundleError as exc:
+            print(f"digitlite convert: released, but no bundle: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"bundle {bundle.version} written to {args.bundle} (sha256 {bundle.sha256})")
     return EXIT_OK
 
 
@@ -130,7 +145,7 @@ def _convert_reader_model(args, argv: list[str], task: str, run_config: dict) ->
         else:
             print(f"{variant:>8}: number lines precision {s['precision']:.2%}, recall {s['recall']:.2%}; " + ", ".join(
                 f"{m} {v['precision']:.1%}/{v['recall']:.1%}" for m, v in s["per_mix"].items() if v["lines"]))
-    return _released_or_refused(outcome, args.out)
+    return _released_or_refused(outcome, args)
 
 
 def check_main(argv: list[str]) -> int:

@@ -89,6 +89,17 @@ def reader_from_args(args: argparse.Namespace):
     return reader_from(_options(ReaderOptions, args))
 
 
+def _reloader(args: argparse.Namespace, web=None):
+    """What the live loop calls on SIGHUP: the reader built anew (the active bundle's models), also for the page."""
+    def reload():
+        reader = reader_from_args(args)
+        if web is not None:
+            web.state.reader, web.state.classifier = reader, reader.classifier
+        return reader
+
+    return reload
+
+
 # ---------------------------------------------------------------------------------------------- read
 
 
@@ -274,7 +285,7 @@ def run_main(argv: list[str]) -> int:
     if not args.headless and not show:
         print("digitlite run: no display or no GUI in this OpenCV build; running headless", file=sys.stderr)
     try:
-        loop = build_live(options, reader, source, [web.stream] if web else [])
+        loop = build_live(options, reader, source, [web.stream] if web else [], reload=_reloader(args, web))
     except (HistoryError, ValueError, ImportError) as exc:
         source.close()
         print(f"digitlite run: {exc}", file=sys.stderr)
@@ -389,7 +400,8 @@ def serve_main(argv: list[str]) -> int:
         print(f"digitlite serve: {exc}", file=sys.stderr)
         return 1
     try:
-        loop = build_live(live_options(args), reader, source, [view.stream], stdout=False)
+        loop = build_live(live_options(args), reader, source, [view.stream], stdout=False,
+                          reload=_reloader(args, view))
     except (HistoryError, ValueError, ImportError) as exc:
         source.close()
         print(f"digitlite serve: {exc}", file=sys.stderr)
@@ -525,6 +537,180 @@ def corrections_main(argv: list[str]) -> int:
     if not counts["corrections"]:
         print("no corrections in the history yet: `digitlite correct <reading-id> <text>` or the web view's "
               "correct button adds one", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+MODELS_HELP = """
+  list                      the installed bundles, which is active, their gate figures
+  install PATH|URL          verify a bundle (sha256, manifest) and unpack it beside the others; --activate too
+  activate VERSION          switch to an installed bundle, after the canary on this device's corrections
+  rollback                  back to the bundle active before (or the packaged models)
+  pack RELEASE --out FILE   (host) the released int8 models of RELEASE as one bundle, its sha256 beside it
+  announce BUNDLE --broker H:P [--serve ADDR | --url URL] [--expect N]
+                            (host) offer a bundle to the fleet over MQTT; print each device's outcome
+  follow --broker H:P       (device) take the bundles the fleet is offered: fetch, verify, canary, activate
+"""
+
+
+def models_main(argv: list[str]) -> int:
+    from edge_app.store.models import ModelStore
+
+    parser = argparse.ArgumentParser(
+        prog="digitlite models", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The model bundles on this device: installed beside each other, one active, switched "
+                    f"atomically. Store: ${config.MODEL_STORE_ENV}, else ~/.local/share/digitlite/models. A "
+                    "running `digitlite run` or `serve` loads the active one on SIGHUP.",
+        epilog="commands:" + MODELS_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    show = sub.add_parser("list", help="the installed bundles")
+    show.add_argument("--json", action="store_true", help="print them as JSON")
+    install = sub.add_parser("install", help="install a bundle (path or http(s) URL)")
+    install.add_argument("source", help="the bundle file or URL; its sha256 from --sha256, else NAME.sha256 beside it")
+    install.add_argument("--sha256", default=None, help="the bundle's sha256 as the host printed it")
+    install.add_argument("--activate", action="store_true", help="activate it once installed (canary first)")
+    activate = sub.add_parser("activate", help="activate an installed bundle")
+    activate.add_argument("version")
+    for p in (install, activate):
+        p.add_argument("--force", action="store_true",
+                       help="activate without the canary (this device's corrections are not read with it)")
+        p.add_argument("--history", type=Path, default=None,
+                       help=f"the readings history whose corrections the canary reads (default: "
+                            f"{default_history_path()})")
+    sub.add_parser("rollback", help="back to the bundle active before")
+    pack = sub.add_parser("pack", help="(host) make a bundle of a release folder")
+    pack.add_argument("release", type=Path, help="the folder `digitlite convert` released into (models/)")
+    pack.add_argument("--out", type=Path, required=True, help="the bundle file to write (NAME.sha256 beside it)")
+    pack.add_argument("--version", default=None, help="the bundle's version (default: the time and a hash)")
+    pack.add_argument("--golden", type=Path, default=None,
+                      help="a folder of labelled images (truth.csv or labels.csv) the bundle carries: a device's "
+                           "canary refuses the bundle if it reads them worse than the models in use")
+    offer = sub.add_parser("announce", help="(host) offer a bundle to the fleet over MQTT")
+    offer.add_argument("bundle", type=Path, help="the bundle file (its NAME.sha256 beside it)")
+    where = offer.add_mutually_exclusive_group(required=True)
+    where.add_argument("--serve", metavar="HOST:PORT", help="serve the bundle over HTTP from here meanwhile")
+    where.add_argument("--url", help="where the devices download it (served elsewhere)")
+    offer.add_argument("--expect", type=int, default=0, help="wait for this many devices' outcomes")
+    offer.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for them")
+    follow = sub.add_parser("follow", help="(device) take the bundles offered to the fleet")
+    follow.add_argument("--device", default=None, help="this device's name (default: the host name)")
+    follow.add_argument("--history", type=Path, default=None,
+                        help=f"the readings history the canary reads (default: {default_history_path()})")
+    follow.add_argument("--max-updates", type=int, default=None, help="stop after this many (default: never)")
+    for p in (offer, follow):
+        p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT]")
+        p.add_argument("--prefix", default="digitlite/fleet", help="the fleet's topic prefix")
+    args = parser.parse_args(argv)
+
+    from edge_app.runtime.bundle import BundleError, pack_release
+
+    store = ModelStore()
+    try:
+        if args.command == "pack":
+            bundle = pack_release(args.release, args.out, args.version, args.golden)
+            print(f"bundle {bundle.version} written to {args.out}\nsha256 {bundle.sha256}")
+            return 0
+        if args.command == "list":
+            return _list_bundles(store, args.json)
+        if args.command == "announce":
+            return _announce(args)
+        if args.command == "follow":
+            return _follow(args, store)
+        if args.command == "rollback":
+            pointer = store.rollback()
+            store.record_update(pointer["version"], "rolled back")
+            print(f"active: {pointer['version'] or 'the packaged models'}; send SIGHUP to a running digitlite "
+                  f"(systemctl reload digitlite) to load it")
+            return 0
+        if args.command == "install":
+            bundle = store.fetch(args.source, args.sha256)
+            fresh = store.install(bundle)
+            print(f"bundle {bundle.version} {'installed' if fresh else 'was already installed'} in {store.bundles}")
+            if not args.activate:
+                return 0
+            version = bundle.version
+        else:
+            version = args.version
+        return _activate(store, version, args.force, args.history)
+    except (BundleError, HistoryError, OSError, ValueError, ImportError) as exc:
+        return _fail("models", exc)
+
+
+def _announce(args: argparse.Namespace) -> int:
+    """`models announce`: serve (or point at) the bundle, announce it, print the devices' outcomes as they come."""
+    from edge_app.fleet import BundleServer, announce
+
+    server = None
+    if args.serve:
+        host, _, port = args.serve.rpartition(":")
+        server = BundleServer(args.bundle, host or "0.0.0.0", int(port or 0))
+    url = server.url if server else args.url
+    print(f"announcing {args.bundle.name} at {url} on {args.prefix}/bundle", flush=True)
+
+    def show(outcome: dict) -> None:
+        print(f"{outcome.get('device')}: {outcome.get('outcome')} ({outcome.get('reason')})", flush=True)
+
+    try:
+        outcomes = announce(args.bundle, url, args.broker, args.prefix, args.expect, args.timeout, show)
+    finally:
+        if server is not None:
+            server.close()
+    counts = {}
+    for o in outcomes:
+        counts[o.get("outcome")] = counts.get(o.get("outcome"), 0) + 1
+    print(f"{len(outcomes)} device(s) answered: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "none"))
+    if len(outcomes) < args.expect:
+        print(f"digitlite models: {args.expect - len(outcomes)} device(s) did not answer in {args.timeout:g} s "
+              f"(the announcement stays retained: they take it when they connect)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _follow(args: argparse.Namespace, store) -> int:
+    """`models follow`: the device side of fleet updates, until SIGTERM or SIGINT."""
+    from edge_app.fleet import FleetAgent
+    from edge_app.live.loop import stop_on_signals
+
+    agent = FleetAgent(args.broker, args.device, args.prefix, store, args.history)
+    print(f"following {agent.topic} on {args.broker} as {agent.device}; outcomes on {agent.reply_topic}",
+          flush=True)
+    with stop_on_signals(agent.stop):
+        return agent.run(lambda o: print(json.dumps(o), flush=True), args.max_updates)
+
+
+def _list_bundles(store, as_json: bool) -> int:
+    bundles = store.installed()
+    if as_json:
+        print(json.dumps({"store": str(store.root), "active": store.pointer()["version"], "bundles": bundles},
+                         indent=2))
+        return 0
+    if not bundles:
+        print(f"no bundles installed in {store.root}: the packaged models are in use")
+    for b in bundles:
+        figures = b.get("gate", {}).get("recognizer", {}).get("figures", {})
+        exact = f"recognizer exact {figures['exact']:.1%}" if "exact" in figures else "no gate figures"
+        print(f"{'*' if b['active'] else ' '} {b['version']}  created {b.get('created', '?')}  {exact}")
+    return 0
+
+
+def _activate(store, version: str, force: bool, history_path: Path | None) -> int:
+    """The canary (unless `force`), then the switch; 1 when the canary refuses the bundle."""
+    from edge_app.canary import update
+
+    if force:
+        print("--force: the canary is skipped; this device's corrections are not read with the new bundle")
+    try:
+        done = update(store, version, Path(history_path) if history_path else None, force)
+    except MODEL_ERRORS as exc:
+        return _fail("models", f"bundle {version} cannot be loaded: {exc}")
+    if done["canary"] is not None:
+        print(f"canary: {done['reason']}")
+    if done["outcome"] == "refused":
+        print(f"digitlite models: bundle {version} refused; the models in use stay active (--force activates it "
+              f"anyway)", file=sys.stderr)
+        return 1
+    print(f"active: {version}; send SIGHUP to a running digitlite (systemctl reload digitlite) to load it")
     return 0
 
 

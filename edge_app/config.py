@@ -94,6 +94,7 @@ class LoopSettings:
     unstored_keep: int = 1_000  # stable readings held in memory while the history cannot store them (~5 kB each,
     #                             crops included, frames not): beyond it the oldest are dropped, and counted
     retry_s: float = 10.0  # s between attempts to store the held readings while no new stable reading comes
+    model_check_s: float = 2.0  # s between looks at the active model bundle; a new one is loaded between frames
 
 
 # ---------------------------------------------------------------------------------------------- the history
@@ -106,6 +107,24 @@ class HistorySettings:
     busy_timeout_ms: int = 5_000  # ms to wait for another process's lock (`digitlite history` reading)
     examples_keep: int = 1_000  # last readings whose crops and frame are kept for a correction (~50 KB each at
     #                             640x480: ~50 MB); a corrected reading's examples are kept beyond it
+
+
+# ---------------------------------------------------------------------------------------------- model bundles
+MODEL_STORE_ENV = "DIGITLITE_MODEL_STORE"  # where installed bundles live, instead of the user's data folder
+
+
+@dataclass(frozen=True)
+class BundleLimits:
+    """What a model bundle (edge_app.runtime.bundle) may be, checked before anything is unpacked."""
+
+    max_bytes: int = 64 * 2**20  # B: a bundle file at most (the released int8 trio is ~0.5 MB)
+    max_files: int = 48  # members of a bundle at most: 3 models, manifest, description, golden images and labels
+    download_timeout_s: float = 30.0  # s without a byte from the server before a download is abandoned
+
+
+BUNDLE_LIMITS = BundleLimits()
+CANARY_MAX_READINGS = 500  # the newest corrected readings a new bundle is tried on (each: its regions and frame)
+GOLDEN_MAX_IMAGES = 32  # golden images a bundle carries at most (read by the canary with both bundles)
 
 
 # ---------------------------------------------------------------------------------------------- what a command asks

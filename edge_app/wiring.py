@@ -30,9 +30,28 @@ MODEL_ERRORS = (ModelError, RuntimeNotFound, ValueError)
 
 
 def model_paths(options: ReaderOptions) -> dict[str, Path]:
-    """{"model", "regions", "recognizer"}: the files the reader of `options` loads (None: the packaged ones)."""
-    return {"model": Path(options.model or DEFAULT_MODEL), "regions": Path(options.regions or DEFAULT_REGIONS),
-            "recognizer": Path(options.recognizer or DEFAULT_RECOGNIZER)}
+    """{"model", "regions", "recognizer"}: the files the reader of `options` loads (see `model_source`)."""
+    return model_source(options)[0]
+
+
+def model_source(options: ReaderOptions) -> tuple[dict[str, Path], str | None]:
+    """The files the reader of `options` loads, and the bundle they come from (None: none of them). A file the
+    options do not name comes from the active bundle (`digitlite models activate`), else from the models
+    installed with digitlite."""
+    from edge_app.store.models import ModelStore
+
+    version, active = ModelStore().active_paths()
+    base = active or {"model": DEFAULT_MODEL, "regions": DEFAULT_REGIONS, "recognizer": DEFAULT_RECOGNIZER}
+    named = {"model": options.model, "regions": options.regions, "recognizer": options.recognizer}
+    paths = {role: Path(named[role] or base[role]) for role in base}
+    return paths, version if active and not all(named.values()) else None
+
+
+def watch_models():
+    """What the live loop compares to notice a newly activated bundle: the store's active version."""
+    from edge_app.store.models import ModelStore
+
+    return ModelStore().pointer()["version"]
 
 
 def make_reader(model: str | Path | None = None, *, classifier: Classifier | None = None, **options):
@@ -59,13 +78,15 @@ def reader_from(options: ReaderOptions, classifier: Classifier | None = None):
     """`make_reader` of a whole `ReaderOptions` (what the command lines parse into)."""
     from edge_app.read import DigitReader, parse_roi
 
-    paths, verified = model_paths(options), not options.allow_unverified
+    (paths, bundle), verified = model_source(options), not options.allow_unverified
     if classifier is None:
         classifier = Classifier(paths["model"], threads=options.threads, require_verified=verified)
     threads = classifier.runtime.threads
-    return DigitReader(RegionFinder(paths["regions"], threads=threads, require_verified=verified),
-                       Recognizer(paths["recognizer"], threads=threads, require_verified=verified),
-                       min_confidence=options.min_confidence, roi=parse_roi(options.roi), classifier=classifier)
+    reader = DigitReader(RegionFinder(paths["regions"], threads=threads, require_verified=verified),
+                         Recognizer(paths["recognizer"], threads=threads, require_verified=verified),
+                         min_confidence=options.min_confidence, roi=parse_roi(options.roi), classifier=classifier)
+    reader.bundle = bundle
+    return reader
 
 
 def check_live(options: LiveOptions) -> None:
@@ -102,8 +123,10 @@ def history_path(options: LiveOptions) -> Path:
     return Path(options.history) if options.history is not None else default_history_path()
 
 
-def build_live(options: LiveOptions, reader, source, extra_sinks: Sequence = (), stdout: bool = True):
-    """The live loop of `options`: the history, the outputs (stdout, video, MQTT, Home Assistant) and the loop.
+def build_live(options: LiveOptions, reader, source, extra_sinks: Sequence = (), stdout: bool = True,
+               reload=None):
+    """The live loop of `options`: the history, the outputs (stdout, video, MQTT, Home Assistant) and the loop;
+    `reload` rebuilds the reader when the loop is asked to (SIGHUP: a newly activated bundle).
 
     Returns:
         An `edge_app.live.loop.LiveLoop`; the caller runs it (`edge_app.live.loop.run_until_stopped`).
@@ -135,7 +158,7 @@ def build_live(options: LiveOptions, reader, source, extra_sinks: Sequence = (),
     settings = LoopSettings(stable_frames=options.stable_frames, max_fps=options.max_fps)
     return LiveLoop(source, reader, history, sinks, settings, source_name=options.source or "",
                     model_sha256=reader.integrity.sha256, max_frames=options.max_frames,
-                    plausibility=plausibility(options))
+                    plausibility=plausibility(options), reload=reload, watch=watch_models if reload else None)
 
 
 def _mqtt_sinks(options: LiveOptions, history) -> list:

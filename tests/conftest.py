@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from digitdata.mnist import ENV_DIR, MnistError, find_mnist
+from edge_app.config import MODEL_STORE_ENV
+
+# The tests read with the models of this checkout, never with bundles this machine's user has activated
+# (`digitlite models`): every test and `digitlite` subprocess starts from an empty store of its own.
+os.environ[MODEL_STORE_ENV] = tempfile.mkdtemp(prefix="digitlite-test-models-")
 
 REPO = Path(__file__).resolve().parents[1]
 _FOUND: dict[str, str] = {}  # "directory" or "skip": what the session's one search gave, for the summary

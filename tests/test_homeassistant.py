@@ -120,14 +120,15 @@ def test_run_with_mqtt_announces_the_device_to_home_assistant(broker, repo, tmp_
     # A subscriber that comes later (Home Assistant starting after the device) gets everything: it is retained.
     seen = Retained(broker, "homeassistant/#", "meters/water/#")
     node = node_id("digitlite_water meter")
-    configs = wait_for(lambda: len(seen.on("homeassistant/")) == 3 and seen.on("homeassistant/"),
-                       "the three retained discovery configs")
+    configs = wait_for(lambda: len(seen.on("homeassistant/")) == 4 and seen.on("homeassistant/"),
+                       "the four retained discovery configs")
     state = wait_for(lambda: seen.on("meters/water/state"), "the retained state")["meters/water/state"]
+    model = wait_for(lambda: seen.on("meters/water/model"), "the retained model")["meters/water/model"]
     availability = wait_for(lambda: seen.last("meters/water/availability"), "the retained availability")
     seen.close()
 
     assert sorted(configs) == [f"homeassistant/sensor/{node}/{node}_{key}/config"
-                               for key in ("confidence", "last_reading", "reading")]
+                               for key in ("confidence", "last_reading", "model", "reading")]
     assert all(retained for _, retained in configs.values()) and state[1]
     parsed = {topic.split("/")[-2].removeprefix(node + "_"): json.loads(p) for topic, (p, _) in configs.items()}
     for topic, (payload, _) in configs.items():
@@ -143,7 +144,11 @@ def test_run_with_mqtt_announces_the_device_to_home_assistant(broker, repo, tmp_
     assert [r["text"] for r in store.since() if r["suspect"]] == ["69", "100", "1", "13", "22"]  # scene_01: missed
     store.close()
     assert value_of(value) == "499684"
-    rendered = {key: render(config["value_template"], state[0]) for key, config in parsed.items()}
+    rendered = {key: render(config["value_template"], state[0]) for key, config in parsed.items() if key != "model"}
+    # The Model sensor reads its own retained topic: no bundle is active here, so the packaged models.
+    assert parsed["model"]["state_topic"] == "meters/water/model" and model[1]
+    assert render(parsed["model"]["value_template"], model[0]) == "packaged"
+    assert json.loads(model[0])["recognizer_sha256"] == value["model_sha256"]
     assert rendered["reading"] == "499684"
     lowest = min(d["confidence"] for d in value["digits"])
     assert float(rendered["confidence"]) == pytest.approx(100 * lowest, abs=0.05) and 0 < lowest <= 1
@@ -161,7 +166,7 @@ def test_a_killed_device_goes_offline_by_its_last_will_under_a_custom_prefix(bro
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: seen.last("desk/availability") == b"online", "the device to say it is online")
-        wait_for(lambda: len(seen.on("ha-test/sensor/")) == 3, "discovery under the custom prefix")
+        wait_for(lambda: len(seen.on("ha-test/sensor/")) == 4, "discovery under the custom prefix")
         for topic, (payload, _) in seen.on("ha-test/").items():
             check_sensor_config(topic, json.loads(payload), "ha-test")
         wait_for(lambda: seen.last("desk/state"), "a first state")

@@ -15,7 +15,7 @@ PACKAGES = ("digitdata", "train", "convert", "edge_app", "benchmarks", "tools")
 # edge_app's layers, top first: a module may import its own layer's modules and any layer below its own.
 LAYERS = (
     ("edge_app.cli", "edge_app.__main__"),
-    ("edge_app.wiring", "edge_app.doctor"),
+    ("edge_app.wiring", "edge_app.doctor", "edge_app.canary", "edge_app.fleet"),
     ("edge_app.web", "edge_app.live"),
     ("edge_app.read",),
     ("edge_app.outputs", "edge_app.store"),

@@ -120,7 +120,8 @@ def _help_probe(command: str) -> dict:
     return _probe(extra)
 
 
-@pytest.mark.parametrize("command", ["read", "run", "serve", "doctor", "history", "correct", "corrections"])
+@pytest.mark.parametrize("command", ["read", "run", "serve", "doctor", "history", "correct", "corrections", "models",
+                                     "config"])
 def test_edge_commands_help_without_tensorflow(command):
     heavy = _help_probe(command)["heavy"]
     assert heavy == [], f"`digitlite {command}` imported {heavy}"

@@ -40,6 +40,9 @@ def test_unit_has_the_required_settings():
     for key, value in expected.items():
         assert service.get(key) == value, f"[Service] {key}={service.get(key)!r}, expected {value!r}"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+    # `systemctl reload digitlite` loads an activated model bundle between frames (SIGHUP), from the service's store.
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert "DIGITLITE_MODEL_STORE=/var/lib/digitlite/models" in service["Environment"].split()
     # Start-rate limits are [Unit] settings; systemd ignores them in [Service].
     assert "StartLimitIntervalSec" in unit["Unit"] and "StartLimitIntervalSec" not in service
     # LiteRT reads /proc/cpuinfo: hiding it would break the interpreter.

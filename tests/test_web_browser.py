@@ -211,3 +211,53 @@ def test_a_suspect_reading_is_flagged_and_corrected_on_the_page(counter, browser
         assert errors == []
     finally:
         page.close()
+
+
+@pytest.fixture
+def graph_page(browser_context, classifier, tmp_path, monkeypatch):
+    """The page of a server whose history holds numeric readings of the last hour, one of them suspect, and whose
+    model store kept a refused update."""
+    from datetime import UTC, datetime, timedelta
+
+    from edge_app.config import MODEL_STORE_ENV
+    from edge_app.store.history import ReadingStore
+    from edge_app.store.models import ModelStore
+
+    monkeypatch.setenv(MODEL_STORE_ENV, str(tmp_path / "models"))
+    ModelStore().record_update("v7", "refused", "the new bundle reads this device's corrections worse")
+    history = ReadingStore(":memory:")
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for minutes, text, suspect in ((0, "100", None), (10, "104", None), (20, "9999", "more than 50 above 104"),
+                                   (30, "108", None), (40, "12 07", None), (50, "113", None)):
+        reading = {"text": text, "digits": [{"digit": int(c), "confidence": 0.9, "box": [0, 0, 1, 1]}
+                                            for c in text if c != " "]}
+        record = history.add(reading, "test", "ab" * 32, time=(start + timedelta(minutes=minutes)).isoformat(),
+                             suspect=suspect)
+    history.correct(record["id"], "118")
+    state = make_state(classifier, history=history)
+    with running_server(state, token=TOKEN) as server:
+        page = browser_context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}?token={TOKEN}", wait_until="domcontentloaded", timeout=WAIT_MS)
+        page.errors = errors
+        yield page
+        page.close()
+
+
+def test_the_readings_graph_marks_suspect_readings_and_shows_the_model_and_last_update(graph_page):
+    expect = sync_api.expect
+    points = graph_page.locator("#graph circle")
+    expect(points).to_have_count(5, timeout=WAIT_MS)  # 100, 104, 9999, 108, 118 (corrected); "12 07" is no number
+    expect(graph_page.locator("#graph circle.suspect")).to_have_count(1)
+    expect(graph_page.locator("#graph circle.suspect title")).to_contain_text("9999")
+    expect(graph_page.locator("#graph-note")).to_contain_text("5 numeric readings")
+    expect(graph_page.locator("#graph-note")).to_contain_text("1 suspect")
+    titles = [points.nth(i).locator("title").text_content() for i in range(5)]
+    assert [t.split(" at ")[0] for t in titles] == ["100", "104", "9999", "108", "118"]
+    # The suspect reading is off the line: the line joins the four plausible values only.
+    assert len(graph_page.locator("#graph polyline").get_attribute("points").split()) == 4
+    expect(graph_page.locator("#model-line")).to_contain_text("the models installed with digitlite",
+                                                              timeout=WAIT_MS)
+    expect(graph_page.locator("#model-line")).to_contain_text("last update: v7 refused")
+    assert graph_page.errors == []

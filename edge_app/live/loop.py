@@ -67,6 +67,9 @@ class LoopStatus:
     history_error: str | None = None  # why the history cannot store readings right now (None: it can)
     unstored: int = 0  # stable readings held in memory, waiting to be stored
     unstored_dropped: int = 0  # held readings dropped because more than `unstored_keep` were waiting
+    model_sha256: str = ""  # the reader's model now (it changes when a newly activated bundle is loaded)
+    model_switches: int = 0  # readers swapped in between frames (SIGHUP, `request_reload`)
+    model_error: str | None = None  # why the last reload kept the reader in use (None: it did not fail)
     times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=30))
 
 
@@ -84,12 +87,17 @@ class LiveLoop:
         max_frames: stop after this many frames (None: until the source ends or a stop request).
         lock: held while the reader runs; share it with whatever else calls the same interpreter (the web).
         plausibility: the rule a stable reading must meet to be the value (default: none).
+        reload: builds the reader anew (the active bundle's models); called between frames after
+            `request_reload()` (SIGHUP). None: the reader is never swapped.
+        watch: returns what identifies the models to load (the store's active bundle), looked at every
+            `settings.model_check_s`; when it changes, the reader is reloaded.
     """
 
     def __init__(self, source, reader, history: ReadingStore, sinks: Sequence[Sink] = (),
                  settings: LoopSettings = LoopSettings(), source_name: str = "", model_sha256: str = "",
                  max_frames: int | None = None, lock: threading.Lock | None = None,
-                 plausibility: Plausibility | None = None):
+                 plausibility: Plausibility | None = None, reload: Callable[[], object] | None = None,
+                 watch: Callable[[], object] | None = None):
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"--max-frames must be at least 1, got {max_frames}")
         self.source, self.reader, self.history, self.sinks = source, reader, history, list(sinks)
@@ -108,6 +116,11 @@ class LiveLoop:
         self._unstored: collections.deque[dict] = collections.deque()  # history.add() arguments, oldest first
         self._retry_at = 0.0  # time.monotonic() of the next attempt to store them
         self._roi_checked = False
+        self.reload, self.watch = reload, watch
+        self._reload_requested = False
+        self._watched = self._look(None)
+        self._watch_at = 0.0  # time.monotonic() of the next look
+        self.status.model_sha256 = model_sha256
 
     # ------------------------------------------------------------------ stopping
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -116,6 +129,59 @@ class LiveLoop:
             self.status.stop_reason = reason
         if hasattr(self.source, "interrupt"):
             self.source.interrupt()
+
+    def request_reload(self) -> None:
+        """Load the reader anew before the next frame (a newly activated bundle). Safe in a signal handler."""
+        self._reload_requested = True
+
+    def _reload(self) -> None:
+        """Swap in a new reader between frames; the stabiliser, history, outbox and sinks go on as they were.
+        A reader that cannot be built is logged and the one in use kept."""
+        self._reload_requested = False
+        if self.reload is None:
+            log.warning("reload requested, but this loop was built without a way to rebuild its reader")
+            return
+        try:
+            reader = self.reload()
+        except Exception as exc:  # a bad bundle must not end a device's loop
+            self.status.model_error = f"{type(exc).__name__}: {exc}"
+            log.error("reload failed, the models in use are kept: %s", self.status.model_error)
+            return
+        with self.lock:
+            self.reader = reader
+        sha = getattr(getattr(reader, "integrity", None), "sha256", "")
+        if sha != self.model_sha256:
+            log.info("models reloaded: recognizer %s... (was %s...)", sha[:12], self.model_sha256[:12])
+        self.model_sha256 = self.status.model_sha256 = sha
+        self.status.model_switches += 1
+        self.status.model_error = None
+        for sink in self.sinks:
+            self._deliver(sink, "on_model", self.model_info())
+
+    def _look(self, previous):
+        """What `watch` says now (`previous` when it fails: a store being written is looked at again later)."""
+        if self.watch is None:
+            return None
+        try:
+            return self.watch()
+        except Exception as exc:
+            self._log_once(f"cannot look at the active models: {exc}", exc)
+            return previous
+
+    def _check_models(self) -> None:
+        now = time.monotonic()
+        if self.watch is None or now < self._watch_at:
+            return
+        self._watch_at = now + self.settings.model_check_s
+        seen = self._look(self._watched)
+        if seen != self._watched:
+            log.warning("the active models changed (%s -> %s): loading them", self._watched, seen)
+            self._watched = seen
+            self._reload_requested = True
+
+    def model_info(self) -> dict:
+        return {"bundle": getattr(self.reader, "bundle", None), "recognizer_sha256": self.model_sha256,
+                "time": now_iso()}
 
     @property
     def stopping(self) -> bool:
@@ -132,6 +198,8 @@ class LiveLoop:
             self.active = False
 
     def _run(self) -> int:
+        for sink in self.sinks:
+            self._deliver(sink, "on_model", self.model_info())
         period = 1.0 / self.settings.max_fps if self.settings.max_fps else 0.0
         next_at = time.monotonic()
         status = self.status
@@ -141,6 +209,9 @@ class LiveLoop:
                 next_at = max(next_at + period, time.monotonic())
                 if self.stopping:
                     break
+            self._check_models()
+            if self._reload_requested:
+                self._reload()
             waited = time.perf_counter()
             try:
                 frame = self.source.read()
@@ -351,6 +422,19 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def reload_on_sighup(request_reload: Callable[[], None]) -> Iterator[None]:
+    """SIGHUP calls `request_reload()` (systemd's `reload`, `kill -HUP`), main thread only."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: request_reload())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def run_until_stopped(loop: LiveLoop, server=None, keep_serving: bool = False) -> int:
     """Run `loop` in this (main) thread until its source ends, `max_frames`, SIGTERM or SIGINT; then shut down.
 
@@ -364,7 +448,7 @@ def run_until_stopped(loop: LiveLoop, server=None, keep_serving: bool = False) -
         outside the frame).
     """
     code = 1
-    with stop_on_signals(loop.request_stop):
+    with stop_on_signals(loop.request_stop), reload_on_sighup(loop.request_reload):
         try:
             if server is not None:
                 server.start()

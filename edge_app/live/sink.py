@@ -56,6 +56,10 @@ class Sink:
         """A stable reading, after it was committed to the history (`record` is the stored row, with its id;
         "suspect" says why the plausibility check refused it as the value, else None)."""
 
+    def on_model(self, model: dict) -> None:
+        """The models the reader uses, once when the loop starts and again after it loaded others: {"bundle"
+        (None: the models installed with digitlite), "recognizer_sha256", "time"}."""
+
     def on_correction(self, record: dict) -> None:
         """A user corrected a stored reading (`record`, with "corrected_text"); called from the thread that took
         the correction (the web server's), not the loop's."""

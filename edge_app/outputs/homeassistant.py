@@ -1,16 +1,18 @@
 """Home Assistant MQTT discovery: the device's readings appear in Home Assistant as sensors, with no YAML.
 
 Owns what Home Assistant is told, following its MQTT discovery documentation (integrations/mqtt, "Discovery
-messages"; integrations/sensor.mqtt, "Configuration variables"): for each of three sensors of one device, a
+messages"; integrations/sensor.mqtt, "Configuration variables"): for each of four sensors of one device, a
 retained JSON config on `<prefix>/sensor/<node_id>/<object_id>/config` (ids of `[a-zA-Z0-9_-]` only, the
-object id equal to the unique_id as the documentation advises), and one retained state message they all read
-with a `value_template`:
+object id equal to the unique_id as the documentation advises), and one retained state message the first three
+read with a `value_template`:
 
 - "Reading": the value (the last plausible or user-corrected stable reading, `edge_app.store.history.value_of`);
 - "Confidence": the lowest digit confidence of that reading, in %, a diagnostic;
-- "Last reading": when it was read (device_class timestamp, ISO 8601 with its offset).
+- "Last reading": when it was read (device_class timestamp, ISO 8601 with its offset);
+- "Model": the model bundle the reader uses ("packaged": the models installed with digitlite), a diagnostic with
+  its own retained topic, `<topic>/model`, sent when the loop starts and when it loads a newly activated bundle.
 
-Home Assistant advises separate sensors over attributes that change on every update, hence three. Every
+Home Assistant advises separate sensors over attributes that change on every update, hence four. Every
 config names the device (identifiers, name "digitlite <device>", software version), the origin, and the
 availability topic that `edge_app.outputs.mqtt.OutboxPublisher` keeps ("online" once connected, "offline" as its last
 will and on a clean close; "offline" too while the readings history cannot store readings, a full disk, and
@@ -77,6 +79,10 @@ class Discovery:
         return f"{self.topic}/state"
 
     @property
+    def model_topic(self) -> str:
+        return f"{self.topic}/model"
+
+    @property
     def presence(self) -> Presence:
         return Presence(f"{self.topic}/availability")
 
@@ -94,12 +100,15 @@ class Discovery:
                             "value_template": "{{ value_json.confidence }}"}),
             ("last_reading", {"name": "Last reading", "device_class": "timestamp",
                               "value_template": "{{ value_json.time }}"}),
+            ("model", {"name": "Model", "icon": "mdi:package-variant", "entity_category": "diagnostic",
+                       "state_topic": self.model_topic, "json_attributes_topic": self.model_topic,
+                       "value_template": "{{ value_json.bundle }}"}),
         ]
         out = []
         for key, config in sensors:
             unique_id = f"{self.node}_{key}"
             out.append((f"{self.prefix}/sensor/{self.node}/{unique_id}/config",
-                        {**config, "unique_id": unique_id, **common}))
+                        {**common, **config, "unique_id": unique_id}))
         return out
 
 
@@ -141,6 +150,12 @@ class HomeAssistant(Sink):
         if record.get("suspect") or record.get("id") is None:
             return  # a suspect reading is shown and stored, never the value; an unstored one is not the value
         self.publisher.set_retained(self.discovery.state_topic, json.dumps(state(record)))
+
+    def on_model(self, model: dict) -> None:
+        """The Model sensor: the active bundle's version ("packaged": the models installed with digitlite)."""
+        payload = {"bundle": model.get("bundle") or "packaged", "recognizer_sha256": model.get("recognizer_sha256"),
+                   "since": model.get("time")}
+        self.publisher.set_retained(self.discovery.model_topic, json.dumps(payload))
 
     def on_correction(self, record: dict) -> None:
         self.refresh()  # a corrected reading may now be the value (or the value's text changed)

@@ -83,6 +83,7 @@ class DigitReader:
         self.finder, self.recognizer = finder, recognizer
         self.min_confidence, self.roi, self.polarity, self.settings = min_confidence, roi, polarity, settings
         self.classifier = classifier
+        self.bundle: str | None = None  # the model bundle its models come from (`edge_app.wiring` sets it)
 
     @property
     def integrity(self):

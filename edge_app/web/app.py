@@ -210,6 +210,10 @@ class Health(BaseModel):
     history: dict = Field(description="ok: readings are being stored; error: why not (a full or read-only disk); "
                                       "unstored: stable readings held in memory until they can be")
     limits: dict[str, int]
+    models: dict = Field(default_factory=dict,
+                         description="bundle: the active model bundle's version (null: the models installed with "
+                                     "digitlite); recognizer_sha256: the model behind new readings; last_update: "
+                                     "the outcome of the last install, activation or rollback")
     time: str
 
 
@@ -364,7 +368,7 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
                 "runtime": _asdict(state.classifier.runtime), "fps": loop.fps if loop else None,
                 "live": _live_status(loop) if loop else None, "history": storing,
                 "limits": {"max_upload_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels},
-                "time": now_iso()}
+                "models": _models_status(state), "time": now_iso()}
 
     @api.get("/api/latest", response_model=Latest, summary="the stable live reading and the last readings")
     async def latest():
@@ -475,6 +479,15 @@ def _stream_or_404(state: WebState):
         raise HTTPException(404, "no live source: start the server with --source (picamera2, a camera index, "
                                  "a video file or URL, or synthetic) to see the stream.")
     return state.stream
+
+
+def _models_status(state: WebState) -> dict:
+    """Which models read: the active bundle (`digitlite models`), the recognizer's sha256, the last update."""
+    from edge_app.store.models import ModelStore
+
+    store = ModelStore()
+    return {"bundle": store.pointer()["version"], "recognizer_sha256": state.model_sha256,
+            "last_update": store.last_update()}
 
 
 def _live_status(loop) -> dict:

@@ -1,6 +1,6 @@
 """`digitlite serve` and the web view of `digitlite run --web`: the server around the web app.
 
-`serve_main` builds the reader (`edge_app.cli.make_reader`, the one reader factory) and, with `--source`, the
+`serve_main` builds the reader (`edge_app.wiring.make_reader`, the one reader factory) and, with `--source`, the
 same live loop `digitlite run` uses (`edge_app.cli.build_live`, with the web stream as one of its sinks);
 `LiveWebView` is the web page of a reader, bound to its port before anything else starts; `WebServer` runs an
 app on a socket it binds itself (so port 0 works and a busy port gives a clear error) and stops it cleanly,
@@ -201,7 +201,7 @@ class LiveWebView:
     """The web page of a reader: the app and its server (bound now), and `stream`, the sink a live loop feeds.
 
     Args:
-        reader: from `edge_app.cli.make_reader` (its classifier also serves the drawing canvas).
+        reader: from `edge_app.wiring.make_reader` (its classifier also serves the drawing canvas).
         host, port, token: where the page listens and the token every route needs (None: open).
         limits: what an upload may be (`edge_app.read.images.ImageLimits`).
         history: the readings history, when there is no live loop to take it from (`attach`).

@@ -1,5 +1,5 @@
-// The digitlite web view's behaviour: live status and readings, correcting a reading, photo upload, the
-// drawing canvas.
+// The digitlite web view's behaviour: live status and readings, correcting a reading, the readings graph, photo
+// upload, the drawing canvas.
 // Plain JavaScript, no build step; served by edge_app/web/app.py (`digitlite serve`).
 // The page's own ?token=... (when the server was started with --token) is sent with every request.
 "use strict";
@@ -9,6 +9,9 @@ const LATEST_EVERY_MS = 1000;
 const PREDICT_AFTER_MS = 350; // after the last stroke ends: a digit drawn in two strokes is read once
 const STREAM_RETRY_MS = 2000;
 const PEN_WIDTH = 20; // px on the 280 px canvas: about MNIST's stroke once fit in 20x20
+const GRAPH_EVERY_MS = 10000;
+const GRAPH_SINCE = "24h"; // the graph's window
+const GRAPH = { width: 320, height: 160, left: 44, right: 8, top: 8, bottom: 18 }; // svg viewBox units
 
 const token = new URLSearchParams(location.search).get("token");
 const $ = (id) => document.getElementById(id);
@@ -73,6 +76,7 @@ async function refreshHealth() {
     $("status").textContent = parts.join(" · ");
     if (h.live && !streamStarted) startStream();
     if (!h.live) $("live-note").textContent = "No live camera on this server: upload a photo or draw a digit.";
+    renderModels(h.models);
   } catch (e) {
     $("status").textContent = `cannot reach the device: ${e.message}`;
   }
@@ -131,6 +135,83 @@ async function refreshLatest() {
     if (correcting == null) renderHistory(latest.history); // never under the user's fingers while correcting
   } catch (e) {
     // the status line already says when the device cannot be reached
+  }
+}
+
+// ------------------------------------------------------------------------------------ readings graph
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgEl(name, attributes, text) {
+  const el = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) el.setAttribute(key, value);
+  if (text != null) el.textContent = text;
+  return el;
+}
+
+// The numeric readings (one number, its value: the correction where there is one), oldest first.
+function numericPoints(readings) {
+  return readings
+    .filter((r) => /^[0-9]+$/.test(r.value || ""))
+    .map((r) => ({ t: new Date(r.time).getTime(), v: Number(r.value), r }))
+    .filter((p) => Number.isFinite(p.t));
+}
+
+function renderGraph(readings) {
+  const points = numericPoints(readings);
+  const g = GRAPH;
+  const svg = $("graph");
+  if (points.length === 0) {
+    svg.replaceChildren();
+    $("graph-note").textContent = `no numeric readings in the last ${GRAPH_SINCE}`;
+    return;
+  }
+  const t0 = points[0].t, t1 = points[points.length - 1].t;
+  const suspect = (p) => Boolean(p.r.suspect) && p.r.corrected_text == null;
+  // The scale is the plausible readings': a wild suspect one is drawn at the edge, not allowed to flatten the line.
+  const plausible = points.filter((p) => !suspect(p));
+  const values = (plausible.length ? plausible : points).map((p) => p.v);
+  const lo = Math.min(...values), hi = Math.max(...values);
+  const x = (t) => g.left + (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5) * (g.width - g.left - g.right);
+  const clamp = (f) => Math.min(1, Math.max(0, f));
+  const y = (v) => g.top + (hi > lo ? clamp((hi - v) / (hi - lo)) : 0.5) * (g.height - g.top - g.bottom);
+  const line = points.filter((p) => !suspect(p)).map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`);
+  const children = [
+    svgEl("text", { class: "axis", x: 2, y: g.top + 8 }, String(hi)),
+    svgEl("text", { class: "axis", x: 2, y: g.height - g.bottom }, String(lo)),
+    svgEl("text", { class: "axis", x: g.left, y: g.height - 4 }, timeOf(points[0].r.time)),
+    svgEl("text", { class: "axis", x: g.width - g.right, y: g.height - 4, "text-anchor": "end" },
+      timeOf(points[points.length - 1].r.time)),
+    svgEl("polyline", { class: "line", points: line.join(" ") }),
+  ];
+  for (const p of points) {
+    const dot = svgEl("circle", { class: suspect(p) ? "point suspect" : "point", cx: x(p.t).toFixed(1),
+      cy: y(p.v).toFixed(1), r: 3, "data-id": p.r.id });
+    dot.append(svgEl("title", {}, `${p.r.value} at ${timeOf(p.r.time)}${suspect(p) ? ` (suspect: ${p.r.suspect})` : ""}`));
+    children.push(dot);
+  }
+  svg.replaceChildren(...children);
+  const flagged = points.filter(suspect).length;
+  $("graph-note").textContent = `${points.length} numeric readings in the last ${GRAPH_SINCE}` +
+    (flagged ? `, ${flagged} suspect (red, not the value)` : "");
+}
+
+function renderModels(models) {
+  if (!models) return;
+  const parts = [models.bundle ? `model bundle ${models.bundle}` : "the models installed with digitlite"];
+  if (models.recognizer_sha256) parts.push(`recognizer ${models.recognizer_sha256.slice(0, 12)}…`);
+  const u = models.last_update;
+  if (u) parts.push(`last update: ${u.version || "packaged models"} ${u.outcome} at ${timeOf(u.time)}`);
+  $("model-line").textContent = parts.join(" · ");
+  if (u && u.reason) $("model-line").title = u.reason;
+}
+
+async function refreshGraph() {
+  try {
+    const history = await api(`api/history?since=${GRAPH_SINCE}&limit=1000`);
+    renderGraph(history.readings);
+  } catch (e) {
+    $("graph-note").textContent = `readings unavailable: ${e.message}`;
   }
 }
 
@@ -310,8 +391,10 @@ function start() {
   clearPad();
   refreshHealth();
   refreshLatest();
+  refreshGraph();
   setInterval(refreshHealth, HEALTH_EVERY_MS);
   setInterval(refreshLatest, LATEST_EVERY_MS);
+  setInterval(refreshGraph, GRAPH_EVERY_MS);
 }
 
 start();

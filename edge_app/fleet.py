@@ -1,0 +1,244 @@
+"""Model updates for a fleet over MQTT: a host announces a bundle, every device that follows fetches, verifies,
+canaries and activates it on its own, and says what it did.
+
+Topics, under a prefix (`--prefix`, default `digitlite/fleet`):
+
+    <prefix>/bundle                       retained, from the host: {"version", "url", "sha256", "announced"}
+    <prefix>/devices/<device>/update      retained, from each device: {"device", "version", "outcome", "reason",
+                                          "canary", "announced", "time"}; outcome: activated, refused, failed,
+                                          already active
+
+A following device (`digitlite models follow`) installs the bundle beside its others and activates it only if it
+reads the device's own corrected examples at least as well (`edge_app.canary.update`); a running `digitlite run`
+or `serve` on the device loads it between two frames (the loop watches the store). The host (`digitlite models
+announce`) serves the bundle over HTTP, announces it and prints each device's outcome as it comes.
+
+    digitlite models announce bundle.tar --broker broker:1883 --serve 0.0.0.0:8765 --expect 2
+    digitlite models follow --broker broker:1883 --device kitchen
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_app.config import MqttSettings
+from edge_app.outputs.homeassistant import node_id
+from edge_app.outputs.mqtt import check_topic, parse_broker
+from edge_app.runtime.bundle import BundleError, open_bundle, read_sidecar
+from edge_app.store.models import ModelStore
+
+log = logging.getLogger(__name__)
+
+PREFIX = "digitlite/fleet"
+QOS = 1
+
+
+def announcement_topic(prefix: str) -> str:
+    return f"{check_topic(prefix)}/bundle"
+
+
+def outcome_topic(prefix: str, device: str) -> str:
+    return f"{check_topic(prefix)}/devices/{node_id(device)}/update"
+
+
+def _client(client_id: str, settings: MqttSettings):
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as exc:
+        raise ImportError("MQTT needs paho-mqtt: pip install 'digitlite[edge]'") from exc
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+    return client
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------------------------------------- a device
+
+
+class FleetAgent:
+    """Follows `<prefix>/bundle` for one device: each announcement is handled in the caller's thread (`run`),
+    one at a time, never in paho's network thread (a download and a canary take seconds).
+
+    Args:
+        broker: "host[:port]".
+        device: this device's name (its outcome topic).
+        prefix: the fleet's topic prefix.
+        store: the device's model bundles.
+        history_path: the readings history whose corrections the canary reads (None: the default).
+        settings: reconnect waits and keepalive.
+    """
+
+    def __init__(self, broker: str, device: str | None = None, prefix: str = PREFIX, store: ModelStore | None = None,
+                 history_path: Path | None = None, settings: MqttSettings = MqttSettings()):  # noqa: B008
+        self.host, self.port = parse_broker(broker)
+        self.device = device or socket.gethostname()
+        self.prefix, self.store, self.history_path = prefix, store or ModelStore(), history_path
+        self.topic, self.reply_topic = announcement_topic(prefix), outcome_topic(prefix, self.device)
+        self.settings = settings
+        self._inbox: queue.Queue[bytes] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._client = _client(f"digitlite-follow-{node_id(self.device)}", settings)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("the MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        log.info("following %s on %s:%d as %s", self.topic, self.host, self.port, self.device)
+        client.subscribe(self.topic, qos=QOS)  # again on every connect: a new session has no subscriptions
+
+    def _on_message(self, client, userdata, message) -> None:
+        with contextlib.suppress(queue.Full):  # a flood of announcements: the ones already waiting are handled
+            self._inbox.put_nowait(message.payload)
+
+    def stop(self, reason: str = "") -> None:
+        """Stop after the announcement in hand (safe in a signal handler)."""
+        self._stop.set()
+
+    def run(self, handled: Callable[[dict], None] | None = None, max_updates: int | None = None) -> int:
+        """Connect (retrying in the background) and handle announcements until `stop()` or `max_updates`."""
+        self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s)
+        self._client.loop_start()
+        done = 0
+        try:
+            while not self._stop.is_set() and (max_updates is None or done < max_updates):
+                try:
+                    payload = self._inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                outcome = self.handle(payload)
+                if outcome is None:
+                    continue
+                info = self._client.publish(self.reply_topic, json.dumps(outcome), qos=QOS, retain=True)
+                with contextlib.suppress(Exception):
+                    info.wait_for_publish(timeout=self.settings.close_s)
+                log.info("update %s: %s (%s)", outcome["version"], outcome["outcome"], outcome["reason"])
+                if handled is not None:
+                    handled(outcome)
+                done += 1
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+        return 0
+
+    def handle(self, payload: bytes) -> dict | None:
+        """Fetch, verify, install, canary and activate one announced bundle; its outcome (None: nothing to say,
+        an empty retained message that clears the announcement)."""
+        if not payload:
+            return None
+        try:
+            announced = json.loads(payload)
+            version, url, sha256 = announced["version"], announced["url"], announced["sha256"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._outcome({}, "failed", f"not an announcement: {exc!r}")
+        if self.store.pointer()["version"] == version:
+            return self._outcome(announced, "already active", f"bundle {version} is the active one")
+        from edge_app.canary import update
+        from edge_app.wiring import MODEL_ERRORS
+
+        try:
+            bundle = self.store.fetch(url, sha256)
+            if bundle.version != version:
+                raise BundleError(f"the announcement says version {version}, the bundle is {bundle.version}")
+            self.store.install(bundle)
+            done = update(self.store, version, self.history_path)
+        except (*MODEL_ERRORS, OSError) as exc:
+            self.store.record_update(version, "failed", str(exc))
+            return self._outcome(announced, "failed", str(exc))
+        return self._outcome(announced, done["outcome"], done["reason"], done["canary"])
+
+    def _outcome(self, announced: dict, outcome: str, reason: str, canary: dict | None = None) -> dict:
+        return {"device": self.device, "version": announced.get("version"), "outcome": outcome, "reason": reason,
+                "canary": canary, "announced": announced.get("announced"), "time": now_iso()}
+
+
+# ---------------------------------------------------------------------------------------------- the host
+
+
+class BundleServer:
+    """Serves one bundle file and its sha256 over HTTP (GET /<name>, /<name>.sha256), in a thread."""
+
+    def __init__(self, bundle: Path, host: str = "127.0.0.1", port: int = 0):
+        files = {f"/{bundle.name}": bundle.read_bytes(), f"/{bundle.name}.sha256": f"{read_sidecar(bundle)}\n".encode()}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+                log.debug("bundle server: " + format, *args)
+
+        self._server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.url = f"http://{host if host != '0.0.0.0' else socket.gethostname()}:{self._server.server_port}" \
+                   f"/{bundle.name}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="digitlite-bundle", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def announce(bundle_path: Path, url: str, broker: str, prefix: str = PREFIX, expect: int = 0, timeout_s: float = 60.0,
+             on_outcome: Callable[[dict], None] | None = None, settings: MqttSettings = MqttSettings()) -> list[dict]:
+    """Publish the bundle at `url` (retained, so devices that connect later take it too) and collect the outcomes
+    devices publish for this announcement until `expect` of them have answered or `timeout_s` has passed.
+
+    Raises:
+        BundleError: the bundle file does not check against its sha256 (nothing is announced).
+        ConnectionError: the broker cannot be reached.
+    """
+    sha256 = read_sidecar(bundle_path)
+    bundle = open_bundle(bundle_path.read_bytes(), sha256)
+    announced = {"version": bundle.version, "url": url, "sha256": sha256, "announced": now_iso()}
+    host, port = parse_broker(broker)
+    outcomes: list[dict] = []
+    arrived = threading.Condition()
+
+    def on_message(client, userdata, message):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            outcome = json.loads(message.payload)
+            if outcome.get("announced") == announced["announced"]:
+                with arrived:
+                    outcomes.append(outcome)
+                    arrived.notify_all()
+                if on_outcome is not None:
+                    on_outcome(outcome)
+
+    client = _client(f"digitlite-announce-{socket.gethostname()}-{time.monotonic_ns()}", settings)
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=settings.keepalive_s)
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the MQTT broker {host}:{port}: {exc}") from exc
+    client.loop_start()
+    try:
+        client.subscribe(f"{check_topic(prefix)}/devices/+/update", qos=QOS)
+        client.publish(announcement_topic(prefix), json.dumps(announced), qos=QOS, retain=True).wait_for_publish(
+            timeout=settings.close_s)
+        deadline = time.monotonic() + timeout_s
+        with arrived:
+            while len(outcomes) < expect and time.monotonic() < deadline:
+                arrived.wait(timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return outcomes

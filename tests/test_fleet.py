@@ -1,0 +1,120 @@
+"""Fleet updates over MQTT (issue 23.5), with a real Mosquitto and real processes: one command on the host serves
+and announces a bundle; two devices that follow the fleet fetch, verify and canary it on their own corrections;
+the one with no corrections activates it, the one whose corrections it reads worse refuses it, each says so on
+its own topic, and a `digitlite run` on the activating device loads the new models without a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bundle_support import make_corrected_history, make_worse_bundle
+from mqtt_support import Broker
+from waiting import WAIT_S, wait_for
+
+from edge_app.config import MODEL_STORE_ENV
+from edge_app.fleet import FleetAgent, outcome_topic
+from edge_app.store.models import ModelStore
+
+REPO = Path(__file__).resolve().parents[1]
+PREFIX = "plant/fleet"
+
+
+@pytest.fixture
+def broker(tmp_path):
+    broker = Broker(tmp_path)
+    yield broker
+    broker.stop()
+
+
+def device_env(store: Path) -> dict:
+    return {**os.environ, MODEL_STORE_ENV: str(store), "PYTHONUNBUFFERED": "1"}
+
+
+def start_follower(broker, name: str, store: Path, history: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitlite", "models", "follow", "--broker", broker.address, "--prefix", PREFIX,
+         "--device", name, "--history", str(history), "--max-updates", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=device_env(store), cwd=REPO)
+    wait_for(lambda: "following" in (process.stdout.readline() or "") or process.poll() is not None,
+             f"{name} to follow the fleet")
+    assert process.poll() is None, process.stderr.read()
+    return process
+
+
+@pytest.mark.slow
+def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(broker, tmp_path, mnist_dir):
+    bundle = make_worse_bundle(tmp_path)
+    fresh_store, careful_store = tmp_path / "fresh-store", tmp_path / "careful-store"
+    careful_history = make_corrected_history(tmp_path / "careful.db")
+    # The fresh device runs its live loop meanwhile: it must pick up the bundle its follower activates.
+    run = subprocess.Popen(
+        [sys.executable, "-m", "digitlite", "run", "--source", "synthetic", "--headless", "--max-fps", "5",
+         "--history", str(tmp_path / "fresh-run.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=device_env(fresh_store), cwd=REPO)
+    followers = [start_follower(broker, "fresh", fresh_store, tmp_path / "fresh.db"),
+                 start_follower(broker, "careful", careful_store, careful_history)]
+    try:
+        host = subprocess.run(
+            [sys.executable, "-m", "digitlite", "models", "announce", str(bundle), "--broker", broker.address,
+             "--prefix", PREFIX, "--serve", "127.0.0.1:0", "--expect", "2", "--timeout", str(WAIT_S * 2)],
+            capture_output=True, text=True, cwd=REPO, timeout=WAIT_S * 3)
+        assert host.returncode == 0, host.stdout + host.stderr
+        assert "fresh: activated (no corrected examples on this device yet" in host.stdout
+        assert "careful: refused (the new bundle reads this device's corrections worse" in host.stdout
+        assert "2 device(s) answered: " in host.stdout
+        for process in followers:
+            assert process.wait(WAIT_S) == 0
+        outcomes = {json.loads(p.stdout.read().strip().splitlines()[-1])["device"]: p for p in followers}
+        assert set(outcomes) == {"fresh", "careful"}
+    finally:
+        for process in followers:
+            if process.poll() is None:
+                process.kill()
+
+    assert ModelStore(fresh_store).pointer()["version"] == "worse"
+    assert ModelStore(careful_store).pointer()["version"] is None  # still the packaged models
+    careful = ModelStore(careful_store).last_update()
+    assert careful["outcome"] == "refused" and "frames 0/6" in careful["reason"]
+    assert [b["version"] for b in ModelStore(careful_store).installed()] == ["worse"]  # installed, not active
+
+    # The running loop on the fresh device loads the activated bundle between frames, without a restart.
+    try:
+        wait_for(lambda: "loading them" in _stderr_so_far(run, tmp_path), "the live loop to load the new models")
+    finally:
+        run.terminate()
+        run.wait(WAIT_S)
+
+
+def _stderr_so_far(process: subprocess.Popen, tmp_path: Path) -> str:
+    """What the live loop has logged so far (read without blocking: the pipe is drained into a file)."""
+    import fcntl
+
+    fd = process.stderr.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    log = tmp_path / "run.log"
+    try:
+        chunk = process.stderr.read() or ""
+    except (BlockingIOError, TypeError):
+        chunk = ""
+    with open(log, "a") as f:
+        f.write(chunk)
+    return log.read_text()
+
+
+def test_a_device_says_why_it_could_not_take_an_announced_bundle(broker, tmp_path, monkeypatch):
+    """A bad announcement, an unreachable URL and a bundle whose sha256 differs: each an outcome, nothing active."""
+    monkeypatch.setenv(MODEL_STORE_ENV, str(tmp_path / "store"))
+    agent = FleetAgent(broker.address, "desk", PREFIX, ModelStore(), tmp_path / "none.db")
+    assert agent.handle(b"") is None  # a cleared retained announcement
+    assert agent.handle(b"{not json")["outcome"] == "failed"
+    gone = agent.handle(json.dumps({"version": "v9", "url": "http://127.0.0.1:9/v9.bundle",
+                                    "sha256": "0" * 64, "announced": "t"}).encode())
+    assert gone["outcome"] == "failed" and "cannot download" in gone["reason"] and gone["announced"] == "t"
+    assert ModelStore().pointer()["version"] is None
+    assert ModelStore().last_update()["outcome"] == "failed"
+    assert outcome_topic(PREFIX, "desk 2") == "plant/fleet/devices/desk_2/update"
