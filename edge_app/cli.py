@@ -575,9 +575,6 @@ def models_main(argv: list[str]) -> int:
     for p in (install, activate):
         p.add_argument("--force", action="store_true",
                        help="activate without the canary (this device's corrections are not read with it)")
-        p.add_argument("--history", type=Path, default=None,
-                       help=f"the readings history whose corrections the canary reads (default: "
-                            f"{default_history_path()})")
     sub.add_parser("rollback", help="back to the bundle active before")
     pack = sub.add_parser("pack", help="(host) make a bundle of a release folder")
     pack.add_argument("release", type=Path, help="the folder `digitlite convert` released into (models/)")
@@ -595,13 +592,23 @@ def models_main(argv: list[str]) -> int:
     offer.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for them")
     follow = sub.add_parser("follow", help="(device) take the bundles offered to the fleet")
     follow.add_argument("--device", default=None, help="this device's name (default: the host name)")
-    follow.add_argument("--history", type=Path, default=None,
-                        help=f"the readings history the canary reads (default: {default_history_path()})")
     follow.add_argument("--max-updates", type=int, default=None, help="stop after this many (default: never)")
     for p in (offer, follow):
         p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT]")
         p.add_argument("--prefix", default="digitlite/fleet", help="the fleet's topic prefix")
+    for p in (install, activate, follow):
+        p.add_argument("--history", type=Path, default=None,
+                       help="the readings history whose corrections the canary reads (default: [history] path of "
+                            f"the configuration file, else {default_history_path()})")
+        p.add_argument("--config", default=None, help="TOML config whose [history] path is the default --history "
+                                                      "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
     args = parser.parse_args(argv)
+    if hasattr(args, "history"):  # install, activate, follow
+        try:
+            args.history = args.history or Path(config.load_run_config(args.config).get("history")
+                                                or default_history_path())
+        except (config.ConfigError, FileNotFoundError) as exc:
+            return _fail("models", exc)
 
     from edge_app.runtime.bundle import BundleError, pack_release
 

@@ -330,27 +330,48 @@ def run_checks(model: str | None = None, config: str | None = None,
     """Every check, in report order.
 
     Args:
-        model: the .tflite to check; default: the configuration's `model`, else the int8 model installed with
-            digitlite (what `digitlite run` would load).
+        model: the .tflite to check; default: the configuration's `model`, else the active model bundle's, else
+            the int8 model installed with digitlite (what `digitlite run` would load; likewise the region finder
+            and the recognizer).
         config: the configuration file; default: $DIGITLITE_CONFIG, else /etc/digitlite.toml when present.
         threads: interpreter threads; default: the configuration's `threads`, else runtime.DEFAULT_THREADS.
     """
+    from edge_app.config import ReaderOptions
+    from edge_app.wiring import model_source
+
     config_check, run_config = check_config(config)
-    model_path = Path(model or run_config.get("model") or runtime.DEFAULT_MODEL)
+    paths, bundle = model_source(ReaderOptions(model=model or run_config.get("model"),
+                                               regions=run_config.get("regions"),
+                                               recognizer=run_config.get("recognizer")))
+    model_path = paths["model"]
     threads = int(threads or run_config.get("threads") or runtime.DEFAULT_THREADS)
     board = check_board()
     checks = [check_python(), check_runtime(), check_cpu(threads), board, config_check,
               check_cameras(run_config.get("source"), on_pi="Raspberry Pi" in board.data.get("model", "")),
               check_model(model_path, allow_unverified=bool(run_config.get("allow_unverified")))]
     model_check = checks[-1]
-    for name, default in (("regions", runtime.DEFAULT_REGIONS), ("recognizer", runtime.DEFAULT_RECOGNIZER)):
-        checks.append(check_model(Path(run_config.get(name) or default), name=name,
-                                  allow_unverified=bool(run_config.get("allow_unverified"))))
+    for name in ("regions", "recognizer"):
+        checks.append(check_model(paths[name], name=name, allow_unverified=bool(run_config.get("allow_unverified"))))
+    checks.append(check_bundle(bundle))
     if checks[1].status != "fail" and model_check.status != "fail":
         checks.append(check_inference(model_path, threads))
     else:
         checks.append(Check("inference", "info", "skipped: needs the runtime and the model (see above)"))
     return checks
+
+
+def check_bundle(bundle: str | None) -> Check:
+    """Which model bundle `digitlite run` loads (`digitlite models`), and what the last update did."""
+    from edge_app.store.models import ModelStore
+
+    store = ModelStore()
+    last = store.last_update()
+    data = {"store": str(store.root), "bundle": bundle, "last_update": last}
+    detail = f"model bundle {bundle} (in {store.root})" if bundle else "no bundle active: the models installed with " \
+                                                                       "digitlite"
+    if last:
+        detail += f"; last update: {last['version'] or 'packaged models'} {last['outcome']} at {last['time']}"
+    return Check("bundle", "info", detail, data=data)
 
 
 MARKS = {"ok": " ok ", "info": "info", "warn": "warn", "fail": "FAIL"}

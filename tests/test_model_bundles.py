@@ -400,3 +400,17 @@ def test_the_live_loop_loads_a_newly_activated_bundle_on_its_own_and_tells_its_o
     assert loop.run() == 0
     assert Models.seen == [(None, "a"), ("v2", "b")]
     assert (old.reads, new.reads) == (3, 3)
+
+
+def test_doctor_checks_the_models_of_the_active_bundle(bundles, store, capsys, monkeypatch, tmp_path):
+    from edge_app.cli import doctor_main
+
+    monkeypatch.setenv("DIGITLITE_CONFIG", str(tmp_path / "absent.toml"))
+    store.install(store.fetch(str(bundles / "v1.bundle")))
+    store.activate("v1")
+    store.record_update("v1", "activated", "test")
+    doctor_main(["--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["recognizer"]["data"]["path"] == str(store.bundles / "v1" / TRIO[2])
+    assert checks["recognizer"]["status"] == "ok" and checks["model"]["status"] == "ok"
+    assert checks["bundle"]["detail"].startswith("model bundle v1") and "v1 activated" in checks["bundle"]["detail"]

@@ -49,7 +49,8 @@ def test_reports_this_machine(capsys, model, tmp_path, monkeypatch):
     checks = by_name(report)
     assert code == 0 and report["ok"], report
     assert list(checks) == ["python", "runtime", "cpu", "board", "config", "camera", "model", "regions", "recognizer",
-                           "inference"]
+                           "bundle", "inference"]
+    assert checks["bundle"]["data"]["bundle"] is None  # no bundle installed: the packaged models
     assert checks["regions"]["status"] == checks["recognizer"]["status"] == "ok", checks
     assert checks["python"]["data"]["version"] == platform.python_version()
     assert checks["runtime"]["status"] == "ok" and checks["runtime"]["data"]["name"] in doctor.runtime.RUNTIMES
