@@ -120,6 +120,7 @@ class BundleLimits:
     max_bytes: int = 64 * 2**20  # B: a bundle file at most (the released int8 trio is ~0.5 MB)
     max_files: int = 48  # members of a bundle at most: 3 models, manifest, description, golden images and labels
     download_timeout_s: float = 30.0  # s without a byte from the server before a download is abandoned
+    download_total_s: float = 600.0  # s a whole download may take (a server that trickles bytes is cut off)
 
 
 BUNDLE_LIMITS = BundleLimits()

@@ -118,3 +118,42 @@ def test_a_device_says_why_it_could_not_take_an_announced_bundle(broker, tmp_pat
     assert ModelStore().pointer()["version"] is None
     assert ModelStore().last_update()["outcome"] == "failed"
     assert outcome_topic(PREFIX, "desk 2") == "plant/fleet/devices/desk_2/update"
+
+
+def test_a_download_is_bounded_in_bytes_and_in_time(tmp_path, monkeypatch):
+    """A server that sends too much, or trickles its bytes, is cut off with a clear error; nothing is installed."""
+    import http.server
+    import threading
+    import time
+
+    from edge_app.config import BundleLimits
+    from edge_app.runtime.bundle import BundleError
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            if self.path.startswith("/big"):
+                self.wfile.write(b"x" * 5000)
+            else:
+                for _ in range(50):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        store = ModelStore(tmp_path / "store", BundleLimits(max_bytes=1000, download_total_s=0.5))
+        with pytest.raises(BundleError, match="more than 1,000 bytes"):
+            store.fetch(f"{base}/big.bundle", "0" * 64)
+        with pytest.raises(BundleError, match="took more than 0.5 s"):
+            store.fetch(f"{base}/slow.bundle", "0" * 64)
+        assert not (tmp_path / "store").exists()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -183,15 +184,24 @@ class ModelStore:
         return open_bundle(data, sha256, self.limits)
 
     def _download(self, url: str, limit: int | None = None) -> bytes:
+        """The body at `url`: at most `limit` bytes, within `download_total_s` (BundleError otherwise)."""
         limit = limit or self.limits.max_bytes
+        deadline = time.monotonic() + self.limits.download_total_s
+        chunks, size = [], 0
         try:
             with urllib.request.urlopen(url, timeout=self.limits.download_timeout_s) as response:
-                data = response.read(limit + 1)
+                while chunk := response.read(min(2**16, limit + 1 - size)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        raise BundleError(f"{url} is more than {limit:,} bytes: not a bundle this device takes")
+                    if time.monotonic() > deadline:
+                        raise BundleError(f"{url} took more than {self.limits.download_total_s:g} s to download")
+        except BundleError:
+            raise
         except (OSError, ValueError) as exc:
             raise BundleError(f"cannot download {url}: {exc}") from exc
-        if len(data) > limit:
-            raise BundleError(f"{url} is more than {limit:,} bytes: not a bundle this device takes")
-        return data
+        return b"".join(chunks)
 
     def install(self, bundle: Bundle, step: Step | None = None) -> bool:
         """Unpack a checked bundle into bundles/<version>/, beside the others: written into a staging folder,
