@@ -1,7 +1,8 @@
 """Fleet updates over MQTT (issue 23.5), with a real Mosquitto and real processes: one command on the host serves
 and announces a bundle; two devices that follow the fleet fetch, verify and canary it on their own corrections;
 the one with no corrections activates it, the one whose corrections it reads worse refuses it, each says so on
-its own topic, and a `digitlite run` on the activating device loads the new models without a restart."""
+its own topic, and a `digitlite run` on the activating device loads the new models without a restart. A second
+announcement, of a bundle that reads the corrections as well, is activated by both."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from bundle_support import make_corrected_history, make_worse_bundle
-from mqtt_support import Broker
+from bundle_support import MODELS, make_corrected_history, make_worse_bundle
+from mqtt_support import Broker, free_port
 from waiting import WAIT_S, wait_for
 
 from edge_app.config import MODEL_STORE_ENV
 from edge_app.fleet import FleetAgent, outcome_topic
+from edge_app.runtime.bundle import pack_release
 from edge_app.store.models import ModelStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +40,7 @@ def device_env(store: Path) -> dict:
 def start_follower(broker, name: str, store: Path, history: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "digitlite", "models", "follow", "--broker", broker.address, "--prefix", PREFIX,
-         "--device", name, "--history", str(history), "--max-updates", "1"],
+         "--device", name, "--history", str(history), "--max-updates", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=device_env(store), cwd=REPO)
     wait_for(lambda: "following" in (process.stdout.readline() or "") or process.poll() is not None,
              f"{name} to follow the fleet")
@@ -49,13 +51,17 @@ def start_follower(broker, name: str, store: Path, history: Path) -> subprocess.
 @pytest.mark.slow
 def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(broker, tmp_path, mnist_dir):
     bundle = make_worse_bundle(tmp_path)
+    good = pack_release(MODELS, tmp_path / "good.bundle", "good")
     fresh_store, careful_store = tmp_path / "fresh-store", tmp_path / "careful-store"
     careful_history = make_corrected_history(tmp_path / "careful.db")
     # The fresh device runs its live loop meanwhile: it must pick up the bundle its follower activates.
+    port = free_port()
     run = subprocess.Popen(
         [sys.executable, "-m", "digitlite", "run", "--source", "synthetic", "--headless", "--max-fps", "5",
-         "--history", str(tmp_path / "fresh-run.db")],
+         "--history", str(tmp_path / "fresh-run.db"), "--web", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=device_env(fresh_store), cwd=REPO)
+    wait_for(lambda: _live_fps(port) or run.poll() is not None, "the live loop to run")  # its page says so
+    assert run.poll() is None, _stderr_so_far(run, tmp_path)
     followers = [start_follower(broker, "fresh", fresh_store, tmp_path / "fresh.db"),
                  start_follower(broker, "careful", careful_store, careful_history)]
     try:
@@ -66,7 +72,23 @@ def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(
         assert host.returncode == 0, host.stdout + host.stderr
         assert "fresh: activated (no corrected examples on this device yet" in host.stdout
         assert "careful: refused (the new bundle reads this device's corrections worse" in host.stdout
-        assert "2 device(s) answered: " in host.stdout
+        assert "2 device(s) answered: 1 activated, 1 refused" in host.stdout or \
+            "2 device(s) answered: 1 refused, 1 activated" in host.stdout
+        wait_for(lambda: "(None -> worse): loading them" in _stderr_so_far(run, tmp_path),
+                 "the live loop to load the activated bundle")
+        assert ModelStore(fresh_store).pointer()["version"] == "worse"
+        assert ModelStore(careful_store).pointer()["version"] is None  # still the packaged models
+        careful = ModelStore(careful_store).last_update()
+        assert careful["outcome"] == "refused" and "frames 0/6" in careful["reason"]
+        assert [b["version"] for b in ModelStore(careful_store).installed()] == ["worse"]  # installed, not active
+
+        second = subprocess.run(
+            [sys.executable, "-m", "digitlite", "models", "announce", str(tmp_path / "good.bundle"), "--broker",
+             broker.address, "--prefix", PREFIX, "--serve", "127.0.0.1:0", "--expect", "2", "--timeout",
+             str(WAIT_S * 2)], capture_output=True, text=True, cwd=REPO, timeout=WAIT_S * 3)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "2 device(s) answered: 2 activated" in second.stdout
+        assert "careful: activated (the new bundle reads this device's corrections as well or better" in second.stdout
         for process in followers:
             assert process.wait(WAIT_S) == 0
         outcomes = {json.loads(p.stdout.read().strip().splitlines()[-1])["device"]: p for p in followers}
@@ -76,18 +98,27 @@ def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(
             if process.poll() is None:
                 process.kill()
 
-    assert ModelStore(fresh_store).pointer()["version"] == "worse"
-    assert ModelStore(careful_store).pointer()["version"] is None  # still the packaged models
-    careful = ModelStore(careful_store).last_update()
-    assert careful["outcome"] == "refused" and "frames 0/6" in careful["reason"]
-    assert [b["version"] for b in ModelStore(careful_store).installed()] == ["worse"]  # installed, not active
-
-    # The running loop on the fresh device loads the activated bundle between frames, without a restart.
+    assert {ModelStore(s).pointer()["version"] for s in (fresh_store, careful_store)} == {good.version}
+    assert ModelStore(fresh_store).pointer()["previous"] == ["worse"]  # `digitlite models rollback` goes there
+    # The running loop on the fresh device loads each activated bundle between frames, without a restart.
     try:
-        wait_for(lambda: "loading them" in _stderr_so_far(run, tmp_path), "the live loop to load the new models")
+        wait_for(lambda: "(worse -> good): loading them" in _stderr_so_far(run, tmp_path),
+                 "the live loop to load the second bundle")
+        assert run.poll() is None, "the live loop runs on through both updates"
     finally:
         run.terminate()
         run.wait(WAIT_S)
+
+
+def _live_fps(port: int) -> float | None:
+    """The live loop's frame rate from its web page's /api/health (None until it runs)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
+            return json.loads(response.read()).get("fps")
+    except OSError:
+        return None
 
 
 def _stderr_so_far(process: subprocess.Popen, tmp_path: Path) -> str:
