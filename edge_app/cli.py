@@ -15,6 +15,7 @@ examples: `main()` parses, `run()` works. Never imports TensorFlow.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import logging
@@ -554,6 +555,10 @@ MODELS_HELP = """
 """
 
 
+LOADED = (f"a running digitlite loads it within {config.LoopSettings().model_check_s:g} s "
+          "(at once: systemctl reload digitlite)")
+
+
 def models_main(argv: list[str]) -> int:
     from edge_app.store.models import ModelStore
 
@@ -561,7 +566,8 @@ def models_main(argv: list[str]) -> int:
         prog="digitlite models", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The model bundles on this device: installed beside each other, one active, switched "
                     f"atomically. Store: ${config.MODEL_STORE_ENV}, else ~/.local/share/digitlite/models. A "
-                    "running `digitlite run` or `serve` loads the active one on SIGHUP.",
+                    "running `digitlite run` or `serve` loads a newly activated one between two frames, within "
+                    f"{config.LoopSettings().model_check_s:g} s (at once on SIGHUP).",
         epilog="commands:" + MODELS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     show = sub.add_parser("list", help="the installed bundles")
@@ -627,8 +633,7 @@ def models_main(argv: list[str]) -> int:
         if args.command == "rollback":
             pointer = store.rollback()
             store.record_update(pointer["version"], "rolled back")
-            print(f"active: {pointer['version'] or 'the packaged models'}; send SIGHUP to a running digitlite "
-                  f"(systemctl reload digitlite) to load it")
+            print(f"active: {pointer['version'] or 'the packaged models'}; {LOADED}")
             return 0
         if args.command == "install":
             bundle = store.fetch(args.source, args.sha256)
@@ -663,9 +668,7 @@ def _announce(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.close()
-    counts = {}
-    for o in outcomes:
-        counts[o.get("outcome")] = counts.get(o.get("outcome"), 0) + 1
+    counts = collections.Counter(o.get("outcome") for o in outcomes)
     print(f"{len(outcomes)} device(s) answered: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "none"))
     if len(outcomes) < args.expect:
         print(f"digitlite models: {args.expect - len(outcomes)} device(s) did not answer in {args.timeout:g} s "
@@ -717,7 +720,7 @@ def _activate(store, version: str, force: bool, history_path: Path | None) -> in
         print(f"digitlite models: bundle {version} refused; the models in use stay active (--force activates it "
               f"anyway)", file=sys.stderr)
         return 1
-    print(f"active: {version}; send SIGHUP to a running digitlite (systemctl reload digitlite) to load it")
+    print(f"active: {version}; {LOADED}")
     return 0
 
 
