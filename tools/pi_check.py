@@ -341,7 +341,8 @@ class Emulator:
 
 
 def host_python(args: list[str], what: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), DIGITLITE_CONFIG="")
+    # The packaged models, as in the emulated system: not a model bundle this machine's user has activated.
+    env = dict(os.environ, PYTHONPATH=str(REPO), DIGITLITE_CONFIG="", DIGITLITE_MODEL_STORE=str(cwd / "no-bundles"))
     return run([sys.executable, *args], f"{what} (x86 host)", timeout=600, env=env, cwd=cwd)
 
 

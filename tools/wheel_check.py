@@ -88,7 +88,8 @@ def check(work: Path) -> list[str]:
 
     outside = work / "elsewhere"  # not the checkout: the model must come from the installed package
     outside.mkdir()
-    env = {**os.environ, "DIGITLITE_CONFIG": "", "PYTHONPATH": ""}
+    # The models the wheel carries: no configuration file, no model bundle this machine's user has activated.
+    env = {**os.environ, "DIGITLITE_CONFIG": "", "PYTHONPATH": "", "DIGITLITE_MODEL_STORE": str(work / "no-bundles")}
     truth = golden_truth()
     args = ["read", "--json", str(GOLDEN)]
     installed = run([str(digitlite), *args], "digitlite read (no model options)", cwd=outside, env=env)
