@@ -336,6 +336,7 @@ def _serve_parser() -> argparse.ArgumentParser:
                         help="server log level")
     return parser
 
+
 def _serve_limits(args: argparse.Namespace):
     """The upload limits of `args`; ValueError naming the option that is out of range."""
     from edge_app.web.server import check_token
@@ -353,6 +354,7 @@ def _serve_limits(args: argparse.Namespace):
             raise ValueError(f"{', '.join(needs)} need a live source: add --source (e.g. --source picamera).")
     limits = limits_from_args(args, UPLOAD_LIMITS)
     return replace(limits, max_bytes=int(args.max_upload_mb * 2**20))
+
 
 def serve_main(argv: list[str]) -> int:
     """`digitlite serve`: parse the options, build the reader (and the live loop with --source), serve until
@@ -420,17 +422,13 @@ def history_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="digitlite history", formatter_class=HelpFormatter,
                                      description="Print the readings the device has stored (every stable reading "
                                                  "and every photo read by the web view), oldest first.")
-    parser.add_argument("--db", type=Path, default=None,
-                        help="the history database; default: [history] path of the configuration file, else "
-                             f"{default_history_path()}")
+    _history_options(parser)
     parser.add_argument("--since", default=None,
                         help="only readings from then on: 15m, 2h, 7d (ago), or an ISO date or time")
     parser.add_argument("--limit", type=int, default=None, help="print at most this many (the oldest first)")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--csv", action="store_true", help="CSV with a header; digits as a JSON column")
     form.add_argument("--json", action="store_true", help="one JSON object per reading, per line")
-    parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
-                                                       "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
     parser.add_argument("--repair", action="store_true",
                         help="copy what is readable of a corrupt history into a new file in its place; the old "
                              "file is kept beside it as <name>.corrupt-<time>")
@@ -441,7 +439,7 @@ def history_main(argv: list[str]) -> int:
         since = parse_since(args.since) if args.since else None
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit {args.limit}: give at least 1")
-        db = args.db or Path(config.load_run_config(args.config).get("history") or default_history_path())
+        db = history_db(args.db, args.config)
         store = ReadingStore(db, create=False)
     except (ValueError, OSError) as exc:
         print(f"digitlite history: {exc}", file=sys.stderr)
@@ -455,9 +453,10 @@ def history_main(argv: list[str]) -> int:
         print(f"no readings{' since ' + since if since else ''} in {db}", file=sys.stderr)
     return 0
 
+
 def _repair_main(args: argparse.Namespace) -> int:
     try:
-        db = args.db or Path(config.load_run_config(args.config).get("history") or default_history_path())
+        db = history_db(args.db, args.config)
         done = repair(db)
     except (HistoryError, ValueError) as exc:
         print(f"digitlite history: {exc}", file=sys.stderr)
@@ -473,18 +472,29 @@ def _repair_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- corrections
 
 
-def _history_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=None,
-                        help="the history database; default: [history] path of the configuration file, else "
+def _history_options(parser: argparse.ArgumentParser, flag: str = "--db") -> None:
+    """The history database option (`flag`) and the configuration file whose [history] path is its default."""
+    parser.add_argument(flag, type=Path, default=None,
+                        help="the readings history; default: [history] path of the configuration file, else "
                              f"{default_history_path()}")
-    parser.add_argument("--config", default=None, help="TOML config whose [history] path is the default --db "
+    parser.add_argument("--config", default=None, help=f"TOML config whose [history] path is the default {flag} "
                                                        "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+
+
+def history_db(given: Path | None, config_path: str | None) -> Path:
+    """The history a command reads: `given`, else the configuration file's [history] path, else the default.
+
+    Raises:
+        ConfigError (a ValueError), FileNotFoundError: the configuration file named cannot be used.
+    """
+    return given or Path(config.load_run_config(config_path).get("history") or default_history_path())
+
 
 def _with_store(args: argparse.Namespace, prog: str, work, errors: tuple = (ValueError, KeyError, OSError)):
     """`work(store)` on the history of --db (else the configured one), closed after; (result, 0), or (None, 2)
     after printing why the history cannot be opened or `work` refused."""
     try:
-        db = args.db or Path(config.load_run_config(args.config).get("history") or default_history_path())
+        db = history_db(args.db, args.config)
         store = ReadingStore(db, create=False)
     except (ValueError, OSError) as exc:
         print(f"digitlite {prog}: {exc}", file=sys.stderr)
@@ -496,6 +506,7 @@ def _with_store(args: argparse.Namespace, prog: str, work, errors: tuple = (Valu
         return None, 2
     finally:
         store.close()
+
 
 def correct_main(argv: list[str]) -> int:
     """`digitlite correct <reading-id> <text>`."""
@@ -511,6 +522,7 @@ def correct_main(argv: list[str]) -> int:
     if record is not None:
         print(describe(record))
     return code
+
 
 def corrections_main(argv: list[str]) -> int:
     """`digitlite corrections export DIR`."""
@@ -602,17 +614,12 @@ def models_main(argv: list[str]) -> int:
     for p in (offer, follow):
         p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT]")
         p.add_argument("--prefix", default="digitlite/fleet", help="the fleet's topic prefix")
-    for p in (install, activate, follow):
-        p.add_argument("--history", type=Path, default=None,
-                       help="the readings history whose corrections the canary reads (default: [history] path of "
-                            f"the configuration file, else {default_history_path()})")
-        p.add_argument("--config", default=None, help="TOML config whose [history] path is the default --history "
-                                                      "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+    for p in (install, activate, follow):  # the history whose corrections the canary reads
+        _history_options(p, "--history")
     args = parser.parse_args(argv)
     if hasattr(args, "history"):  # install, activate, follow
         try:
-            args.history = args.history or Path(config.load_run_config(args.config).get("history")
-                                                or default_history_path())
+            args.history = history_db(args.history, args.config)
         except (config.ConfigError, FileNotFoundError) as exc:
             return _fail("models", exc)
 

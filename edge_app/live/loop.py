@@ -50,12 +50,6 @@ from edge_app.store.plausibility import Plausibility
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
 @dataclass
 class LoopStatus:
     frames: int = 0  # frames read

@@ -40,6 +40,7 @@ class Frame:
         return {"time": self.time, "frame": self.number, **self.reading_dict, "latency_ms": self.latency_ms,
                 "fps": round(self.fps, 1)}
 
+
 class Sink:
     """One output of the live loop. Override what the output needs; every method is called in the loop's thread.
 
