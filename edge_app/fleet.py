@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edge_app.config import MqttSettings
 from edge_app.outputs.homeassistant import node_id
-from edge_app.outputs.mqtt import check_topic, parse_broker
+from edge_app.outputs.mqtt import check_topic, new_client, parse_broker
 from edge_app.runtime.bundle import BundleError, open_bundle, read_sidecar
 from edge_app.store.models import ModelStore
 
@@ -49,16 +49,6 @@ def announcement_topic(prefix: str) -> str:
 
 def outcome_topic(prefix: str, device: str) -> str:
     return f"{check_topic(prefix)}/devices/{node_id(device)}/update"
-
-
-def _client(client_id: str, settings: MqttSettings):
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError as exc:
-        raise ImportError("MQTT needs paho-mqtt: pip install 'digitlite[edge]'") from exc
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
-    return client
 
 
 def now_iso() -> str:
@@ -90,7 +80,7 @@ class FleetAgent:
         self.settings = settings
         self._inbox: queue.Queue[bytes] = queue.Queue(maxsize=8)
         self._stop = threading.Event()
-        self._client = _client(f"digitlite-follow-{node_id(self.device)}", settings)
+        self._client = new_client(f"digitlite-follow-{node_id(self.device)}", settings)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 
@@ -223,7 +213,7 @@ def announce(bundle_path: Path, url: str, broker: str, prefix: str = PREFIX, exp
                 if on_outcome is not None:
                     on_outcome(outcome)
 
-    client = _client(f"digitlite-announce-{socket.gethostname()}-{time.monotonic_ns()}", settings)
+    client = new_client(f"digitlite-announce-{socket.gethostname()}-{time.monotonic_ns()}", settings)
     client.on_message = on_message
     try:
         client.connect(host, port, keepalive=settings.keepalive_s)

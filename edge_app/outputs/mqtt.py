@@ -40,6 +40,21 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 1883
 
 
+def new_client(client_id: str, settings: MqttSettings = MqttSettings()):  # noqa: B008
+    """A paho-mqtt client (MQTT v3.1.1, callback API 2) that reconnects with the waits of `settings`; paho is
+    imported only here, when MQTT is used.
+
+    Raises:
+        ImportError: paho-mqtt is not installed, with the extra that brings it.
+    """
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as exc:
+        raise ImportError("MQTT (--mqtt, digitlite models announce and follow) needs paho-mqtt: "
+                          "pip install 'digitlite[edge]'") from exc
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+    return client
 
 
 @dataclass(frozen=True)
@@ -94,11 +109,6 @@ class OutboxPublisher:
 
     def __init__(self, store, broker: str, topic: str, client_id: str | None = None,
                  settings: MqttSettings = MqttSettings(), presence: Presence | None = None, device: str | None = None):
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError as exc:
-            raise ImportError("--mqtt needs paho-mqtt: pip install 'digitlite[edge]'") from exc
-        self._mqtt = mqtt
         self.store, self.topic, self.settings = store, check_topic(topic), settings
         self.host, self.port = parse_broker(broker)
         self.device = device or socket.gethostname()
@@ -114,11 +124,13 @@ class OutboxPublisher:
         self._unsent: set[str] = set()  # retained topics to (re)send
         self._retained_lock = threading.Lock()
         self.client_id = client_id or f"digitlite-{self.device}-{os.getpid()}"
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        client = new_client(self.client_id, settings)
+        import paho.mqtt.client as mqtt  # its result codes (new_client checked that it imports)
+
+        self._mqtt = mqtt
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         client.max_inflight_messages_set(settings.inflight)
         client.max_queued_messages_set(settings.inflight)  # the outbox, not the client, holds the backlog
         if presence is not None:
