@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
-import numpy as np
-
 from digitdata import ctc
-from edge_app.config import CANARY_MAX_READINGS, ReaderOptions
+from edge_app.config import CANARY_MAX_READINGS, FILE_LIMITS, ReaderOptions
+from edge_app.read.images import ImageError, decode_image
 from edge_app.store.history import REGION_SHAPE, ReadingStore, default_history_path
 from edge_app.store.models import ModelStore
 
@@ -62,18 +60,28 @@ class Verdict:
                 "candidate": asdict(self.candidate), "golden": golden}
 
 
+def decoded(pictures: list[tuple[bytes, str]]) -> list:
+    """[(frame, label)] of image files' bytes, decoded as `digitlite read` decodes a file (bounded work for any
+    bytes); one that does not decode is left out."""
+    frames = []
+    for data, text in pictures:
+        try:
+            frames.append((decode_image(data, FILE_LIMITS), text))
+        except ImageError:
+            continue
+    return frames
+
+
 def examples(history: ReadingStore, limit: int = CANARY_MAX_READINGS) -> tuple[list, list]:
-    """(labelled regions [(32x256 uint8, number)], frames [(grey frame, corrected text)]) of the newest
-    `limit` corrected readings."""
-    regions, frames = [], []
+    """(labelled regions [(32x256 uint8, number)], frames [(frame, corrected text)]) of the newest `limit`
+    corrected readings."""
+    regions, kept = [], []
     for c in list(history.corrections())[-limit:]:
         if c["crops"] is not None and c["labels"] is not None and c["crops"].shape[1:] == REGION_SHAPE:
             regions += list(zip(c["crops"], c["labels"], strict=True))
         if c["frame_jpeg"] is not None:
-            frame = cv2.imdecode(np.frombuffer(c["frame_jpeg"], np.uint8), cv2.IMREAD_GRAYSCALE)
-            if frame is not None:
-                frames.append((frame, c["corrected_text"]))
-    return regions, frames
+            kept.append((c["frame_jpeg"], c["corrected_text"]))
+    return regions, decoded(kept)
 
 
 def _squeeze(text: str) -> str:
@@ -87,22 +95,12 @@ def score(reader, regions: list, frames: list) -> Score:
     return Score(len(regions), int(regions_exact), len(frames), int(frames_exact))
 
 
-def golden_frames(golden: list[tuple[str, bytes, str]]) -> list:
-    """[(grey frame, label)] of a bundle's golden images (one that does not decode is left out)."""
-    frames = []
-    for _, data, text in golden:
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if frame is not None:
-            frames.append((frame, text))
-    return frames
-
-
 def judge(history: ReadingStore, current, candidate, golden: list | None = None) -> Verdict:
     """Read the device's corrected examples (and the bundle's golden images) with both readers; the candidate
     passes unless it reads fewer of either exactly."""
     regions, frames = examples(history)
     now, new = score(current, regions, frames), score(candidate, regions, frames)
-    gold = golden_frames(golden or [])
+    gold = decoded([(data, text) for _, data, text in golden or []])
     gold_now, gold_new = (score(current, [], gold), score(candidate, [], gold)) if gold else (None, None)
     if gold and gold_new.exact < gold_now.exact:
         return Verdict(False, now, new, f"the new bundle reads its own golden images worse than the models in use: "
