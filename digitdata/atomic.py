@@ -1,4 +1,5 @@
-"""Atomic outputs: a file is either the old one or the whole new one, never half-written.
+"""Atomic outputs: a file is either the old one or the whole new one, never half-written, and the rename is
+itself on disk before the write returns (the folder is synced), so a power cut keeps whichever one it was.
 
     python -c "from digitdata.atomic import write_json; write_json('x.json', {'a': 1})"
 """
@@ -31,17 +32,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+        sync_dir(path.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def sync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries to disk, so that a rename or a new file inside it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` in place and flush it to disk (for a file no one reads before it is complete: a
+    temporary file, a staging folder's)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` atomically, flushed to disk before the rename (a power cut leaves old or new)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_synced(tmp, data)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -28,13 +28,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_app.config import MqttSettings
 from edge_app.outputs.homeassistant import node_id
 from edge_app.outputs.mqtt import check_topic, new_client, parse_broker
 from edge_app.runtime.bundle import BundleError, open_bundle, read_sidecar
+from edge_app.store.history import now_iso
 from edge_app.store.models import ModelStore
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,6 @@ def announcement_topic(prefix: str) -> str:
 
 def outcome_topic(prefix: str, device: str) -> str:
     return f"{check_topic(prefix)}/devices/{node_id(device)}/update"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------------------------------------- a device

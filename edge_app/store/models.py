@@ -25,9 +25,9 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
+from digitdata.atomic import sync_dir, write_json, write_synced
 from edge_app.config import BUNDLE_LIMITS, MODEL_STORE_ENV, BundleLimits
 from edge_app.runtime.bundle import (
     BUNDLE_JSON,
@@ -41,6 +41,7 @@ from edge_app.runtime.bundle import (
     read_sidecar,
     sha256_bytes,
 )
+from edge_app.store.history import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +56,6 @@ def default_store() -> Path:
         return Path(os.environ[MODEL_STORE_ENV])
     data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return data / "digitlite" / "models"
-
-
-def _sync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable (the directory entry itself is flushed)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -225,14 +210,14 @@ class ModelStore:
         staging.mkdir()
         try:
             for name, content in bundle.files.items():
-                _write_durably(staging / name, content)
+                write_synced(staging / name, content)
                 step(f"wrote {name}")
             installed = {**bundle.info, "bundle_sha256": bundle.sha256}  # which file it came from
-            _write_durably(staging / BUNDLE_JSON, json.dumps(installed, indent=2).encode())
-            _sync_dir(staging)
+            write_synced(staging / BUNDLE_JSON, json.dumps(installed, indent=2).encode())
+            sync_dir(staging)
             step("staged")
             os.rename(staging, target)
-            _sync_dir(self.bundles)
+            sync_dir(self.bundles)
             step("installed")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -263,9 +248,7 @@ class ModelStore:
 
     def record_update(self, version: str | None, outcome: str, reason: str = "") -> dict:
         """Keep what an update did ("activated", "refused", "rolled back", "failed"), replaced atomically."""
-        from digitdata.atomic import write_json
-
-        record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "version": version, "outcome": outcome,
+        record = {"time": now_iso(), "version": version, "outcome": outcome,
                   "reason": reason}
         write_json(self.root / LAST_UPDATE, record)
         return record
@@ -298,12 +281,12 @@ class ModelStore:
         return self._point({"version": None, "previous": []}, step)
 
     def _point(self, pointer: dict, step: Step | None) -> dict:
-        pointer = {**pointer, "time": datetime.now(UTC).isoformat(timespec="seconds")}
+        pointer = {**pointer, "time": now_iso()}
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{ACTIVE}.{os.getpid()}.tmp"
-        _write_durably(tmp, json.dumps(pointer, indent=2).encode())
+        write_synced(tmp, json.dumps(pointer, indent=2).encode())
         (step or (lambda name: None))("pointer written")
         os.replace(tmp, self.root / ACTIVE)
-        _sync_dir(self.root)
+        sync_dir(self.root)
         (step or (lambda name: None))("activated")
         return pointer
