@@ -172,17 +172,24 @@ def _tar(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def parse_sidecar(text: str, where: str) -> str:
+    """The sha256 at the start of a sidecar's text (`sha256sum`'s format); BundleError naming `where` if none."""
+    words = text.split()
+    if not words or not re.fullmatch(r"[0-9a-fA-F]{64}", words[0]):
+        raise BundleError(f"{where} does not hold a sha256; pass --sha256 with the bundle's sha256 (the host "
+                          f"printed it)")
+    return words[0].lower()
+
+
 def read_sidecar(path: str | Path) -> str:
     """The sha256 written beside a bundle (BundleError when there is none or it is not one)."""
     side = sidecar(path)
     try:
-        digest = side.read_text().split()[0].lower()
-    except (OSError, IndexError) as exc:
-        raise BundleError(f"no sha256 for {path}: {side} is missing or empty; pass --sha256 with the bundle's "
-                          f"sha256 (the host printed it)") from exc
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise BundleError(f"{side} does not hold a sha256")
-    return digest
+        text = side.read_text()
+    except OSError as exc:
+        raise BundleError(f"no sha256 for {path}: {side} is missing; pass --sha256 with the bundle's sha256 (the "
+                          f"host printed it)") from exc
+    return parse_sidecar(text, str(side))
 
 
 def open_bundle(data: bytes, sha256: str, limits: BundleLimits = BUNDLE_LIMITS) -> Bundle:

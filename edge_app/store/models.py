@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import urllib.request
@@ -38,6 +37,7 @@ from edge_app.runtime.bundle import (
     check_version,
     golden_of,
     open_bundle,
+    parse_sidecar,
     read_sidecar,
     sha256_bytes,
 )
@@ -150,10 +150,8 @@ class ModelStore:
         if source.startswith(("http://", "https://")):
             data = self._download(source)
             if sha256 is None:
-                words = self._download(source + ".sha256", 256).decode(errors="replace").split()
-                if not words or not re.fullmatch(r"[0-9a-fA-F]{64}", words[0]):
-                    raise BundleError(f"{source}.sha256 does not hold a sha256; pass --sha256")
-                sha256 = words[0]
+                side = source + ".sha256"
+                sha256 = parse_sidecar(self._download(side, 256).decode(errors="replace"), side)
         else:
             path = Path(source)
             try:
@@ -281,12 +279,13 @@ class ModelStore:
         return self._point({"version": None, "previous": []}, step)
 
     def _point(self, pointer: dict, step: Step | None) -> dict:
+        step = step or (lambda name: None)
         pointer = {**pointer, "time": now_iso()}
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{ACTIVE}.{os.getpid()}.tmp"
         write_synced(tmp, json.dumps(pointer, indent=2).encode())
-        (step or (lambda name: None))("pointer written")
+        step("pointer written")
         os.replace(tmp, self.root / ACTIVE)
         sync_dir(self.root)
-        (step or (lambda name: None))("activated")
+        step("activated")
         return pointer
