@@ -48,10 +48,10 @@ def model_source(options: ReaderOptions) -> tuple[dict[str, Path], str | None]:
 
 
 def watch_models():
-    """What the live loop compares to notice a newly activated bundle: the store's active version."""
+    """What the live loop compares to notice a newly activated bundle: the store's pointer file's stamp."""
     from edge_app.store.models import ModelStore
 
-    return ModelStore().pointer()["version"]
+    return ModelStore().stamp()
 
 
 def make_reader(model: str | Path | None = None, *, classifier: Classifier | None = None, **options):

@@ -141,6 +141,9 @@ class LiveLoop:
             self.status.model_error = f"{type(exc).__name__}: {exc}"
             log.error("reload failed, the models in use are kept: %s", self.status.model_error)
             return
+        was, now = getattr(self.reader, "bundle", None), getattr(reader, "bundle", None)
+        if now != was:
+            log.warning("the active models changed (%s -> %s): loading them", was, now)
         with self.lock:
             self.reader = reader
         sha = getattr(getattr(reader, "integrity", None), "sha256", "")
@@ -168,8 +171,7 @@ class LiveLoop:
             return
         self._watch_at = now + self.settings.model_check_s
         seen = self._look(self._watched)
-        if seen != self._watched:
-            log.warning("the active models changed (%s -> %s): loading them", self._watched, seen)
+        if seen != self._watched:  # a bundle was activated or rolled back: load what is active now
             self._watched = seen
             self._reload_requested = True
 

@@ -94,6 +94,15 @@ class ModelStore:
             log.error("%s cannot be read (%s): the packaged models are used", self.root / ACTIVE, exc)
         return {"version": None, "previous": [], "time": None}
 
+    def stamp(self) -> tuple[int, int] | None:
+        """(mtime in ns, size) of active.json, None without one: what changes when a bundle is activated or rolled
+        back (a stat, cheap enough to look at between frames; the file is read only when it changed)."""
+        try:
+            found = (self.root / ACTIVE).stat()
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
     def info(self, version: str) -> dict:
         """bundle.json of an installed bundle (BundleError when it is not installed)."""
         path = self.bundles / check_version(version) / BUNDLE_JSON
