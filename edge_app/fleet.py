@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_app.canary import update
 from edge_app.config import MqttSettings
 from edge_app.outputs.homeassistant import node_id
 from edge_app.outputs.mqtt import check_topic, new_client, parse_broker
 from edge_app.runtime.bundle import BundleError, open_bundle, read_sidecar
 from edge_app.store.history import now_iso
 from edge_app.store.models import ModelStore
+from edge_app.wiring import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +135,6 @@ class FleetAgent:
             return self._outcome({}, "failed", f"not an announcement: {exc!r}")
         if self.store.pointer()["version"] == version:
             return self._outcome(announced, "already active", f"bundle {version} is the active one")
-        from edge_app.canary import update
-        from edge_app.wiring import MODEL_ERRORS
-
         try:
             bundle = self.store.fetch(url, sha256)
             if bundle.version != version:
