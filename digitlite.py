@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,6 +53,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Which extra provides each stage, for the error when it is not installed.
 EXTRA_FOR_PACKAGE = {"train": "train", "convert": "train", "edge_app": "edge", "benchmarks": "train"}
+
+# The exit codes of every subcommand: one table, shown by `digitlite --help`; tests/test_cli.py runs each
+# command's bad-input case against it.
+EXIT_OK = 0
+EXIT_FAILED = 1  # it ran and what it did failed: nothing could be read, the camera was lost, a fault found
+EXIT_BAD_INPUT = 2  # refused before the work: arguments, a file, model, configuration or history it cannot use
+EXIT_MISSING_EXTRA = 3  # an optional dependency (an extra) is not installed
+EXIT_REFUSED = 4  # a gate said no: nothing was released or activated
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_FAILED: "it ran and failed: no file could be read (read), the camera or stream was lost (run, serve), a "
+                 "fault found (doctor), slower than its history or band (bench --check, --board), devices that did "
+                 "not answer (models announce)",
+    EXIT_BAD_INPUT: "bad input, refused before any work: an argument, a missing or corrupt file or folder, a model "
+                    "that is missing or fails its manifest check, a bad configuration file or labels file, a "
+                    "history that cannot be opened, a camera that cannot be opened, MNIST not found",
+    EXIT_MISSING_EXTRA: "an optional dependency is not installed: the error names the extra to install",
+    EXIT_REFUSED: "a gate refused: an accuracy check or a sha256 failed (convert, check: nothing released), or the "
+                  "canary read a bundle worse than the models in use (models: not activated)",
+}
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ log threshold: 0 everything, 3 nothing
@@ -134,7 +155,10 @@ def usage(commands: dict[str, tuple[str, str]], prog: str) -> str:
     width = max(len(name) for name in commands)
     lines = [f"usage: {prog} <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in commands.items()]
-    lines += ["", f"`{prog} <command> --help` shows the options of one command."]
+    lines += ["", f"`{prog} <command> --help` shows the options of one command.", "",
+              "exit codes (every command):"]
+    lines += [textwrap.fill(meaning, width=100, initial_indent=f"  {code}  ", subsequent_indent="     ")
+              for code, meaning in EXIT_CODES.items()]
     return "\n".join(lines)
 
 
@@ -151,7 +175,7 @@ def main(argv: list[str] | None = None, only: tuple[str, ...] | None = None, pro
     commands = {k: v for k, v in COMMANDS.items() if only is None or k in only}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage(commands, prog))
-        return 0 if argv else 2
+        return EXIT_OK if argv else EXIT_BAD_INPUT
     name, rest = argv[0], argv[1:]
     if name not in commands:
         print(
@@ -159,7 +183,7 @@ def main(argv: list[str] | None = None, only: tuple[str, ...] | None = None, pro
             + _close_matches(name, list(commands)),
             file=sys.stderr,
         )
-        return 2
+        return EXIT_BAD_INPUT
     target, _ = commands[name]
     module_name, func_name = target.split(":")
     try:
@@ -174,7 +198,7 @@ def main(argv: list[str] | None = None, only: tuple[str, ...] | None = None, pro
             f"Install the '{extra}' extra: pip install 'digitlite[{extra}]'",
             file=sys.stderr,
         )
-        return 3
+        return EXIT_MISSING_EXTRA
     return int(getattr(module, func_name)(rest) or 0)
 
 

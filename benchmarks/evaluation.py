@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from digitdata.labelled import csv_rows, find_image
+from digitdata.progress import progress
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 Predict = Callable[[np.ndarray], tuple[str, list[Box]]]
@@ -177,7 +178,7 @@ def _call(predict: Predict, frame_bgr: np.ndarray) -> Read:
 
 def evaluate(samples: Iterable[Sample], readers: dict[str, Predict],
              thumbnail: Callable[[np.ndarray], tuple[np.ndarray, float]] | None = None,
-             warm_up: bool = True) -> list[ItemResult]:
+             warm_up: bool = True, total: int | None = None) -> list[ItemResult]:
     """Read every sample with every reader, on the same decoded frame.
 
     Args:
@@ -186,6 +187,8 @@ def evaluate(samples: Iterable[Sample], readers: dict[str, Predict],
         thumbnail: frame -> (small image, scale), kept for images some reader missed (the contact sheet).
         warm_up: read the first image once untimed per reader, so a first call's set-up cost (sessions,
             caches, lazy allocation) is not charged to one image.
+        total: how many samples there are, where `samples` has no len (a generator): for the progress shown
+            (`digitdata.progress`: a bar on a terminal, one line in a log).
 
     Returns:
         One ItemResult per sample, in order. An image that cannot be loaded, or that a reader raises on, is
@@ -193,7 +196,7 @@ def evaluate(samples: Iterable[Sample], readers: dict[str, Predict],
     """
     results = []
     warm = not warm_up
-    for sample in samples:
+    for sample in progress(samples, f"reading with {', '.join(readers)}", total=total, unit="images"):
         started = time.perf_counter()
         try:
             frame_bgr = sample.load()
@@ -220,14 +223,18 @@ def evaluate(samples: Iterable[Sample], readers: dict[str, Predict],
 
 def kind_groups(kinds: Iterable[str]) -> dict[str, list[str]]:
     """Kinds scored together, when some carry a suffix: the plain kinds ("page+none") and those of each suffix
-    ("page-printed+none-printed"), named by their members joined with "+"; {} when no kind has a suffix."""
+    ("page-printed+none-printed"), named by their members joined with "+"; {} when no kind has a suffix.
+
+    A group of one kind is that kind's own score under the same name, so it is left out: the report lists each
+    kind once (a set of one kind, `nsysu-digits-held`, or of `letters` beside `page-printed`, makes no group).
+    """
     kinds = sorted(set(kinds))
     by_suffix: dict[str, list[str]] = {}
     for kind in kinds:
         by_suffix.setdefault(kind.rpartition("-")[2] if "-" in kind else "", []).append(kind)
     if set(by_suffix) <= {""}:
         return {}
-    return {"+".join(members): members for _, members in sorted(by_suffix.items())}
+    return {"+".join(members): members for _, members in sorted(by_suffix.items()) if len(members) > 1}
 
 
 def scores(results: list[ItemResult], reader: str) -> dict[str, Score]:

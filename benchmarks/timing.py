@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import sys
 import time
@@ -106,10 +105,6 @@ def emit_json(result: dict, json_out: str | None) -> int:
     else:
         print(text)
     return 0
-
-
-def finite_positive(value: float) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Accuracy of a .tflite model on the MNIST test set, through the LiteRT runtime the device uses.
+"""Accuracy of a .tflite model on the MNIST test set (or any labelled 28x28 digits: the gate's real digits),
+through the LiteRT runtime the device uses.
 
 Also the paired statistics between two models: per-class accuracy and its difference, the images where
 they disagree, and an exact McNemar test on the paired correct/incorrect results.
@@ -47,11 +48,18 @@ def evaluate(model_path: str | Path, data: Mnist | None = None, threads: int = D
     """Run every MNIST test image through `model_path` with LiteRT (pixels: a convention dict, else the
     manifest's)."""
     data = data or load_mnist()
+    return evaluate_images(model_path, data.x_test, data.y_test, threads, manifest_path, pixels)
+
+
+def evaluate_images(model_path: str | Path, images_u8: np.ndarray, labels: np.ndarray,
+                    threads: int = DEFAULT_THREADS, manifest_path: str | Path | None = None,
+                    pixels: dict | None = None) -> Evaluation:
+    """Run labelled MNIST-style digits (N, 28, 28) uint8, white on black, through `model_path` with LiteRT."""
     clf = Classifier(model_path, threads=threads, manifest_path=manifest_path,
                      pixels=PixelConvention.from_dict(pixels) if pixels else None)
-    probabilities = clf.probabilities(clf.pixels_to_input(data.x_test))
+    probabilities = clf.probabilities(clf.pixels_to_input(images_u8))
     return Evaluation(Path(model_path).name, probabilities.argmax(axis=1), probabilities,
-                      data.y_test.astype(np.int64))
+                      np.asarray(labels).astype(np.int64))
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:

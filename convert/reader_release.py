@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from convert import manifest
-from digitdata import ctc, engine, lines, regions, scene_sets
+from digitdata import ctc, engine, lines, realsets, regions, scene_sets
 from digitdata.mnist import find_mnist
+from digitdata.progress import progress
 
 TASKS = ("recognizer", "regions")
 FILE_NAMES = {"recognizer": {"float32": "recognizer_float32.tflite", "int8": "recognizer_int8.tflite"},
@@ -37,22 +38,28 @@ GATE_SEED = 20_261_204  # ... from this seed
 
 @dataclass
 class RecognizerGate:
-    # Floors 2 points under the first release (float32: exact 80.6 %, digit-free read as nothing 90.5 % on the
-    # 2,000 gate regions), and the issue's 99.0 % for MNIST test digits one at a time (the first release: 99.21 %).
-    min_exact: float = 0.78  # exact strings on the gate regions with digits
-    min_nothing: float = 0.88  # digit-free gate regions read as nothing
+    # Reader v4 (issue 31) renders the gate regions with the pen model (ballpoint to marker, small zeros,
+    # handwritten words): a harder set. Floors 2 points under v4's float32 there (exact 70.8 %, digit-free read as
+    # nothing 94.7 %); v3.1, released under the old floors (78 %, 88 %), measures 66.2 % and 94.4 % on it. The
+    # issue-21 floor of 99.0 % for MNIST test digits one at a time stays (v4: 99.00 %, v3.1: 99.22 %).
+    min_exact: float = 0.68  # exact strings on the gate regions with digits
+    min_nothing: float = 0.92  # digit-free gate regions read as nothing
     min_mnist_single: float = 0.99  # MNIST test digits one at a time
-    max_drop: float = 0.5  # percentage points int8 may lose against float32 (each figure)
+    # 357 digit-free regions: one region is 0.28 points, so 0.5 points was a tolerance of one region's noise.
+    max_drop: float = 1.0  # percentage points int8 may lose against float32 (each figure)
     max_keras_gap: float = 0.3  # percentage points float32 .tflite may differ from Keras (each figure)
 
 
 @dataclass
 class RegionGate:
-    # Floors 2 points under the first release (float32: recall 76.2 %, precision 71.8 % of number lines at IoU 0.5
-    # on the 800 validation scenes; a region on a printed word counts against precision: the recognizer drops it).
-    min_recall: float = 0.74  # of the number lines in the validation scenes, found at IoU >= 0.5
-    min_precision: float = 0.69  # of the regions found, on a number line at IoU >= 0.5
-    max_drop: float = 0.5  # percentage points int8 may lose against float32 (precision and recall)
+    # Reader v4 (issue 31) renders the validation scenes with the pen model: a harder set. Floors 2 points under
+    # v4's float32 there (recall 71.7 %, precision 68.3 % of number lines at IoU 0.5 on the 800 validation scenes;
+    # a region on a printed word counts against precision: the recognizer drops it); v3.1, released under the old
+    # floors (74 %, 69 %), measures recall 62.4 % and precision 60.6 % on it.
+    min_recall: float = 0.69  # of the number lines in the validation scenes, found at IoU >= 0.5
+    min_precision: float = 0.66  # of the regions found, on a number line at IoU >= 0.5
+    # About 750 lines: one point is 7 lines; int8's rounding moves a handful of borderline regions either way.
+    max_drop: float = 1.0  # percentage points int8 may lose against float32 (precision and recall)
     max_keras_gap: float = 0.3  # percentage points float32 .tflite may differ from Keras
 
 
@@ -90,16 +97,27 @@ class RecognizerData:
     kinds: list[str]
     singles: np.ndarray  # (10000, 32, 256) uint8: the test digits one at a time
     labels: np.ndarray  # (10000,)
+    amounts: np.ndarray | None = None  # (231, 32, 256) uint8: orand-car-a's held-out real cheque amounts ...
+    amount_texts: list[str] | None = None  # ... and their digits; None without ../shared (`digitdata.realsets`)
 
 
 def recognizer_data(data_dir=None) -> RecognizerData:
     m = find_mnist(data_dir)
     x, texts, kinds = lines.render_inputs(GATE_SEED, GATE_LINES, m.x_test, m.y_test)
-    return RecognizerData(x, texts, kinds, lines.mnist_inputs(m.x_test), m.y_test)
+    try:
+        amounts, amount_texts = realsets.amount_inputs("held")
+    except FileNotFoundError:
+        amounts, amount_texts = None, None
+    return RecognizerData(x, texts, kinds, lines.mnist_inputs(m.x_test), m.y_test, amounts, amount_texts)
 
 
-def recognizer_scores(read_lines: list[str], read_singles: list[str], d: RecognizerData) -> dict:
+def recognizer_scores(read_lines: list[str], read_singles: list[str], d: RecognizerData,
+                      read_amounts: list[str] | None = None) -> dict:
     scores = lines.reading_scores(read_lines, d.texts, d.kinds)
+    if read_amounts is not None and d.amount_texts:
+        scores["real_amounts_held"] = {
+            "exact": float(np.mean([r == t for r, t in zip(read_amounts, d.amount_texts, strict=True)])),
+            "count": len(d.amount_texts), "set": "orand-car-a held-out part (digitdata.realsets)"}
     right = np.array([r == str(int(y)) for r, y in zip(read_singles, d.labels, strict=True)])
     scores["mnist_single"] = float(right.mean())
     scores["mnist_per_class"] = {str(c): float(right[d.labels == c].mean()) for c in range(10)}
@@ -196,7 +214,8 @@ def convert_reader_model(keras_path: str | Path, out_dir: str | Path, task: str,
         d = recognizer_data(data_dir)
         images, labels = scene_sets.digit_split(find_mnist(data_dir), "train")
         x_cal = lines.render_inputs(CALIBRATION_SEED, calibration_size, images, labels)[0]
-        scores = {"keras": recognizer_scores(_keras_texts(model, d.inputs), _keras_texts(model, d.singles), d)}
+        scores = {"keras": recognizer_scores(_keras_texts(model, d.inputs), _keras_texts(model, d.singles), d,
+                                             _keras_texts(model, d.amounts) if d.amounts is not None else None)}
     else:
         gate = gate or RegionGate()
         sets = region_sets(run_config["regions"]["validation_scenes"], run_config["regions"]["validation_seed"],
@@ -211,11 +230,13 @@ def convert_reader_model(keras_path: str | Path, out_dir: str | Path, task: str,
 
     staging = staging_folder(out_dir)
     try:
-        for variant, name in names.items():
+        for variant, name in progress(names.items(), f"the {task} gate: converting {', '.join(names)}, each "
+                                      f"checked as the Keras model was", unit="variants"):
             (staging / name).write_bytes(convert_variant(model, variant, x_cal if variant == "int8" else None))
             if task == "recognizer":
-                scores[variant] = recognizer_scores(read_tflite(staging / name, d.inputs),
-                                                    read_tflite(staging / name, d.singles), d)
+                scores[variant] = recognizer_scores(
+                    read_tflite(staging / name, d.inputs), read_tflite(staging / name, d.singles), d,
+                    read_tflite(staging / name, d.amounts) if d.amounts is not None else None)
             else:
                 scores[variant] = region_tflite_scores(staging / name, sets, threshold)
         failures = (_recognizer_failures(scores, gate) if task == "recognizer" else _region_failures(scores, gate))

@@ -1,9 +1,10 @@
 """What every stage shares: MNIST (found, fetched, verified), the data engine (scenes of handwritten numbers
-with their truth, in named mixes) and scene sets, number lines for the recognizer (`lines`), how a picture
+with their truth, in named mixes) and scene sets, number lines for the recognizer (`lines`), ruled mark sheets
+with every cell's truth (`sheets`), how a picture
 becomes each model's input (`frames` for the region finder, `lines.line_input` for the recognizer, `crops` for
 the classifier, `pixels` for the convention), the models' output contracts (`regions`: the number-line map;
 `ctc`: the recognizer's columns; `heatmap`: the digit detector the region finder is pretrained as), atomic file
-writes, and the report figures.
+writes, the progress of long steps (`progress`), and the report figures.
 
 The bottom layer of the import graph: `train`, `convert`, `edge_app` and `benchmarks` import from here, and
 `digitdata` imports none of them. Needs numpy, OpenCV and the standard library; never

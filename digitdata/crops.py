@@ -2,10 +2,12 @@
 
 `ink_is_dark` tells dark ink on light paper from bright ink on a dark ground (the reader's polarity);
 `mnist_style` makes the classifier's 28x28 input from an ink patch the way MNIST was made (fit in 20x20
-keeping the aspect, stroke width normalised, placed in 28x28 by centre of mass, white on black): the web
-page's drawn digits go through it.
+keeping the aspect, placed in 28x28 by centre of mass, white on black). `digit_to_mnist` is THE preparation of
+a picture of one digit for the classifier (polarity, paper level, contrast stretch, then `mnist_style`): the
+release gate's real digits, the web page's drawings and photos (`/api/digit`) and training's real digits all go
+through it, so that what the gate measures is what the device does.
 
-    python -c "from digitdata.crops import mnist_style; help(mnist_style)"
+    python -c "from digitdata.crops import digit_to_mnist; help(digit_to_mnist)"
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ MNIST_SIZE = 28  # ... and centred by centre of mass in 28x28
 MNIST_STROKE = 2.2  # px: median stroke width of MNIST digits in the 20x20 box (area / half the boundary)
 POLARITY_SIDE = 256  # px: polarity is judged on a thumbnail this long
 WORK_HEIGHT = 64  # px: a patch is processed at most this tall (bounded work for a 2,000 px digit)
+DIGIT_WORK_SIDE = 256  # px: a picture of one digit is reduced to at most this long before it is prepared
+PAPER_WINDOW = 0.5  # of the picture's shorter side: the median window that gives the local paper level
+NOISE_SIGMAS = 3.0  # ink must stand this many noise sigmas (the paper's MAD x 1.4826) off the paper
+INK_PERCENTILE = 90  # the contrast stretch maps this percentile of the ink to 255 (faint ink becomes full)
+MIN_INK_CONTRAST = 12  # grey levels above the paper's noise: less is a blank picture (the faintest nsysu digit: 25)
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
@@ -108,3 +115,53 @@ def mnist_style(ink_u8: np.ndarray, normalize_width: bool = True, width_of=strok
     left = int(np.clip(round(MNIST_SIZE / 2 - cx - 0.5), 0, MNIST_SIZE - nw))
     out[top:top + nh, left:left + nw] = digit
     return out
+
+
+def digit_to_mnist(image: np.ndarray, dark_ink: bool | None = None, normalize_width: bool = False) -> np.ndarray:
+    """A picture of one handwritten digit as the classifier's MNIST-style 28x28 input (ink 255 on 0).
+
+    The one preparation for every single digit handed to the classifier (the gate's real digits, `/api/digit`,
+    training on real digits):
+
+    1. polarity: the ink is the side of the grey levels that lies farther from the median (the paper), unless
+       `dark_ink` says which it is;
+    2. paper level: a median over half the picture's shorter side is the local paper (shading and a grey
+       scanner background cancel), and the ink is how far a pixel is from it, less 3 noise sigmas of the paper;
+    3. contrast stretch: the 90th percentile of the ink becomes 255 (scanned exam digits are faint: without
+       the stretch the released model reads 65 % of them);
+    4. the ink's box fitted in 20x20, keeping its aspect, and its centre of mass put at the centre of 28x28
+       (`mnist_style`), as LeCun et al. made MNIST.
+
+    Args:
+        image: (H, W) grey or (H, W, 3) BGR uint8, any size; the digit should fill a good part of it.
+        dark_ink: True for dark ink on light paper, False for light on dark; None decides from the picture.
+        normalize_width: also bring the stroke width to MNIST's (off: the released model learned other pens).
+
+    Returns:
+        (28, 28) uint8, white on black; all zeros when the picture holds no ink.
+    """
+    gray = np.asarray(image)
+    if gray.ndim == 3:
+        gray = cv2.cvtColor(gray, cv2.COLOR_BGR2GRAY if gray.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    if gray.ndim != 2 or gray.size == 0:
+        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    gray = gray.astype(np.uint8, copy=False)
+    h, w = gray.shape
+    if max(h, w) > DIGIT_WORK_SIDE:
+        f = DIGIT_WORK_SIDE / max(h, w)
+        gray = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    median = float(np.median(gray))
+    if dark_ink is None:
+        low, high = np.percentile(gray, (1, 99))
+        dark_ink = median - low >= high - median  # ties: dark ink, the common case
+    k = max(3, int(min(gray.shape) * PAPER_WINDOW) | 1)
+    paper = cv2.medianBlur(np.ascontiguousarray(gray), k).astype(np.float32) if min(gray.shape) >= 3 \
+        else np.full(gray.shape, median, np.float32)
+    ink = (paper - gray) if dark_ink else (gray - paper)
+    noise = NOISE_SIGMAS * 1.4826 * float(np.median(np.abs(gray - paper)))
+    ink = np.clip(ink - noise, 0, None)
+    if ink.max() < MIN_INK_CONTRAST:
+        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    level = float(np.percentile(ink[ink > 0.25 * ink.max()], INK_PERCENTILE))
+    ink_u8 = np.clip(ink * (255.0 / max(level, 1e-6)), 0, 255).astype(np.uint8)
+    return mnist_style(ink_u8, normalize_width=normalize_width)

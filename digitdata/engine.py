@@ -29,6 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from digitdata import frames, handwriting, pen
+
 FRAME_SIZE = (640, 480)  # (width, height) px: the camera's low-resolution stream
 MNIST_INK = 60  # of 255: MNIST pixels above this are the digit's ink (for its box)
 
@@ -41,18 +43,29 @@ class EngineConfig:
     tight_share: float = 0.45  # of crops: one digit with a small margin (a tight crop) ...
     cut_p: float = 0.12  # ... that now and then shaves up to 5 % of the digit off one side
     max_digits: int = 12  # per line
+    min_digits: int = 2  # per line of a number that is not a single digit (long lines: 7 and up)
     long_share: float = 0.2  # lines of 7..max_digits digits
     single_share: float = 0.25  # one digit in the picture (besides tight crops)
     second_line_p: float = 0.15  # a second line of digits (third: a quarter of that)
     min_height_px: float = 12.0  # smallest digit height in a 640x480 frame
-    crop_height_px: tuple[float, float] = (18.0, 320.0)  # digit height in a crop, before resizing
+    crop_height_px: tuple[float, float] = (18.0, 480.0)  # digit height in a crop, before resizing
+    final_long_px: tuple[float, float] = (28.0, 1600.0)  # a crop's long side after resizing (never enlarged)
+    final_height_px: float = 0.0  # > 0: a crop is resized so its digits are this tall instead (the stress grid)
     gap: tuple[float, float] = (-0.12, 0.85)  # space between digits, in digit heights (< 0: overlapping)
     touching_p: float = 0.25  # lines whose digits overlap or touch ...
     touching_max_stroke: float = 0.14  # ... written no bolder than this (digit heights)
     tilt_deg: float = 15.0  # rows tilted up to this ...
     steep_tilt_p: float = 0.05  # ... and sometimes twice as much
     slant: float = 0.25  # shear of the writing (italic)
-    stroke: tuple[float, float] = (0.035, 0.26)  # stroke width in digit heights: fine pen to bold marker
+    stroke: tuple[float, float] = (0.006, 0.26)  # stroke width in digit heights: a ballpoint filling a photo
+    #                                             to a bold marker, log-uniform (the pen model's width)
+    pen_p: float = 0.8  # scenes written by the pen model (a centre line, any width); the rest in MNIST's own look
+    mnist_look_stroke: float = 0.035  # ... which cannot draw strokes finer than this (digit heights)
+    pressure: tuple[float, float] = (0.0, 0.35)  # the pen's width varies along a stroke by up to this share
+    small_zero_p: float = 0.25  # per 0 in a number of 2+ digits: written small and low, like an "o"
+    size_jitter: float = 0.1  # per digit: height varies by up to this share inside a number
+    styled_p: float = 0.35  # per 1, 7, 4: a flagged 1, a barred 7, an open 4 (see `handwriting.styled`)
+    elastic_p: float = 0.4  # per digit: an elastic distortion (handwriting beyond MNIST's)
     bright_ink_p: float = 0.07  # chalk-like bright ink on a dark board
     ruled_p: float = 0.18
     squared_p: float = 0.15
@@ -72,6 +85,7 @@ class EngineConfig:
     noise_sigma: tuple[float, float] = (0.0, 9.0)  # grey levels
     jpeg_quality: tuple[int, int] = (30, 96)
     words_p: float = 0.3  # of printed texts: a form's words ("Marks Awarded", "Roll No."), the rest random letters
+    handwritten_p: float = 0.35  # of texts: written by hand in the digits' ink (names, grades "B+"; `pen`)
     digits: bool = True  # False: nothing is written, only the marks around (the `distractors` mix)
 
 
@@ -110,6 +124,23 @@ WORDS = ["Marks", "Awarded", "Max", "Total", "Roll No", "Name", "Date", "Score",
          "Marks Awarded", "Max. Marks", "Signature", "Invigilator", "Student", "Remarks", "Balance", "Paid"]
 FONTS = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
          cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX]
+
+
+# The stress grid (`digitlite eval-scenes --grid`): pen width x digit height x digits, one cell at a time.
+GRID_STROKES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25)  # stroke width, in digit heights
+GRID_HEIGHTS = (12, 24, 48, 120, 400, 1500)  # px: the digits' height in the picture (1500: one fills a 2,000 px photo)
+GRID_DIGITS = ((1, 1), (3, 6), (7, 12))  # digits in the number
+
+
+def stress_cell(stroke: float, height_px: float, digits: tuple[int, int]) -> EngineConfig:
+    """The engine's ranges narrowed to one cell of the stress grid: a crop of one number, written with the pen
+    model at `stroke` (digit heights), its digits `height_px` tall in the picture, `digits` (lo, hi) long."""
+    lo, hi = digits
+    draw_px = max(height_px, min(4.0 * height_px, 160.0))  # small digits are drawn larger, then reduced
+    return EngineConfig(frame_share=0.0, tight_share=0.0, single_share=1.0 if hi == 1 else 0.0,
+                        long_share=1.0 if lo >= 7 else 0.0, max_digits=max(hi, 2), min_digits=max(lo, 2),
+                        second_line_p=0.0, stroke=(stroke, stroke), pen_p=1.0, crop_height_px=(draw_px, draw_px),
+                        final_height_px=float(height_px), touching_p=0.0, text_p=0.3, scribble_p=0.1)
 
 
 @dataclass
@@ -151,8 +182,13 @@ def _ink_points(digit_28: np.ndarray) -> np.ndarray:
     return np.stack([xs, ys], axis=1).astype(np.float32) + 0.5
 
 
-def _place_line(rng, images, picks, origin, angle, height, gap, slant, labels) -> list[_Placed]:
-    """Digits side by side along a line at `angle` (radians), starting at `origin` (the first digit's left)."""
+def _place_line(rng, images, picks, origin, angle, height, gap, slant, labels, size_jitter: float = 0.1,
+                small_zero_p: float = 0.0) -> list[_Placed]:
+    """Digits side by side along a line at `angle` (radians), starting at `origin` (the first digit's left).
+
+    Each digit's height varies by `size_jitter`; a 0 in a number of two or more digits is, with `small_zero_p`,
+    written small and sitting low (people write it like an "o").
+    """
     direction = np.array([math.cos(angle), math.sin(angle)])
     normal = np.array([-math.sin(angle), math.cos(angle)])
     placed, advance = [], 0.0
@@ -163,13 +199,18 @@ def _place_line(rng, images, picks, origin, angle, height, gap, slant, labels) -
             pts = np.float32([[4, 4], [24, 24]])
         x0, y0 = pts.min(axis=0)
         x1, y1 = pts.max(axis=0)
-        h_k = height * rng.uniform(0.88, 1.08)
+        h_k = height * rng.uniform(1 - size_jitter, 1 + size_jitter * 0.7)
+        drop = 0.0
+        if int(labels[index]) == 0 and len(picks) > 1 and rng.random() < small_zero_p:
+            small = rng.uniform(0.5, 0.8)
+            drop = (h_k - h_k * small) / 2 * rng.uniform(0.4, 1.0)  # sits toward the baseline
+            h_k *= small
         s = h_k / max(y1 - y0, 1.0)
         s_x = s * rng.uniform(0.85, 1.15)  # narrower or wider hands
         w_k = (x1 - x0) * s_x
         rot = angle + rng.normal(0, math.radians(3))
         centre = (np.asarray(origin) + direction * (advance + w_k / 2)
-                  + normal * rng.normal(0, 0.04) * height)
+                  + normal * (rng.normal(0, 0.04) * height + drop))
         # source centre -> origin, scale, shear (slant), rotate, move to the centre on the canvas
         c, si = math.cos(rot), math.sin(rot)
         rotation = np.array([[c, -si], [si, c]])
@@ -183,11 +224,17 @@ def _place_line(rng, images, picks, origin, angle, height, gap, slant, labels) -
 
 
 def _stroke_alpha(rng, digit_28: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, int],
-                  height: float, stroke: float) -> np.ndarray:
-    """The digit's ink coverage (float32 0-1) inside `roi` of the canvas, with the chosen stroke width."""
+                  height: float, stroke: float, pressure: float | None = None) -> np.ndarray:
+    """The digit's ink coverage (float32 0-1) inside `roi` of the canvas, with the chosen stroke width.
+
+    With `pressure` (the pen model) the digit's centre line is drawn by a pen `stroke * height` px wide, any
+    width; without, MNIST's own strokes are thickened or thinned (not finer than about 3.5 % of the height).
+    """
     x, y, w, h = roi
     shifted = matrix.copy()
     shifted[:, 2] -= (x, y)
+    if pressure is not None:
+        return pen.draw(rng, pen.centre_segments(digit_28), shifted, (w, h), stroke * height, pressure)
     smooth = cv2.warpAffine(digit_28.astype(np.float32) / 255.0, shifted, (w, h), flags=cv2.INTER_CUBIC)
     # MNIST strokes are about 0.11 of the digit height; thresholding the smooth upscaled digit lower or
     # higher makes them thicker or thinner, and a dilation makes a marker.
@@ -293,6 +340,20 @@ def _draw_distractors(rng, canvas: np.ndarray, height: float, ink, keep_out: lis
             if spot is None:
                 continue
             colour = tuple(float(v) for v in _jitter(rng, (40, 40, 40), 25))
+            written = pen.handwritten_word(rng, target_h * 1.3) if rng.random() < cfg.handwritten_p else None
+            if written is not None:  # a word in the writer's own hand and ink: letters are nothing to read
+                wh, ww = written.shape
+                spot = _free_spot(rng, (ww, wh), (h, w), keep_out)
+                if spot is None:
+                    continue
+                x0, y0 = int(spot[0]), int(spot[1])
+                a = written[:max(0, min(wh, h - y0)), :max(0, min(ww, w - x0))][..., None]
+                region = canvas[y0:y0 + a.shape[0], x0:x0 + a.shape[1]].astype(np.float32)
+                canvas[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = (region * (1 - a) + np.asarray(ink) * a).astype(
+                    np.uint8)
+                keep_out.append((x0, y0, ww, wh))
+                conditions.append("handwritten-text")
+                continue
             cv2.putText(canvas, text, (int(spot[0]), int(spot[1] + th * scale)), font, scale, colour,
                         max(1, int(round(scale * rng.uniform(0.8, 2.0)))), cv2.LINE_AA)
             keep_out.append((spot[0], spot[1], tw * scale, th * scale * 1.4))
@@ -372,7 +433,8 @@ def _choose_digits(rng, cfg: EngineConfig, tight: bool) -> list[int]:
     """How many digits on each line."""
     if tight or rng.random() < cfg.single_share:
         return [1]
-    first = int(rng.integers(7, cfg.max_digits + 1) if rng.random() < cfg.long_share else rng.integers(2, 7))
+    first = int(rng.integers(max(7, cfg.min_digits), cfg.max_digits + 1) if rng.random() < cfg.long_share
+                else rng.integers(cfg.min_digits, min(7, cfg.max_digits + 1)))
     lines = [first]
     if rng.random() < cfg.second_line_p:
         lines.append(int(rng.integers(1, 8)))
@@ -407,6 +469,10 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
     stroke = float(np.exp(rng.uniform(np.log(cfg.stroke[0]), np.log(cfg.stroke[1]))))
     if touching:  # overlapping marker strokes merge into a blot no one can read
         stroke = min(stroke, cfg.touching_max_stroke)
+    pen_drawn = rng.random() < cfg.pen_p
+    pressure = float(rng.uniform(*cfg.pressure)) if pen_drawn else None
+    if not pen_drawn:
+        stroke = max(stroke, cfg.mnist_look_stroke)
     line_pitch = rng.uniform(1.3, 1.9)  # line spacing, in digit heights
 
     # Digit height: in a frame, log-uniform from tiny to what still fits; in a crop, its own size.
@@ -420,11 +486,16 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
 
     picks = [rng.integers(0, len(images), n) for n in counts]
     placed: list[_Placed] = []
+    drawn: list[np.ndarray] = []  # each placed digit's 28x28 image as written (styled, distorted)
     line_of: list[int] = []
     normal = np.array([-math.sin(angle), math.cos(angle)])
     for li, line_picks in enumerate(picks):
         origin = normal * li * line_pitch * height + np.array([rng.normal(0, 0.3) * height * (li > 0), 0.0])
-        placed += _place_line(rng, images, line_picks, origin, angle, height, gap, slant, labels)
+        styled = np.stack([handwriting.styled(rng, images[i], int(labels[i]), cfg.styled_p, cfg.elastic_p)
+                           for i in line_picks])
+        placed += _place_line(rng, styled, np.arange(len(line_picks)), origin, angle, height, gap, slant,
+                              labels[line_picks], cfg.size_jitter, cfg.small_zero_p)
+        drawn += list(styled)
         line_of += [li] * len(line_picks)
 
     # The canvas: the content's extent plus margins (crops), or the frame with the content somewhere in it.
@@ -496,14 +567,14 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
 
     canvas = canvas.astype(np.float32)
     coverage = np.zeros((ch, cw), np.float32)
-    for p, box in zip(placed if cfg.digits else [], boxes, strict=False):
+    for p, digit, box in zip(placed if cfg.digits else [], drawn, boxes, strict=False):
         roi = _grow(box, 0.25 * height + 3, cw, ch)
         if roi[2] < 1 or roi[3] < 1:
             continue
-        a = _stroke_alpha(rng, images[p.index], p.matrix, roi, height, stroke)
+        a = _stroke_alpha(rng, digit, p.matrix, roi, height, stroke, pressure)
         x, y, w, h = roi
         coverage[y:y + h, x:x + w] = np.maximum(coverage[y:y + h, x:x + w], a)
-    pencil = rng.random() < 0.15 and not bright and stroke < 0.12  # a pencil line is never marker-wide
+    pencil = rng.random() < 0.15 and not bright and 0.02 < stroke < 0.12  # a pencil is never marker-wide
     strength = rng.uniform(0.35, 0.7) if pencil else rng.uniform(0.8, 1.0)
     coverage *= strength * (_texture(rng, ch, cw, 3, 0.25) if pencil else 1.0)
     coverage = cv2.GaussianBlur(coverage, (0, 0), rng.uniform(0.3, 0.8))
@@ -543,15 +614,16 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
     # The camera: blur, noise, JPEG; a crop is also resized to its final pixel size.
     image = canvas
     if not frame:
-        final_long = float(np.exp(rng.uniform(np.log(28), np.log(1600))))
+        final_long = float(np.exp(rng.uniform(*np.log(cfg.final_long_px))))
         final_long = max(final_long, 14.0 * max(cw, ch) / max(height, 1.0))  # a digit stays >= 14 px tall
-        f = final_long / max(cw, ch)
+        f = cfg.final_height_px / height if cfg.final_height_px > 0 else final_long / max(cw, ch)
         if f < 1:  # only shrink here: enlarging would waste work, the detector resizes anyway
             nw, nh = max(1, round(cw * f)), max(1, round(ch * f))
-            image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+            image = frames.shrink(image, (nw, nh), not bright)  # optics spread a fine line, never erase it
             boxes = [_box(pts * [nw / cw, nh / ch], spread * f) for pts in points]
             height *= f
-    sigma = rng.uniform(*cfg.blur_sigma)
+    # a blur wider than twice the stroke erases the writing for anyone: a camera that sharp is not the case
+    sigma = min(rng.uniform(*cfg.blur_sigma), max(0.6, 2.0 * stroke * height))
     if sigma > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     noise = rng.uniform(*cfg.noise_sigma)
@@ -571,6 +643,8 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
         tags.append("tilted")
     if stroke > 0.17:
         tags.append("marker")
+    elif stroke < 0.02:
+        tags.append("ballpoint")
     elif stroke < 0.06:
         tags.append("fine-pen")
     if max(counts) >= 7:
@@ -584,7 +658,8 @@ def render(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
     params.update({
         "frame": frame, "tight": tight, "digits_per_line": counts, "height_px": round(height, 1),
         "gap": round(float(gap), 3), "tilt_deg": round(float(tilt), 2), "slant": round(float(slant), 3),
-        "stroke": round(stroke, 4), "pattern": pattern, "bright_ink": bright, "sticky": sticky,
+        "stroke": round(stroke, 4), "pen": pen_drawn, "pressure": pressure,
+        "pattern": pattern, "bright_ink": bright, "sticky": sticky,
         "blur_sigma": round(float(sigma), 2), "noise_sigma": round(float(noise), 2), "jpeg_quality": quality,
         "size": [int(image.shape[1]), int(image.shape[0])], "digit_index": [int(i) for li in picks for i in li],
     })

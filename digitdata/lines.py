@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitdata import engine
+from digitdata import engine, frames, handwriting, pen
 
 INPUT_HEIGHT = 32  # px: the recognizer's input height (a region is resized to it, keeping its aspect) ...
 INPUT_WIDTH = 256  # ... and width: shorter regions are padded on the right, longer ones squeezed
@@ -50,9 +50,14 @@ class LineConfig:
     touching_p: float = 0.3  # digits that overlap or touch
     gap: tuple[float, float] = (0.04, 0.9)  # space between digits, in digit heights (touching: -0.15..0.03)
     slant: float = 0.3  # shear of the writing
-    stroke: tuple[float, float] = (0.035, 0.24)  # stroke width in digit heights: fine pen to bold marker
+    stroke: tuple[float, float] = (0.006, 0.24)  # stroke width in digit heights: ballpoint to bold marker
+    pen_p: float = 0.8  # lines written by the pen model (`digitdata.pen`); the rest in MNIST's own look
+    pressure: tuple[float, float] = (0.0, 0.35)  # the pen's width varies along a stroke by up to this share
+    small_zero_p: float = 0.25  # per 0 in a number: written small and low, like an "o"
+    size_jitter: float = 0.12  # per digit: height varies by up to this share inside a number
+    max_draw_height_px: float = 160.0  # a fine pen's digits are drawn up to this tall so its line is >= 1 px
     elastic_p: float = 0.5  # per digit: an elastic distortion (handwriting beyond MNIST's)
-    styled_p: float = 0.35  # per 7 or 1: a barred 7, a flagged 1
+    styled_p: float = 0.35  # per 1, 7, 4: a flagged 1, a barred 7, an open 4
     word_p: float = 0.5  # printed or script words before or after the number ...
     cursive_p: float = 0.4  # ... of which this share handwritten (a joined pen path: a name, "Verified")
     inside_p: float = 0.08  # a mark between two digits of the number
@@ -96,7 +101,7 @@ def line_input(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
         raise ValueError(f"expected a grey region (H, W), got shape {g.shape}")
     h, w = g.shape
     nw = max(1, min(INPUT_WIDTH, round(w * INPUT_HEIGHT / h)))
-    small = cv2.resize(g, (nw, INPUT_HEIGHT), interpolation=cv2.INTER_AREA if h > INPUT_HEIGHT else cv2.INTER_LINEAR)
+    small = frames.shrink(g, (nw, INPUT_HEIGHT), dark_ink)  # a fine pen's stroke does not fade away
     ink = small.astype(np.float32)
     if dark_ink:
         ink = 255.0 - ink
@@ -112,33 +117,6 @@ def line_input(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- digits
-
-
-def _styled(rng, digit_28: np.ndarray, label: int, cfg: LineConfig) -> np.ndarray:
-    """The MNIST digit with an elastic distortion, and a bar on a 7 or a flag on a 1 now and then."""
-    d = digit_28.copy()
-    if label in (1, 7) and rng.random() < cfg.styled_p:
-        ys, xs = np.nonzero(d > engine.MNIST_INK)
-        if len(ys) > 5:
-            y0, y1 = ys.min(), ys.max()
-            if label == 7:  # a bar across the stem, a little below the middle
-                yb = int(y0 + rng.uniform(0.45, 0.6) * (y1 - y0))
-                row = xs[np.abs(ys - yb) <= 1]
-                if len(row):
-                    xc = float(row.mean())
-                    half = rng.uniform(2.5, 4.5)
-                    cv2.line(d, (int(xc - half), yb), (int(xc + half), yb), 255, 2, cv2.LINE_AA)
-            else:  # a flag from the top down to the left
-                xt = int(xs[ys == y0].mean())
-                cv2.line(d, (xt, int(y0)), (xt - int(rng.integers(3, 7)), int(y0) + int(rng.integers(3, 6))), 255,
-                         2, cv2.LINE_AA)
-    if rng.random() < cfg.elastic_p:
-        alpha, sigma = rng.uniform(1.0, 2.6), rng.uniform(3.0, 4.5)
-        dx = cv2.GaussianBlur(rng.uniform(-1, 1, (28, 28)).astype(np.float32), (0, 0), sigma) * alpha * sigma
-        dy = cv2.GaussianBlur(rng.uniform(-1, 1, (28, 28)).astype(np.float32), (0, 0), sigma) * alpha * sigma
-        yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
-        d = cv2.remap(d, xx + dx, yy + dy, cv2.INTER_LINEAR, borderValue=0)
-    return d
 
 
 def _digit_count(rng, cfg: LineConfig) -> int:
@@ -181,11 +159,12 @@ def _truetype_fonts() -> list[Path]:
 
 
 def _put_truetype(rng, canvas: np.ndarray, text: str, x: float, baseline: float, height: float, colour: float,
-                  right_end: bool) -> float:
-    """`text` in a TrueType face (as forms are printed), its capitals about `height` tall."""
+                  right_end: bool, faces: tuple | list | None = None) -> float:
+    """`text` in a TrueType face (as forms are printed, or `faces`: handwriting), its capitals about `height`
+    tall."""
     from PIL import Image, ImageDraw, ImageFont
 
-    faces = _truetype_fonts()
+    faces = faces or _truetype_fonts()
     font = ImageFont.truetype(str(faces[rng.integers(len(faces))]), max(6, int(height * 1.35)))
     left, top, right, bottom = font.getbbox(text)
     width = right - left
@@ -295,6 +274,12 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     stroke = float(np.exp(rng.uniform(*np.log(cfg.stroke))))
     if touching:
         stroke = min(stroke, 0.14)
+    pen_drawn = rng.random() < cfg.pen_p
+    pressure = float(rng.uniform(*cfg.pressure)) if pen_drawn else None
+    if not pen_drawn:
+        stroke = max(stroke, engine.EngineConfig.mnist_look_stroke)
+    else:  # a fine pen is drawn large enough to be a line (a photo of it is; the input's resizing keeps it)
+        height = max(height, min(cfg.max_draw_height_px, pen.MIN_WIDTH_PX / stroke))
     marks: list[str] = []
 
     # Ink coverage on a wide canvas: words, the number, words; then the region is cut from it.
@@ -307,14 +292,15 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     x0 = word_room + height * rng.uniform(0.2, 0.8)
     placed = []
     if n:
-        styled = np.stack([_styled(rng, images[i], int(labels[i]), cfg) for i in picks])
+        styled = np.stack([handwriting.styled(rng, images[i], int(labels[i]), cfg.styled_p, cfg.elastic_p)
+                           for i in picks])
         placed = engine._place_line(rng, styled, np.arange(n), (x0, ch / 2), 0.0, height, gap, slant,
-                                    labels[picks])
+                                    labels[picks], cfg.size_jitter, cfg.small_zero_p)
     coverage = np.zeros((ch, cw), np.float32)
     for p in placed:
         x, y, w, h = engine._grow(engine._box(p.points), 0.25 * height + 3, cw, ch)
         if w > 0 and h > 0:
-            a = engine._stroke_alpha(rng, styled[p.index], p.matrix, (x, y, w, h), height, stroke)
+            a = engine._stroke_alpha(rng, styled[p.index], p.matrix, (x, y, w, h), height, stroke, pressure)
             coverage[y:y + h, x:x + w] = np.maximum(coverage[y:y + h, x:x + w], a)
     if n:
         every = np.concatenate([p.points for p in placed])
@@ -323,12 +309,15 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     else:
         nx0, nx1 = x0, x0 + height * rng.uniform(1, 5)
         ny0, ny1 = ch / 2 - height / 2, ch / 2 + height / 2
-    pen = max(1, int(round(stroke * height * 0.8)))
+    pen_px = max(1, int(round(stroke * height * 0.8)))
 
     def word(x: float, baseline: float, right_end: bool) -> float:
+        if rng.random() < cfg.cursive_p and pen.handwriting_fonts() and rng.random() < 0.5:
+            return _put_truetype(rng, ink, pen.HANDWRITTEN_WORDS[rng.integers(len(pen.HANDWRITTEN_WORDS))], x,
+                                 baseline, height * rng.uniform(0.6, 1.0), 255, right_end, pen.handwriting_fonts())
         if rng.random() < cfg.cursive_p:  # handwritten: joined (a name) or letter by letter (capitals on a form)
             draw = _cursive if rng.random() < 0.5 else _block_letters
-            return draw(rng, ink, x, baseline, height, 255, max(1, pen), right_end)
+            return draw(rng, ink, x, baseline, height, 255, max(1, pen_px), right_end)
         return _put_word(rng, ink, x, baseline, height, 255, right_end)
 
     if rng.random() < cfg.word_p or n == 0:
@@ -344,9 +333,9 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
         k = int(rng.integers(1, n))
         xm = (placed[k - 1].points[:, 0].max() + placed[k].points[:, 0].min()) / 2
         if rng.random() < 0.5:
-            cv2.line(ink, (int(xm - 0.15 * height), int(ch / 2)), (int(xm + 0.15 * height), int(ch / 2)), 255, pen)
+            cv2.line(ink, (int(xm - 0.15 * height), int(ch / 2)), (int(xm + 0.15 * height), int(ch / 2)), 255, pen_px)
         else:
-            cv2.circle(ink, (int(xm), int(ny1 - 0.05 * height)), max(1, pen), 255, -1)
+            cv2.circle(ink, (int(xm), int(ny1 - 0.05 * height)), max(1, pen_px), 255, -1)
         marks.append("inside")
     if rng.random() < cfg.scribble_p or (n == 0 and rng.random() < 0.5):
         size = height * rng.uniform(0.5, 1.6)
@@ -354,10 +343,10 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
                                                                                                                1.2)
         if n == 0:
             side = nx0 + rng.uniform(0, 2) * height
-        _scribble(rng, ink, side, ch / 2 - size / 2 + rng.normal(0, 0.1) * height, size, 255, pen)
+        _scribble(rng, ink, side, ch / 2 - size / 2 + rng.normal(0, 0.1) * height, size, 255, pen_px)
         marks.append("scribble")
     if n == 0 and rng.random() < cfg.strike_p * 10:
-        cv2.line(ink, (int(nx0), int(ch / 2)), (int(nx1), int(ch / 2 + rng.normal(0, 0.1) * height)), 255, pen)
+        cv2.line(ink, (int(nx0), int(ch / 2)), (int(nx1), int(ch / 2 + rng.normal(0, 0.1) * height)), 255, pen_px)
     rule = rng.random() < cfg.rule_p
     if rule:
         y = ny1 + height * rng.uniform(-0.05, 0.3) if rng.random() < 0.7 else ny0 - height * rng.uniform(0.05, 0.3)
@@ -406,7 +395,7 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
         m = cv2.getRotationMatrix2D(((rx0 + rx1) / 2, (ry0 + ry1) / 2), math.degrees(tilt), 1.0)
         coverage = cv2.warpAffine(coverage, m, (cw, ch), flags=cv2.INTER_LINEAR)
     coverage = coverage[ry0:ry1, rx0:rx1]
-    gray = _photograph(rng, coverage, height, cfg)
+    gray = _photograph(rng, coverage, height, cfg, stroke * height)
     bright = rng.random() < cfg.bright_ink_p
     if bright:
         gray = 255 - gray
@@ -414,8 +403,10 @@ def render_line(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     return Line(gray, text, not bright, marks + (["touching"] if touching else []))
 
 
-def _photograph(rng, coverage: np.ndarray, height: float, cfg: LineConfig) -> np.ndarray:
-    """Ink coverage (0-1) as a grey photo: paper, ink, light, shadow, blur, noise, JPEG."""
+def _photograph(rng, coverage: np.ndarray, height: float, cfg: LineConfig, stroke_px: float = 1e9) -> np.ndarray:
+    """Ink coverage (0-1) as a grey photo: paper, ink, light, shadow, blur, noise, JPEG. The blur is drawn in
+    digit heights, but never wider than twice the stroke (a photo whose blur erases the strokes reads as
+    nothing to anyone)."""
     h, w = coverage.shape
     paper = rng.uniform(130, 250)
     contrast = rng.uniform(0.25, 0.9) * paper if rng.random() < 0.2 else rng.uniform(0.5, 0.92) * paper
@@ -425,13 +416,14 @@ def _photograph(rng, coverage: np.ndarray, height: float, cfg: LineConfig) -> np
     img *= engine._light(rng, h, w)
     if rng.random() < 0.2:
         img *= engine._shadow(rng, h, w, hard=rng.random() < 0.5)
-    sigma = rng.uniform(*cfg.blur_sigma) * height / 32
+    sigma = min(rng.uniform(*cfg.blur_sigma) * height / 32, max(0.8, 2.0 * stroke_px))
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     if rng.random() < 0.5:  # the region is seen at camera resolution: often small
         f = rng.uniform(14, 40) / height
         if f < 1:
-            img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            # a camera's optics spread a fine line over a pixel rather than fade it away: a stroke-safe reduction
+            img = frames.shrink(img.astype(np.float32), (max(1, round(w * f)), max(1, round(h * f))), True)
     img = img + rng.normal(0, rng.uniform(*cfg.noise_sigma), img.shape)
     img = np.clip(img, 0, 255).astype(np.uint8)
     quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitdata import engine, frames, heatmap
+from digitdata import engine, frames, heatmap, realsets
 from digitdata.mnist import Mnist, cache_dir, find_mnist
+from digitdata.progress import progress
 
 VALIDATION_DIGITS = 5000  # training images held out, as for the classifier (same split, same seed)
 SPLIT_SEED = 42
@@ -49,12 +50,21 @@ class SceneSet:
 
 
 def digit_split(data: Mnist, part: str) -> tuple[np.ndarray, np.ndarray]:
-    """The digits a set may use: "train" (outside the validation split), "validation" or "test"."""
+    """The digits a set may use: "train" (outside the validation split, with the real training digits of
+    `realsets.real_digit_pool` when they are there), "validation" or "test"."""
     if part == "test":
         return data.x_test, data.y_test
     order = np.random.default_rng(SPLIT_SEED).permutation(len(data.y_train))
     idx = order[:VALIDATION_DIGITS] if part == "validation" else order[VALIDATION_DIGITS:]
-    return data.x_train[idx], data.y_train[idx]
+    if part == "validation":
+        return data.x_train[idx], data.y_train[idx]
+    real_x, real_y = realsets.real_digit_pool()
+    return np.concatenate([data.x_train[idx], real_x]), np.concatenate([data.y_train[idx], real_y])
+
+
+def real_digits_in_training() -> int:
+    """How many real digits the "train" part adds (0 without ../shared): part of every training set's recipe."""
+    return len(realsets.real_digit_pool()[1])
 
 
 def _render_chunk(task: tuple) -> dict:
@@ -81,7 +91,8 @@ def _chunks(count: int, seed: int, part: str, data_dir, cfg: engine.EngineConfig
     a smaller one's scenes (scene i always comes from the seed [seed, i])."""
     name = "detector"
     recipe = {"what": name, "seed": seed, "part": part, "engine": asdict(cfg), "size": list(size),
-              "stride": heatmap.STRIDE, "version": 3}
+              "stride": heatmap.STRIDE, "version": 4,
+              "real_digits": real_digits_in_training() if part == "train" else 0}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir().parent / "scenes"
     paths = [folder / f"{name}-{part}-{seed}-{start}-{min(CHUNK, count - start)}-{key}.npz"
@@ -93,7 +104,9 @@ def _chunks(count: int, seed: int, part: str, data_dir, cfg: engine.EngineConfig
         tasks = [(seed, i * CHUNK, min(CHUNK, count - i * CHUNK), part, data_dir, asdict(cfg), size) for i in missing]
         workers = workers or min(len(tasks), os.cpu_count() or 1)
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-            results = pool.map(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
+            results = progress(pool.map(_render_chunk, tasks) if pool else map(_render_chunk, tasks),
+                               f"rendering {part} scenes (seed {seed})", total=sum(task[2] for task in tasks),
+                               unit="scenes", size=lambda arrays: len(arrays["texts"]))
             for i, arrays in zip(missing, results, strict=True):  # each slice is kept as soon as it is made
                 fresh[i] = arrays
                 if cache:

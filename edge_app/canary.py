@@ -8,7 +8,8 @@ golden images the bundle carries, if any. The new bundle is refused if it reads 
 no corrections and a bundle with no golden images have nothing to judge by: the canary says so and lets the
 bundle through.
 `update` is the one way a device switches bundles after an install (`digitlite models`, the MQTT fleet agent):
-the canary, then the atomic switch, and the outcome kept for the page.
+the bundle's signer checked against the device's trusted keys, the canary, then the atomic switch, and the
+outcome kept for the page.
 """
 
 from __future__ import annotations
@@ -121,11 +122,13 @@ def update(store: ModelStore, version: str, history_path=None, force: bool = Fal
     "version", "reason", "canary": Verdict.to_dict() or None}; the outcome is also kept in the store.
 
     Raises:
-        BundleError: the bundle is not installed or its files do not check.
+        BundleError: the bundle is not installed, no key this device trusts signed it (`ModelStore.verify`), or
+            its files do not check.
         One of `edge_app.wiring.MODEL_ERRORS`: a model of the bundle (or in use) cannot be loaded.
     """
     from edge_app.wiring import reader_from
 
+    store.verify_installed(version)  # before the canary reads anything with it; `force` skips only the canary
     verdict = None
     if not force:
         paths = store.paths(version)

@@ -3,7 +3,8 @@
 
 Each `*_main(argv) -> exit code` parses its options into the plain options of `edge_app.config`
 (`ReaderOptions`, `LiveOptions`), lets `edge_app.wiring` build the reader and the loop, runs them, and says
-what went wrong in one line (exit 2: bad input or options; 3: a missing extra). Defaults come from
+what went wrong in one line (`_fail`), with an exit code of the one table, `digitlite.EXIT_CODES` (2: bad input
+or options, a model or configuration it cannot use; 3: a missing extra). Defaults come from
 `edge_app.config`; a TOML file's keys (`config.OPTIONS`) are checked against these parsers. TFLite's Pi
 examples: `main()` parses, `run()` works. Never imports TensorFlow.
 
@@ -19,17 +20,17 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 
-from digitlite import HelpFormatter
+from digitlite import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_MISSING_EXTRA, EXIT_OK, EXIT_REFUSED, HelpFormatter
 from edge_app import config
 from edge_app.config import FILE_LIMITS, UPLOAD_LIMITS, HistorySettings, LiveOptions, ReaderOptions
 from edge_app.live.sources import SOURCE_HELP
+from edge_app.read.table import TEXT_MARK
 from edge_app.runtime import DEFAULT_MODEL, DEFAULT_RECOGNIZER, DEFAULT_REGIONS, check_threads
 from edge_app.store.corrections import describe, export
 from edge_app.store.history import HistoryError, ReadingStore, default_history_path, parse_since, repair, write_records
@@ -42,9 +43,13 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"digitlite {prog}", description=description, formatter_class=HelpFormatter)
 
 
-def _fail(prog: str, exc: BaseException | str, code: int = 2) -> int:
+def _fail(prog: str, exc: BaseException | str, code: int | None = None) -> int:
+    """Say what went wrong in one line; the exit code of `digitlite.EXIT_CODES`: `code`, else 3 for a missing
+    dependency (an ImportError: no LiteRT runtime, no paho-mqtt) and 2 for anything else (bad input)."""
     print(f"digitlite {prog}: {exc}", file=sys.stderr)
-    return code
+    if code is not None:
+        return code
+    return EXIT_MISSING_EXTRA if isinstance(exc, ImportError) else EXIT_BAD_INPUT
 
 
 # ---------------------------------------------------------------------------------------------- the reader
@@ -167,20 +172,81 @@ def read_main(argv: list[str]) -> int:
                              "as it is read. Exit code 1 only if none could be read.")
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("--json", action="store_true", help="one JSON object per image, per line")
+    parser.add_argument("--table", type=Path, default=None, metavar="CSV",
+                        help="read each image's ruled table cell by cell and write it as CSV: a number per cell, "
+                             f"'37?' where unsure, {TEXT_MARK} for writing that is not a number (a printed header, "
+                             "a name), empty cells empty; one image: this file; several: a folder of NAME.csv")
     add_pixel_limit(parser, FILE_LIMITS.max_pixels)
     add_model_options(parser)
     args = parser.parse_args(argv)
     try:
         limits = limits_from_args(args)
+        paths = _expand(args.paths)
+        outputs = table_outputs(paths, args.table) if args.table is not None else None
         reader = reader_from_args(args)
     except MODEL_ERRORS as exc:
-        print(f"digitlite read: {exc}", file=sys.stderr)
-        return 2
+        return _fail("read", exc)
+    if outputs is not None:
+        from edge_app.read.table import TableReader
+
+        tables = TableReader(reader)
+        results = (read_table_file(p, tables, out, limits) for p, out in zip(paths, outputs, strict=True))
+        show = _print_table
+    else:
+        results, show = read_files(paths, reader, limits), _print_result
     any_read = False
-    for result in read_files(_expand(args.paths), reader, limits):
-        _print_result(result, args.json)
+    for result in results:
+        show(result, args.json)
         any_read |= "error" not in result
-    return 0 if any_read else 1
+    return EXIT_OK if any_read else EXIT_FAILED
+
+
+def table_outputs(paths: list[Path], target: Path) -> list[Path]:
+    """Where each image's table goes: `target` itself for one image (unless it is a folder), else
+    `target`/NAME.csv. ValueError for two images of one name, or one image to an existing folder's name."""
+    if len(paths) == 1 and not target.is_dir():
+        return [target]
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"--table {target}: {len(paths)} images need a folder for their tables, and {target} is a "
+                         f"file; name a folder (it is created)")
+    stems = collections.Counter(p.stem for p in paths)
+    twice = sorted(stem for stem, n in stems.items() if n > 1)
+    if twice:
+        raise ValueError(f"--table {target}: several images are named {twice[0]!r} and their tables would be one "
+                         f"file; read them one at a time")
+    return [target / f"{p.stem}.csv" for p in paths]
+
+
+def read_table_file(path: Path, table_reader, out: Path, limits=FILE_LIMITS) -> dict:
+    """One file's ruled table read cell by cell (`edge_app.read.table`) and written to `out` as CSV, atomically:
+    {"source", "csv", "rows", "columns", "cells", "corners", "latency_ms", "stage_ms"}, or {"source", "error"}
+    saying why it could not be (no table, an unreadable file, a CSV that cannot be written)."""
+    from edge_app.read.images import read_image
+
+    started = time.perf_counter()
+    try:
+        table = table_reader.read(read_image(path, limits))
+        table.write_csv(out)
+    except (OSError, ValueError) as exc:
+        return {"source": str(path), "error": str(exc)}
+    except Exception as exc:  # the reader failing on one file must not lose the others' results
+        log.debug("reading the table of %s failed", path, exc_info=exc)
+        return {"source": str(path), "error": f"the table reader failed on this image ({type(exc).__name__}: {exc})"}
+    result = table.to_dict()
+    stages = result.pop("latency_ms")
+    total = (time.perf_counter() - started) * 1e3
+    return {"source": str(path), "csv": str(out), **result, "latency_ms": round(total, 3),
+            "stage_ms": {"decode_and_write": round(total - stages["total"], 3), **stages}}
+
+
+def _print_table(result: dict, as_json: bool) -> None:
+    if as_json or "error" in result:
+        _print_result(result, as_json)
+        return
+    states = collections.Counter(cell["state"] for row in result["cells"] for cell in row)
+    print(f"{result['source']}: {result['rows']} rows x {result['columns']} columns -> {result['csv']}   "
+          f"[{states['number']} numbers, {states['unsure']} unsure, {states['text']} text not read, "
+          f"{result['latency_ms']:.1f} ms]", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -241,7 +307,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web", action="store_true", help="also serve the live web page while running")
     parser.add_argument("--host", default=config.HOST, help="web page address (with --web)")
     parser.add_argument("--port", type=int, default=config.PORT, help="web page port (with --web)")
-    parser.add_argument("--token", default=None, help="web page access token (with --web)")
+    parser.add_argument("--token", default=None, help="web page access token (with --web); default: "
+                                                      "$DIGITLITE_TOKEN (kept out of `ps`)")
     parser.add_argument("--config", default=None, help="TOML config whose keys are defaults for these options "
                                                        "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
     add_model_options(parser)
@@ -268,29 +335,28 @@ def run_main(argv: list[str]) -> int:
     options = live_options(args)
     try:
         check_live(options)
+        mqtt_auth = config.load_mqtt_auth(known.config) if options.mqtt else config.MqttAuth()
         if args.web:
-            from edge_app.web.server import check_token
+            from edge_app.web.server import resolve_token
 
-            check_token(args.token)
+            args.token = resolve_token(args.token)
         reader = reader_from_args(args)
         web = _web_view(args, reader) if args.web else None
     except (*MODEL_ERRORS, ImportError, OSError) as exc:
-        print(f"digitlite run: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, ImportError) else 2
+        return _fail("run", exc)
     try:
         source = open_source(args.source)
     except SourceError as exc:
-        print(f"digitlite run: {exc}", file=sys.stderr)
-        return 2
+        return _fail("run", exc)
     show = not args.headless and can_show()
     if not args.headless and not show:
         print("digitlite run: no display or no GUI in this OpenCV build; running headless", file=sys.stderr)
     try:
-        loop = build_live(options, reader, source, [web.stream] if web else [], reload=_reloader(args, web))
+        loop = build_live(options, reader, source, [web.stream] if web else [], reload=_reloader(args, web),
+                          mqtt_auth=mqtt_auth)
     except (HistoryError, ValueError, ImportError) as exc:
         source.close()
-        print(f"digitlite run: {exc}", file=sys.stderr)
-        return 2
+        return _fail("run", exc)
     if show:
         loop.sinks.append(Preview(loop.request_stop))
     if web is not None:
@@ -326,7 +392,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=config.HOST,
                         help="address to listen on; 0.0.0.0 makes the page reachable from the network")
     parser.add_argument("--port", type=int, default=config.PORT, help="TCP port (0: any free port)")
-    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
+    parser.add_argument("--token", default=None,
                         help=f"require this token on every request (?token=... in the page URL); default: "
                              f"${TOKEN_ENV}")
     parser.add_argument("--max-upload-mb", type=float, default=UPLOAD_LIMITS.max_bytes / 2**20,
@@ -339,10 +405,10 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def _serve_limits(args: argparse.Namespace):
     """The upload limits of `args`; ValueError naming the option that is out of range."""
-    from edge_app.web.server import check_token
+    from edge_app.web.server import resolve_token
 
     check_live(live_options(args))
-    check_token(args.token)
+    args.token = resolve_token(args.token)  # --token, else $DIGITLITE_TOKEN; an empty one from either is refused
     if not args.max_upload_mb >= 0.01:
         raise ValueError(f"--max-upload-mb {args.max_upload_mb} is too small; it must be at least 0.01.")
     if not 0 <= args.port <= 65535:
@@ -362,53 +428,49 @@ def serve_main(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
     try:
         limits = _serve_limits(args)
-    except ValueError as exc:
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 2
+        # The broker's credentials: $DIGITLITE_CONFIG (else /etc/digitlite.toml) [mqtt] and $DIGITLITE_MQTT_*.
+        mqtt_auth = config.load_mqtt_auth() if args.mqtt else config.MqttAuth()
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("serve", exc)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from edge_app.web.server import LiveWebView, WebDependencyError, load_app_module
 
     try:
         load_app_module()
     except WebDependencyError as exc:
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 3
+        return _fail("serve", exc)
     from edge_app.live.loop import run_until_stopped
     from edge_app.store.history import HistoryError, ReadingStore
 
     try:
         reader = reader_from_args(args)
-    except (*MODEL_ERRORS, ImportError) as exc:
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 1
+    except (*MODEL_ERRORS, ImportError) as exc:  # as `read` and `run`: 2, or 3 for a missing runtime
+        return _fail("serve", exc)
     if args.source is None:
         try:
             history = ReadingStore(args.history, HistorySettings(keep=args.history_keep))
             view = LiveWebView(reader, args.host, args.port, args.token, limits, history, args.log_level)
         except (HistoryError, OSError) as exc:
-            print(f"digitlite serve: {exc}", file=sys.stderr)
-            return 1
+            return _fail("serve", exc)
         view.announce(live=False)
         try:
             view.server.run()
         finally:
             history.close()
-        return 0
+        return EXIT_OK
     from edge_app.live.sources import open_source
 
     try:
         view = LiveWebView(reader, args.host, args.port, args.token, limits, log_level=args.log_level)
         source = open_source(args.source)
-    except OSError as exc:  # a busy port, a camera that cannot be opened (SourceError)
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # a busy port, a camera that cannot be opened (SourceError): as in `run`
+        return _fail("serve", exc)
     try:
         loop = build_live(live_options(args), reader, source, [view.stream], stdout=False,
-                          reload=_reloader(args, view))
+                          reload=_reloader(args, view), mqtt_auth=mqtt_auth)
     except (HistoryError, ValueError, ImportError) as exc:
         source.close()
-        print(f"digitlite serve: {exc}", file=sys.stderr)
-        return 1
+        return _fail("serve", exc)
     view.attach(loop)
     view.announce(live=True)
     return run_until_stopped(loop, view.server, keep_serving=True)
@@ -442,8 +504,7 @@ def history_main(argv: list[str]) -> int:
         db = history_db(args.db, args.config)
         store = ReadingStore(db, create=False)
     except (ValueError, OSError) as exc:
-        print(f"digitlite history: {exc}", file=sys.stderr)
-        return 2
+        return _fail("history", exc)
     try:
         records = store.since(since, args.limit)
     finally:
@@ -459,8 +520,7 @@ def _repair_main(args: argparse.Namespace) -> int:
         db = history_db(args.db, args.config)
         done = repair(db)
     except (HistoryError, ValueError) as exc:
-        print(f"digitlite history: {exc}", file=sys.stderr)
-        return 2
+        return _fail("history", exc)
     copied = ", ".join(f"{n} {table}" for table, n in done["copied"].items())
     lost = sum(done["lost"].values())
     print(f"repaired {db}: copied {copied}; {lost} unreadable rows left out"
@@ -497,13 +557,11 @@ def _with_store(args: argparse.Namespace, prog: str, work, errors: tuple = (Valu
         db = history_db(args.db, args.config)
         store = ReadingStore(db, create=False)
     except (ValueError, OSError) as exc:
-        print(f"digitlite {prog}: {exc}", file=sys.stderr)
-        return None, 2
+        return None, _fail(prog, exc)
     try:
-        return work(store), 0
+        return work(store), EXIT_OK
     except errors as exc:
-        print(f"digitlite {prog}: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return None, 2
+        return None, _fail(prog, exc.args[0] if isinstance(exc, KeyError) else exc, EXIT_BAD_INPUT)
     finally:
         store.close()
 
@@ -556,12 +614,15 @@ def corrections_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- models
 
 MODELS_HELP = """
-  list                      the installed bundles, which is active, their gate figures
-  install PATH|URL          verify a bundle (sha256, manifest) and unpack it beside the others; --activate too
+  list                      the installed bundles, which is active, who signed each, their gate figures (signed)
+  install PATH|URL          verify a bundle (sha256, manifest, a trusted signature) and unpack it beside the
+                            others; --activate too
   activate VERSION          switch to an installed bundle, after the canary on this device's corrections
   rollback                  back to the bundle active before (or the packaged models)
-  pack RELEASE --out FILE   (host) the released int8 models of RELEASE as one bundle, its sha256 beside it
-  announce BUNDLE --broker H:P [--serve ADDR | --url URL] [--expect N]
+  keygen --out KEY          (host) a signing key: KEY stays on the host, devices trust KEY.pub ([models] trusted_keys)
+  pack RELEASE --out FILE --sign KEY
+                            (host) the released int8 models of RELEASE as one signed bundle, its sha256 beside it
+  announce BUNDLE --broker H:P [--serve ADDR | --url URL] [--devices A,B]
                             (host) offer a bundle to the fleet over MQTT; print each device's outcome
   follow --broker H:P       (device) take the bundles the fleet is offered: fetch, verify, canary, activate
 """
@@ -579,11 +640,19 @@ def models_main(argv: list[str]) -> int:
         description="The model bundles on this device: installed beside each other, one active, switched "
                     f"atomically. Store: ${config.MODEL_STORE_ENV}, else ~/.local/share/digitlite/models. A "
                     "running `digitlite run` or `serve` loads a newly activated one between two frames, within "
-                    f"{config.LoopSettings().model_check_s:g} s (at once on SIGHUP).",
+                    f"{config.LoopSettings().model_check_s:g} s (at once on SIGHUP). A bundle is taken only when a "
+                    "key in [models] trusted_keys of the configuration file (--config, else $DIGITLITE_CONFIG, else "
+                    "/etc/digitlite.toml) signed it.",
         epilog="commands:" + MODELS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     show = sub.add_parser("list", help="the installed bundles")
     show.add_argument("--json", action="store_true", help="print them as JSON")
+    show.add_argument("--config", default=None, help="TOML config whose [models] trusted_keys say who signed each "
+                                                     "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
+    keygen = sub.add_parser("keygen", help="(host) make an Ed25519 signing key and its public key")
+    keygen.add_argument("--out", type=Path, required=True,
+                        help="the private key to write (mode 0600; never overwritten); KEY.pub beside it")
+    keygen.add_argument("--name", default="", help="the key's name, shown by devices (default: the file's name)")
     install = sub.add_parser("install", help="install a bundle (path or http(s) URL)")
     install.add_argument("source", help="the bundle file or URL; its sha256 from --sha256, else NAME.sha256 beside it")
     install.add_argument("--sha256", default=None, help="the bundle's sha256 as the host printed it")
@@ -601,18 +670,28 @@ def models_main(argv: list[str]) -> int:
     pack.add_argument("--golden", type=Path, default=None,
                       help="a folder of labelled images (truth.csv or labels.csv) the bundle carries: a device's "
                            "canary refuses the bundle if it reads them worse than the models in use")
+    pack.add_argument("--sign", type=Path, default=None, metavar="KEY",
+                      help="sign the bundle with this private key (`models keygen`); devices refuse unsigned "
+                           "bundles unless their configuration sets allow_unsigned")
     offer = sub.add_parser("announce", help="(host) offer a bundle to the fleet over MQTT")
     offer.add_argument("bundle", type=Path, help="the bundle file (its NAME.sha256 beside it)")
     where = offer.add_mutually_exclusive_group(required=True)
     where.add_argument("--serve", metavar="HOST:PORT", help="serve the bundle over HTTP from here meanwhile")
     where.add_argument("--url", help="where the devices download it (served elsewhere)")
-    offer.add_argument("--expect", type=int, default=0, help="wait for this many devices' outcomes")
+    offer.add_argument("--expect", type=int, default=None,
+                       help="wait for this many devices' outcomes (default: as many as --devices names, else 0)")
+    offer.add_argument("--devices", type=lambda text: [d for d in text.split(",") if d.strip()], default=None,
+                       metavar="A,B", help="the fleet's devices: only their outcomes count, one each (default: any "
+                                           "device's; the broker's ACL keeps each device to its own topic)")
     offer.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for them")
     follow = sub.add_parser("follow", help="(device) take the bundles offered to the fleet")
     follow.add_argument("--device", default=None, help="this device's name (default: the host name)")
     follow.add_argument("--max-updates", type=int, default=None, help="stop after this many (default: never)")
+    offer.add_argument("--config", default=None, help="TOML config whose [mqtt] credentials and TLS files are used "
+                                                      "(default: $DIGITLITE_CONFIG, else /etc/digitlite.toml)")
     for p in (offer, follow):
-        p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT]")
+        p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT]; its user name, password and "
+                                                       "TLS files come from [mqtt] of --config or $DIGITLITE_MQTT_*")
         p.add_argument("--prefix", default="digitlite/fleet", help="the fleet's topic prefix")
     for p in (install, activate, follow):  # the history whose corrections the canary reads
         _history_options(p, "--history")
@@ -625,11 +704,16 @@ def models_main(argv: list[str]) -> int:
 
     from edge_app.runtime.bundle import BundleError, pack_release
 
-    store = ModelStore()
+    store = ModelStore(config=getattr(args, "config", None))
     try:
+        if args.command == "keygen":
+            return _keygen(args.out, args.name)
         if args.command == "pack":
-            bundle = pack_release(args.release, args.out, args.version, args.golden)
+            bundle = pack_release(args.release, args.out, args.version, args.golden, sign=args.sign)
             print(f"bundle {bundle.version} written to {args.out}\nsha256 {bundle.sha256}")
+            if args.sign is None:
+                print("digitlite models: the bundle is not signed (--sign KEY): devices refuse it unless their "
+                      "configuration sets allow_unsigned = true in [models]", file=sys.stderr)
             return 0
         if args.command == "list":
             return _list_bundles(store, args.json)
@@ -645,13 +729,13 @@ def models_main(argv: list[str]) -> int:
         if args.command == "install":
             bundle = store.fetch(args.source, args.sha256)
             fresh = store.install(bundle)
-            print(f"bundle {bundle.version} {'installed' if fresh else 'was already installed'} in {store.bundles}")
+            signer = store.signer(bundle.version)
+            print(f"bundle {bundle.version} {'installed' if fresh else 'was already installed'} in {store.bundles}"
+                  f" (signed by {signer.describe()})")
             if not args.activate:
                 return 0
-            version = bundle.version
-        else:
-            version = args.version
-        return _activate(store, version, args.force, args.history)
+            return _activate(store, bundle.version, args.force, args.history, installed=fresh)
+        return _activate(store, args.version, args.force, args.history)
     except (BundleError, HistoryError, OSError, ValueError, ImportError) as exc:
         return _fail("models", exc)
 
@@ -670,17 +754,19 @@ def _announce(args: argparse.Namespace) -> int:
     def show(outcome: dict) -> None:
         print(f"{outcome.get('device')}: {outcome.get('outcome')} ({outcome.get('reason')})", flush=True)
 
+    if args.expect is None:
+        args.expect = len(args.devices or [])
     try:
-        outcomes = announce(args.bundle, url, args.broker, args.prefix, args.expect, args.timeout, show)
+        outcomes = announce(args.bundle, url, args.broker, args.prefix, args.expect, args.timeout, show,
+                            auth=config.load_mqtt_auth(args.config), devices=args.devices)
     finally:
         if server is not None:
             server.close()
     counts = collections.Counter(o.get("outcome") for o in outcomes)
     print(f"{len(outcomes)} device(s) answered: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "none"))
     if len(outcomes) < args.expect:
-        print(f"digitlite models: {args.expect - len(outcomes)} device(s) did not answer in {args.timeout:g} s "
-              f"(the announcement stays retained: they take it when they connect)", file=sys.stderr)
-        return 1
+        return _fail("models", f"{args.expect - len(outcomes)} device(s) did not answer in {args.timeout:g} s "
+                               f"(the announcement stays retained: they take it when they connect)", EXIT_FAILED)
     return 0
 
 
@@ -689,7 +775,8 @@ def _follow(args: argparse.Namespace, store) -> int:
     from edge_app.fleet import FleetAgent
     from edge_app.live.loop import stop_on_signals
 
-    agent = FleetAgent(args.broker, args.device, args.prefix, store, args.history)
+    agent = FleetAgent(args.broker, args.device, args.prefix, store, args.history,
+                       auth=config.load_mqtt_auth(args.config))
     print(f"following {agent.topic} on {args.broker} as {agent.device}; outcomes on {agent.reply_topic}",
           flush=True)
     with stop_on_signals(agent.stop):
@@ -705,14 +792,31 @@ def _list_bundles(store, as_json: bool) -> int:
     if not bundles:
         print(f"no bundles installed in {store.root}: the packaged models are in use")
     for b in bundles:
-        figures = b.get("gate", {}).get("recognizer", {}).get("figures", {})
-        exact = f"recognizer exact {figures['exact']:.1%}" if "exact" in figures else "no gate figures"
-        print(f"{'*' if b['active'] else ' '} {b['version']}  created {b.get('created', '?')}  {exact}")
+        if b["gate"] is None:
+            exact = "gate figures not shown: no trusted key signed them"
+        else:
+            figures = (b["gate"].get("recognizer") or {}).get("figures") or {}
+            exact = f"recognizer exact {figures['exact']:.1%}" if "exact" in figures else "no gate figures"
+        print(f"{'*' if b['active'] else ' '} {b['version']}  created {b.get('created', '?')}  signed by "
+              f"{b['signer']['describe']}  {exact}")
     return 0
 
 
-def _activate(store, version: str, force: bool, history_path: Path | None) -> int:
-    """The canary (unless `force`), then the switch; 1 when the canary refuses the bundle."""
+def _keygen(out: Path, name: str) -> int:
+    """`models keygen`: a new signing key, and what to do with each half."""
+    from edge_app.runtime.signing import generate, public_path
+
+    public = generate(out, name)
+    print(f"signing key {public.label} written to {out} (keep it on this host, mode 0600) and its public key to "
+          f"{public_path(out)}\non each device, trust it in the configuration file:\n  [models]\n  trusted_keys = "
+          f"[\"/etc/digitlite/{public_path(out).name}\"]   # or the key itself: \"{public.line().split()[1]}\"\n"
+          f"then sign bundles with: digitlite models pack RELEASE --out b.tar --sign {out}")
+    return 0
+
+
+def _activate(store, version: str, force: bool, history_path: Path | None, installed: bool = False) -> int:
+    """The canary (unless `force`), then the switch; EXIT_REFUSED (4) when the canary refuses the bundle. A bundle
+    this command `installed` that is refused or cannot be loaded is removed again."""
     from edge_app.canary import update
 
     if force:
@@ -720,13 +824,16 @@ def _activate(store, version: str, force: bool, history_path: Path | None) -> in
     try:
         done = update(store, version, Path(history_path) if history_path else None, force)
     except MODEL_ERRORS as exc:
+        if installed:
+            store.discard(version)
         return _fail("models", f"bundle {version} cannot be loaded: {exc}")
     if done["canary"] is not None:
         print(f"canary: {done['reason']}")
     if done["outcome"] == "refused":
-        print(f"digitlite models: bundle {version} refused; the models in use stay active (--force activates it "
-              f"anyway)", file=sys.stderr)
-        return 1
+        removed = installed and store.discard(version)
+        then = ("and it is removed again (install it with --activate --force to take it anyway)" if removed else
+                "(--force activates it anyway)")
+        return _fail("models", f"bundle {version} refused; the models in use stay active {then}", EXIT_REFUSED)
     print(f"active: {version}; {LOADED}")
     return 0
 
@@ -743,7 +850,7 @@ def config_main(argv: list[str]) -> int:
     try:
         options = config.load_run_config(args.config)
     except (config.ConfigError, FileNotFoundError) as exc:
-        return _fail("config", exc, 1)
+        return _fail("config", exc)  # as `run` refuses the same file
     print(json.dumps(options, indent=2))
     return 0
 
@@ -775,4 +882,4 @@ def doctor_main(argv: list[str]) -> int:
         report = doctor.format_report(checks, args.quiet)
         if report:
             print(report)
-    return 0 if ok else 1
+    return EXIT_OK if ok else EXIT_FAILED

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_app.runtime.interpreter import DEFAULT_THREADS, MAX_THREADS
@@ -52,6 +52,32 @@ class ReaderSettings:
     empty_below_scale: float = 0.6  # a picture shrunk more than this for the first look, where it found nothing,
     empty_tiles: int = 2  # ... is looked at again in this many tiles per side (at most 4 more looks)
     work_side: int = WORK_SIDE  # px: larger pictures are read at this long side (bounded work per picture)
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """`digitlite read --table` (`edge_app.read.table`): how rules are told from writing, which ink is writing, how
+    sure a cell's number must be, and the work per page. The picture is read at most ReaderSettings.work_side."""
+
+    max_cells: int = 600  # cells a table may have (rows x columns): a finer grid (graph paper) is refused; each
+    #                       cell with ink is one recognizer run, so a page's work is bounded
+    min_table_share: float = 0.1  # of the picture's area: the box of a table's net of rules covers at least this
+    threshold_block: float = 1 / 40  # of the picture's long side: the neighbourhood ink is told from paper in
+    threshold_c: float = 12.0  # grey levels: ink is at least this much darker than its neighbourhood
+    rule_kernel: float = 1 / 20  # of the table's width (height): straight runs of ink this long may be rules ...
+    rule_cells: float = 1.5  # ... and, once the cells' pitch is known, runs this many cells long (writing stays in one)
+    rule_span: float = 0.3  # of the table across: a line of rule pixels covering less is writing, not a rule
+    rule_edge: float = 0.08  # ... a rule's thickness reaches as far as its pixels cover this share
+    rule_slack: int = 2  # px (rectified): a rule this far off straight is still one line
+    rule_gap_px: int = 3  # px (rectified): a faint rule's breaks up to twice this long are bridged
+    rule_max_share: float = 0.2  # of the rules' median spacing: a thicker "rule" is a pen stroke, not a ruled line
+    rule_present: float = 0.5  # of a cell's side: a rule covering less of it is missing there (a merged cell)
+    min_cell_px: int = 12  # px (rectified): rules closer than this are one rule; a cell holds a digit at least this big
+    cell_inset: float = 0.04  # of a cell's side: cut this far inside its rules (their ragged edges stay out)
+    ink_min_extent: float = 0.15  # of a cell's inner height: ink parts smaller than this are specks, not writing ...
+    ink_min_px: int = 10  # px (rectified): ... or smaller than this in a large cell (a small number in a tall one)
+    sure_above: float = 0.75  # the least sure digit's confidence: a cell's number below it is marked unsure ("37?")
+    number_above: float = 0.3  # ... and below this, the cell's ink is taken as text, not a number
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -109,6 +135,11 @@ class HistorySettings:
     #                             640x480: ~50 MB); a corrected reading's examples are kept beyond it
 
 
+# A history that cannot be written when the loop starts (a read-only disk or file): the run keeps reading with
+# its readings in memory instead, lost when it ends. Bounded for a small board: ~3 MB of readings, ~5 MB of examples.
+MEMORY_HISTORY = HistorySettings(keep=10_000, examples_keep=100)
+
+
 # ---------------------------------------------------------------------------------------------- model bundles
 MODEL_STORE_ENV = "DIGITLITE_MODEL_STORE"  # where installed bundles live, instead of the user's data folder
 
@@ -121,11 +152,74 @@ class BundleLimits:
     max_files: int = 48  # members of a bundle at most: 3 models, manifest, description, golden images and labels
     download_timeout_s: float = 30.0  # s without a byte from the server before a download is abandoned
     download_total_s: float = 600.0  # s a whole download may take (a server that trickles bytes is cut off)
+    max_member_bytes: int = 32 * 2**20  # B one member may unpack to (its declared size; sparse ones are refused)
+    max_unpacked_bytes: int = 64 * 2**20  # B all members together may unpack to, checked before one is read
+    keep_bundles: int = 4  # bundles kept installed: the active one, then those it may roll back to, newest first
+    min_free_bytes: int = 32 * 2**20  # B left free on the store's disk after an install (the history needs room)
 
 
 BUNDLE_LIMITS = BundleLimits()
 CANARY_MAX_READINGS = 500  # the newest corrected readings a new bundle is tried on (each: its regions and frame)
 GOLDEN_MAX_IMAGES = 32  # golden images a bundle carries at most (read by the canary with both bundles)
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """Which bundles a device takes: the `[models]` table of its configuration file (`load_trust`), read by
+    `digitlite models` (install, activate, follow) and the page."""
+
+    trusted_keys: tuple[str, ...] = ()  # Ed25519 public keys: KEY.pub files (`digitlite models keygen`), their
+    #                                     line or its base64; a bundle signed by none of them is refused
+    allow_unsigned: bool = False  # a lab: unsigned bundles and unknown signers are taken, each with a warning
+    base_dir: Path | None = None  # where relative key paths are taken from: the configuration file's folder
+
+
+TRUST_KEYS = {  # the keys of [models], with an example each
+    "trusted_keys": 'trusted_keys = ["/etc/digitlite/release.key.pub"]   # in [models]',
+    "allow_unsigned": "allow_unsigned = false   # in [models]",
+}
+
+
+def parse_trust(table: object, where: str = "<config>", base_dir: Path | None = None) -> TrustSettings:
+    """The TrustSettings of a `[models]` table (ConfigError naming the key, what it got and an example)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: 'models' must be a table ([models]), got {table!r}. Example: "
+                          f"{TRUST_KEYS['trusted_keys']}")
+    table = {key.replace("-", "_"): value for key, value in table.items()}
+    unknown = sorted(set(table) - set(TRUST_KEYS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(TRUST_KEYS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} in [models].{hint} Valid keys are: "
+                          f"{', '.join(TRUST_KEYS)}.")
+    keys = table.get("trusted_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k.strip() for k in keys):
+        raise ConfigError(f"{where}: 'trusted_keys' in [models] must be a list of key files or keys, got "
+                          f"{keys!r}. Example: {TRUST_KEYS['trusted_keys']}")
+    allow = table.get("allow_unsigned", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{where}: 'allow_unsigned' in [models] must be true or false, got {allow!r}. "
+                          f"Example: {TRUST_KEYS['allow_unsigned']}")
+    return TrustSettings(tuple(keys), allow, base_dir)
+
+
+def load_trust(path: str | Path | None = None) -> TrustSettings:
+    """The `[models]` table of the configuration file (`config_path`); TrustSettings() when there is none.
+
+    Raises:
+        FileNotFoundError: `path` (or $DIGITLITE_CONFIG) names a file that does not exist.
+        ConfigError: the file or its [models] table is not valid.
+    """
+    chosen = config_path(path)
+    if chosen is None:
+        return TrustSettings()
+    if not chosen.is_file():
+        raise FileNotFoundError(f"configuration file {chosen} not found: pass --config with an existing file")
+    try:
+        table = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: not valid TOML ({exc})") from exc
+    return parse_trust(table.get("models", {}), str(chosen), chosen.resolve().parent)
 
 
 # ---------------------------------------------------------------------------------------------- what a command asks
@@ -184,6 +278,45 @@ class MqttSettings:
     idle_s: float = 0.5  # s the publisher thread sleeps when it has nothing to do (new readings wake it)
     drain_s: float = 2.0  # s close() keeps publishing the outbox (a short run's last readings) before it stops
     close_s: float = 3.0  # s close() waits for the client's network thread; past it the thread is abandoned
+    check_s: float = 5.0  # s `digitlite doctor` and `models announce` wait for the broker to accept the device
+
+
+# Who the device is to its broker, and how the connection is protected. Only the configuration file's [mqtt]
+# table or the environment give these, never the command line: `ps` shows every process's arguments. The
+# environment wins over the file (a secret kept in a systemd EnvironmentFile, mode 0600).
+MQTT_AUTH_ENV = {
+    "username": "DIGITLITE_MQTT_USERNAME",
+    "password": "DIGITLITE_MQTT_PASSWORD",
+    "tls": "DIGITLITE_MQTT_TLS",  # true/false
+    "ca_file": "DIGITLITE_MQTT_CA_FILE",
+    "cert_file": "DIGITLITE_MQTT_CERT_FILE",
+    "key_file": "DIGITLITE_MQTT_KEY_FILE",
+}
+
+
+@dataclass(frozen=True)
+class MqttAuth:
+    """The device's MQTT credentials and TLS files (`load_mqtt_auth`); the default is an anonymous, plain
+    connection. The password never appears in a repr or a log line."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False  # TLS even without ca_file: the broker's certificate is checked against the system's CAs
+    ca_file: Path | None = None  # PEM: the CA that signed the broker's certificate (turns TLS on)
+    cert_file: Path | None = None  # PEM: this device's certificate, for a broker that asks for one (TLS)
+    key_file: Path | None = None  # PEM: its private key (else cert_file holds both)
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls or self.ca_file or self.cert_file)
+
+    def describe(self) -> str:
+        """Who connects and how, for messages: "user 'meter' over TLS (CA /etc/ca.pem)", never the password."""
+        who = f"user {self.username!r}" if self.username else "no user name (anonymous)"
+        if not self.uses_tls:
+            return f"{who}, without TLS"
+        ca = f"CA {self.ca_file}" if self.ca_file else "the system's CAs"
+        return f"{who} over TLS ({ca}{', client certificate ' + str(self.cert_file) if self.cert_file else ''})"
 
 
 # ---------------------------------------------------------------------------------------------- the web page
@@ -241,6 +374,7 @@ class Option:
     low: float | None = None  # inclusive bounds for numbers
     high: float | None = None
     path: bool = False  # a file path: relative values are taken from the config file's folder
+    cli: bool = True  # False: a key of the file only (a secret), read by its own loader, never a command-line option
 
 
 # The one table of configuration keys. A dotted key is a key inside a [table]. Add a key here when
@@ -280,6 +414,19 @@ OPTIONS: dict[str, Option] = {
                              'ha_prefix = "homeassistant"   # in [mqtt]'),
     "mqtt.device_name": Option("device_name", str, "this device's name in Home Assistant and MQTT messages",
                                'device_name = "water-meter"   # in [mqtt]'),
+    # The broker's credentials and TLS files (`load_mqtt_auth`): file or environment only, never argv.
+    "mqtt.username": Option("username", str, "the device's MQTT user name (or $DIGITLITE_MQTT_USERNAME)",
+                            'username = "digitlite"   # in [mqtt]', cli=False),
+    "mqtt.password": Option("password", str, "its MQTT password (or $DIGITLITE_MQTT_PASSWORD); keep the file "
+                            "chmod 0640", 'password = "..."   # in [mqtt]', cli=False),
+    "mqtt.tls": Option("tls", bool, "TLS to the broker, its certificate checked against the system's CAs "
+                       "(ca_file names another CA)", "tls = true   # in [mqtt]", cli=False),
+    "mqtt.ca_file": Option("ca_file", str, "PEM file of the CA that signed the broker's certificate (turns TLS on)",
+                           'ca_file = "/etc/digitlite/mqtt-ca.pem"   # in [mqtt]', path=True, cli=False),
+    "mqtt.cert_file": Option("cert_file", str, "PEM file of this device's client certificate (TLS)",
+                             'cert_file = "/etc/digitlite/device.pem"   # in [mqtt]', path=True, cli=False),
+    "mqtt.key_file": Option("key_file", str, "PEM file of that certificate's private key",
+                            'key_file = "/etc/digitlite/device.key"   # in [mqtt]', path=True, cli=False),
     "plausibility.expect": Option("expect", str, "increasing: a reading below the previous value is suspect",
                                   'expect = "increasing"   # in [plausibility]'),
     "plausibility.max_step": Option("max_step", int, "the largest change from the previous value, in counts",
@@ -323,7 +470,8 @@ def _check_value(where: str, key: str, value: object, option: Option) -> object:
 
 
 def parse_run_config(text: str, where: str = "<config>", base_dir: Path | None = None) -> dict:
-    """The `digitlite run` defaults set by one TOML document.
+    """The `digitlite run` defaults set by one TOML document (the keys of the file only, such as the MQTT password,
+    are checked but left out: `load_mqtt_auth` reads them).
 
     Args:
         text: the TOML text.
@@ -337,11 +485,22 @@ def parse_run_config(text: str, where: str = "<config>", base_dir: Path | None =
         ConfigError: invalid TOML, an unknown key (with close matches and the valid keys), a wrong type or an
             out-of-range value.
     """
+    keys = parse_config(text, where, base_dir)
+    return {OPTIONS[key].dest: value for key, value in keys.items() if OPTIONS[key].cli}
+
+
+def parse_config(text: str, where: str = "<config>", base_dir: Path | None = None) -> dict[str, object]:
+    """Every key one TOML document sets, checked: {dotted key: value}; relative paths taken from `base_dir`.
+
+    Raises:
+        ConfigError: as `parse_run_config`.
+    """
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc}). See edge_app/deploy/digitlite.toml for an "
                           f"example.") from exc
+    parse_trust(table.pop("models", {}), where, base_dir)  # `digitlite models`' own table: checked, not a run option
     config: dict[str, object] = {}
     for key, value in _flatten(table).items():
         option = OPTIONS.get(key)
@@ -354,7 +513,7 @@ def parse_run_config(text: str, where: str = "<config>", base_dir: Path | None =
         if option.path and isinstance(value, str):
             path = Path(value).expanduser()
             value = str(path if path.is_absolute() else (base_dir or Path.cwd()) / path)
-        config[option.dest] = value
+        config[key] = value
     return config
 
 
@@ -380,6 +539,16 @@ def load_run_config(path: str | Path | None = None) -> dict:
         FileNotFoundError: `path` (or $DIGITLITE_CONFIG) names a file that does not exist.
         ConfigError: the file is not valid (see `parse_run_config`).
     """
+    keys = load_config(path)
+    return {OPTIONS[key].dest: value for key, value in keys.items() if OPTIONS[key].cli}
+
+
+def load_config(path: str | Path | None = None) -> dict[str, object]:
+    """Every key the configuration file sets, checked ({dotted key: value}; {} when there is no file to read).
+
+    Raises:
+        FileNotFoundError, ConfigError: as `load_run_config`.
+    """
     chosen = config_path(path)
     if chosen is None:
         return {}
@@ -387,7 +556,72 @@ def load_run_config(path: str | Path | None = None) -> dict:
         raise FileNotFoundError(f"configuration file {chosen} not found. Copy the example: "
                                 f"sudo cp edge_app/deploy/digitlite.toml {DEFAULT_CONFIG}, or pass --config "
                                 f"with an existing file.")
-    return parse_run_config(chosen.read_text(encoding="utf-8"), str(chosen), chosen.resolve().parent)
+    return parse_config(chosen.read_text(encoding="utf-8"), str(chosen), chosen.resolve().parent)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _auth_from_env(environ) -> dict[str, object]:
+    """The MQTT_AUTH_ENV variables that are set, as MqttAuth fields; an empty one is refused, as --token '' is (an
+    unset variable is how to leave a value out; an empty one is a mistake that would silently mean none)."""
+    given: dict[str, object] = {}
+    for name, variable in MQTT_AUTH_ENV.items():
+        value = environ.get(variable)
+        if value is None:
+            continue
+        if not value.strip():
+            raise ConfigError(f"${variable} is set but empty: give the {name.replace('_', ' ')}, or unset it "
+                              f"(`unset {variable}`; in a systemd unit, remove the line).")
+        if name == "tls":
+            if value.strip().lower() not in _TRUE + _FALSE:
+                raise ConfigError(f"${variable}={value!r}: expected true or false (1/0, yes/no).")
+            given[name] = value.strip().lower() in _TRUE
+        else:
+            given[name] = value
+    return given
+
+
+def check_mqtt_auth(auth: MqttAuth) -> MqttAuth:
+    """`auth`, or a ConfigError / FileNotFoundError that names what is wrong and the key that fixes it."""
+    if auth.password is not None and not auth.username:
+        raise ConfigError("an MQTT password is set without a user name: set username in [mqtt] of the "
+                          "configuration file (or $DIGITLITE_MQTT_USERNAME).")
+    if auth.key_file and not auth.cert_file:
+        raise ConfigError(f"key_file {auth.key_file} is set without cert_file: set cert_file in [mqtt] (the "
+                          f"device's certificate; $DIGITLITE_MQTT_CERT_FILE), or remove key_file.")
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(auth, name)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"MQTT {name} {path} not found: copy the PEM file there, or fix {name} in "
+                                    f"[mqtt] of the configuration file (or ${MQTT_AUTH_ENV[name]}).")
+    return auth
+
+
+def load_mqtt_auth(path: str | Path | None = None, environ=None) -> MqttAuth:
+    """The device's MQTT credentials and TLS files: the configuration file's [mqtt] username, password, tls,
+    ca_file, cert_file and key_file, each overridden by its environment variable (`MQTT_AUTH_ENV`).
+
+    Args:
+        path: the configuration file; default: $DIGITLITE_CONFIG, else /etc/digitlite.toml when it exists.
+        environ: the environment (default: os.environ).
+
+    Returns:
+        An `MqttAuth`; the default (anonymous, no TLS) when neither sets anything.
+
+    Raises:
+        ConfigError: an invalid file, an empty variable, a password without a user name, a key without a
+            certificate.
+        FileNotFoundError: the configuration file or a PEM file it names does not exist.
+    """
+    keys = load_config(path)
+    given = {OPTIONS[key].dest: value for key, value in keys.items()
+             if key.startswith("mqtt.") and not OPTIONS[key].cli}
+    given.update(_auth_from_env(os.environ if environ is None else environ))
+    for name in ("ca_file", "cert_file", "key_file"):
+        if given.get(name) is not None:
+            given[name] = Path(str(given[name])).expanduser()
+    return check_mqtt_auth(MqttAuth(**given))
 
 
 def check_against_parser(config: dict, parser) -> None:

@@ -1,8 +1,9 @@
 """`digitlite doctor`: checks this device and says what to fix.
 
 It reports Python, the LiteRT runtime and its version, the CPU architecture and board model, the cameras it
-finds, the configuration file, the model file against its manifest (sha256), and one inference with the
-configured XNNPACK threads. Each problem comes with what to do about it. The exit code is 1 when something
+finds, the configuration file, the model file against its manifest (sha256), whether the configured MQTT broker
+accepts the device (its credentials and TLS files), and one inference with the configured XNNPACK threads.
+Each problem comes with what to do about it. The exit code is 1 when something
 `digitlite run` needs is missing or broken (runtime, model, configuration, the configured camera), else 0.
 It never imports TensorFlow.
 
@@ -253,6 +254,52 @@ def check_config(path: str | None) -> tuple[Check, dict]:
     return check, config
 
 
+def check_mqtt(broker: str | None, config: str | None = None) -> Check:
+    """Whether the configured broker accepts this device: one connection with the credentials and TLS files of
+    `load_mqtt_auth` (the file's [mqtt], $DIGITLITE_MQTT_*), waiting at most `MqttSettings.check_s`.
+
+    A broker that is away or refuses the device is a warning, not a failure: `digitlite run` keeps reading and
+    holds its readings in the outbox meanwhile, and the service runs this check before each start. Credentials
+    that cannot be used at all (an empty variable, a missing PEM file) fail, as `digitlite run` refuses them.
+    """
+    if not broker:
+        return Check("mqtt", "info", "no broker configured ([mqtt] broker): readings are not published")
+    from edge_app.outputs.mqtt import connect_checked, new_client, parse_broker
+
+    try:
+        auth = settings.load_mqtt_auth(config)
+        host, port = parse_broker(broker)
+        client = new_client(f"digitlite-doctor-{os.getpid()}", settings.MqttSettings(), auth)
+    except ImportError as exc:
+        return Check("mqtt", "fail", str(exc), "pip install 'digitlite[edge]'")
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError included
+        return Check("mqtt", "fail", str(exc), "fix [mqtt] in the configuration file (example: "
+                     "edge_app/deploy/digitlite.toml) or the $DIGITLITE_MQTT_* variables")
+    data = {"broker": f"{host}:{port}", "username": auth.username, "tls": auth.uses_tls}
+    try:
+        connect_checked(client, host, port, auth)
+    except ConnectionError as exc:
+        return Check("mqtt", "warn", str(exc), "until it is fixed, readings wait in the outbox on this device", data)
+    client.disconnect()
+    client.loop_stop()
+    detail = f"the broker {host}:{port} accepts this device ({auth.describe()})"
+    exposed = _password_exposed(config)
+    if exposed:
+        return Check("mqtt", "warn", f"{detail}; but {exposed} holds the MQTT password and every user can read it",
+                     f"sudo chmod 0640 {exposed} && sudo chgrp digitlite {exposed} (the service's group), or keep "
+                     f"the password in ${settings.MQTT_AUTH_ENV['password']} (a systemd EnvironmentFile, mode "
+                     f"0600)", data)
+    return Check("mqtt", "ok", detail, data=data)
+
+
+def _password_exposed(config: str | None) -> Path | None:
+    """The configuration file, when it holds the MQTT password and others may read it."""
+    chosen = settings.config_path(config)
+    if chosen is None or "mqtt.password" not in settings.load_config(chosen):
+        return None
+    return chosen if chosen.stat().st_mode & 0o004 else None
+
+
 def check_model(model: Path, manifest: Path | None = None, allow_unverified: bool = False,
                 name: str = "model") -> Check:
     """The model file exists, is a TFLite flatbuffer, and matches its manifest entry's sha256
@@ -353,6 +400,8 @@ def run_checks(model: str | None = None, config: str | None = None,
     for name in ("regions", "recognizer"):
         checks.append(check_model(paths[name], name=name, allow_unverified=bool(run_config.get("allow_unverified"))))
     checks.append(check_bundle(bundle))
+    if config_check.status != "fail":
+        checks.append(check_mqtt(run_config.get("mqtt"), config))
     if checks[1].status != "fail" and model_check.status != "fail":
         checks.append(check_inference(model_path, threads))
     else:

@@ -1,5 +1,6 @@
-"""Model bundles for tests: a bundle whose recognizer reads nothing (worse than the released one on any
-corrected examples), and a readings history of the golden photos, each corrected to its true text.
+"""Model bundles for tests: a signing key and a device configuration that trusts it, a bundle whose recognizer
+reads nothing (worse than the released one on any corrected examples), and a readings history of the golden
+photos, each corrected to its true text.
 
 Imported by tests (pytest puts tests/ on sys.path); not a test module itself.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 
 from edge_app.runtime.bundle import pack_release, sha256_bytes
+from edge_app.runtime.signing import generate
 from edge_app.store.history import ReadingStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,15 +39,31 @@ def blank_recognizer(path: Path) -> None:
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs)).convert())
 
 
-def make_worse_bundle(folder: Path, version: str = "worse") -> Path:
-    """`folder`/<version>.bundle: the released classifier and region finder with the blank recognizer."""
+def make_key(folder: Path, name: str = "test-release") -> Path:
+    """A new signing key in `folder` (`digitlite models keygen`): returns the private key; KEY.pub is beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    generate(folder / f"{name}.key", name)
+    return folder / f"{name}.key"
+
+
+def device_config(path: Path, *keys: Path, allow_unsigned: bool = False, extra: str = "") -> Path:
+    """A device configuration at `path` whose [models] trusts the .pub of each private key in `keys`."""
+    trusted = ", ".join(json.dumps(f"{key}.pub") for key in keys)
+    path.write_text(f"{extra}[models]\ntrusted_keys = [{trusted}]\nallow_unsigned = "
+                    f"{'true' if allow_unsigned else 'false'}\n")
+    return path
+
+
+def make_worse_bundle(folder: Path, version: str = "worse", key: Path | None = None) -> Path:
+    """`folder`/<version>.bundle: the released classifier and region finder with the blank recognizer, signed with
+    `key` when given."""
     for name in (*TRIO, "manifest.json"):
         shutil.copy(MODELS / name, folder / name)
     blank_recognizer(folder / TRIO[2])
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["models"][TRIO[2]]["sha256"] = sha256_bytes((folder / TRIO[2]).read_bytes())
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    pack_release(folder, folder / f"{version}.bundle", version)
+    pack_release(folder, folder / f"{version}.bundle", version, sign=key)
     return folder / f"{version}.bundle"
 
 
@@ -66,3 +84,4 @@ def make_corrected_history(path: Path, count: int = 6) -> Path:
         history.correct(record["id"], text)
     history.close()
     return path
+

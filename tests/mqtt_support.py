@@ -37,11 +37,15 @@ class Broker:
         self.config = folder / "mosquitto.conf"
         # As root, mosquitto drops to its own user, which cannot write into the test's private folder: stay root.
         user = "user root\n" if os.geteuid() == 0 else ""
-        self.config.write_text(f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        self.config.write_text(f"{user}{self.listeners()}persistence true\n"
                                f"persistence_location {folder}/\nlog_dest file {self.log_path}\n"
                                f"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
         self.process: subprocess.Popen | None = None
         self.start()
+
+    def listeners(self) -> str:
+        """The configuration's listeners and who may connect: one plain port, anyone."""
+        return f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
 
     @property
     def address(self) -> str:
@@ -110,3 +114,102 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+# ---------------------------------------------------------------------------------------------- password and TLS
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and localhost and a client certificate, each signed by the CA
+    (EC P-256, valid for a day), written as PEM files in `folder`: {"ca", "server_cert", "server_key",
+    "client_cert", "client_key"}; and "other_ca", a CA that signed none of them."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def certificate(subject: str, key, issuer: str, issuer_key, ca: bool, usage=None, names=None):
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                  critical=False))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                decipher_only=False), critical=True)
+        if usage:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def write(stem: str, data: bytes) -> Path:
+        path = folder / stem
+        path.write_bytes(data)
+        return path
+
+    def key_pem(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    files = {}
+    for label in ("ca", "other_ca"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = certificate(f"digitlite test {label}", key, f"digitlite test {label}", key, ca=True)
+        files[label] = write(f"{label}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        if label == "ca":
+            ca_key = key
+    for label, usage, names in (
+            ("server", ExtendedKeyUsageOID.SERVER_AUTH,
+             [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            ("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = certificate(f"digitlite test {label}", key, "digitlite test ca", ca_key, ca=False, usage=usage,
+                           names=names)
+        files[f"{label}_cert"] = write(f"{label}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{label}_key"] = write(f"{label}.key", key_pem(key))
+    return files
+
+
+class SecureBroker(Broker):
+    """Mosquitto as a careful installation runs it (Home Assistant's add-on among them): no anonymous clients, a
+    password file, and TLS. `port`: plain MQTT with a password; `tls_port`: TLS with a password; `cert_port`: TLS
+    that also requires a client certificate signed by the test CA (`pki`, made by `make_pki`)."""
+
+    def __init__(self, folder: Path, users: dict[str, str]):
+        passwd = shutil.which("mosquitto_passwd") or next(
+            (p for p in ("/usr/bin/mosquitto_passwd",) if Path(p).exists()), None)
+        if passwd is None:
+            pytest.skip("Debian's mosquitto (mosquitto_passwd) is not installed (make system-deps installs it)")
+        self.pki = make_pki(folder)
+        self.password_file = folder / "passwd"
+        for k, (user, password) in enumerate(users.items()):
+            subprocess.run([passwd, "-b", *(["-c"] if k == 0 else []), str(self.password_file), user, password],
+                           check=True, capture_output=True)
+        self.password_file.chmod(0o600)
+        self.tls_port, self.cert_port = free_port(), free_port()
+        super().__init__(folder)
+
+    def listeners(self) -> str:
+        tls = (f"cafile {self.pki['ca']}\ncertfile {self.pki['server_cert']}\nkeyfile {self.pki['server_key']}\n")
+        return (f"allow_anonymous false\npassword_file {self.password_file}\n"
+                f"listener {self.port} 127.0.0.1\n"
+                f"listener {self.tls_port} 127.0.0.1\n{tls}"
+                f"listener {self.cert_port} 127.0.0.1\n{tls}require_certificate true\n")
+
+    @property
+    def tls_address(self) -> str:
+        return f"127.0.0.1:{self.tls_port}"

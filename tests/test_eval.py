@@ -151,6 +151,23 @@ def test_kinds_without_a_suffix_make_no_groups():
     assert summary["kind_groups"] == {} and list(summary["readers"]["ours"]["scores"]) == ["all", "multi", "single"]
 
 
+@pytest.mark.parametrize(("kinds", "columns"), [
+    (["nsysu-digits-held"], ["exact nsysu-digits-held"]),  # one kind, with a suffix: no group of one
+    (["letters", "page-printed"], ["exact letters", "exact page-printed"]),  # each suffix alone: no groups
+    (["letters", "page", "page-printed"], ["exact letters+page", "exact letters", "exact page",
+                                           "exact page-printed"]),  # a group of two, the printed kind alone
+])
+def test_the_eval_table_names_each_kind_once(kinds, columns):
+    """Issue 35 item 8: a group of one kind had the kind's name, so its column was printed twice."""
+    from benchmarks.eval_report import build_report, table
+
+    rows = [("7", kind, 1) for kind in kinds]
+    results = evaluate(samples(rows), {"ours": fixed_reader(dict.fromkeys(range(len(rows)), "7"))})
+    header, table_rows = table(build_report(results, {"ours": "a fixed reader"}, {"command": "test"}))
+    assert [h for h in header if h.startswith("exact ")] == columns
+    assert len(table_rows[0]) == len(header)
+
+
 def test_eval_cli_reports_the_kind_groups_and_false_readings(tmp_path):
     (tmp_path / "images").mkdir()
     blank = np.full((200, 200, 3), 255, np.uint8)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bundle_support import MODELS, make_corrected_history, make_worse_bundle
+from bundle_support import MODELS, device_config, make_corrected_history, make_key, make_worse_bundle
 from mqtt_support import Broker, free_port
 from waiting import WAIT_S, wait_for
 
@@ -24,6 +24,19 @@ from edge_app.store.models import ModelStore
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "plant/fleet"
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory) -> Path:
+    """The host's signing key; every device here trusts its .pub (`trusted`)."""
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture(autouse=True)
+def trusted(key, tmp_path, monkeypatch) -> Path:
+    config = device_config(tmp_path / "device.toml", key)
+    monkeypatch.setenv("DIGITLITE_CONFIG", str(config))
+    return config
 
 
 @pytest.fixture
@@ -49,9 +62,9 @@ def start_follower(broker, name: str, store: Path, history: Path) -> subprocess.
 
 
 @pytest.mark.slow
-def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(broker, tmp_path, mnist_dir):
-    bundle = make_worse_bundle(tmp_path)
-    good = pack_release(MODELS, tmp_path / "good.bundle", "good")
+def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(broker, tmp_path, mnist_dir, key):
+    bundle = make_worse_bundle(tmp_path, key=key)
+    good = pack_release(MODELS, tmp_path / "good.bundle", "good", sign=key)
     fresh_store, careful_store = tmp_path / "fresh-store", tmp_path / "careful-store"
     careful_history = make_corrected_history(tmp_path / "careful.db")
     # The fresh device runs its live loop meanwhile: it must pick up the bundle its follower activates.
@@ -67,7 +80,7 @@ def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(
     try:
         host = subprocess.run(
             [sys.executable, "-m", "digitlite", "models", "announce", str(bundle), "--broker", broker.address,
-             "--prefix", PREFIX, "--serve", "127.0.0.1:0", "--expect", "2", "--timeout", str(WAIT_S * 2)],
+             "--prefix", PREFIX, "--serve", "127.0.0.1:0", "--devices", "fresh,careful", "--timeout", str(WAIT_S * 2)],
             capture_output=True, text=True, cwd=REPO, timeout=WAIT_S * 3)
         assert host.returncode == 0, host.stdout + host.stderr
         assert "fresh: activated (no corrected examples on this device yet" in host.stdout
@@ -80,12 +93,12 @@ def test_one_command_on_the_host_updates_one_device_and_is_refused_by_the_other(
         assert ModelStore(careful_store).pointer()["version"] is None  # still the packaged models
         careful = ModelStore(careful_store).last_update()
         assert careful["outcome"] == "refused" and "frames 0/6" in careful["reason"]
-        assert [b["version"] for b in ModelStore(careful_store).installed()] == ["worse"]  # installed, not active
+        assert ModelStore(careful_store).installed() == []  # refused: removed again, it takes no room
 
         second = subprocess.run(
             [sys.executable, "-m", "digitlite", "models", "announce", str(tmp_path / "good.bundle"), "--broker",
-             broker.address, "--prefix", PREFIX, "--serve", "127.0.0.1:0", "--expect", "2", "--timeout",
-             str(WAIT_S * 2)], capture_output=True, text=True, cwd=REPO, timeout=WAIT_S * 3)
+             broker.address, "--prefix", PREFIX, "--serve", "127.0.0.1:0", "--devices", "fresh,careful",
+             "--timeout", str(WAIT_S * 2)], capture_output=True, text=True, cwd=REPO, timeout=WAIT_S * 3)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "2 device(s) answered: 2 activated" in second.stdout
         assert "careful: activated (the new bundle reads this device's corrections as well or better" in second.stdout
@@ -146,6 +159,7 @@ def test_a_device_says_why_it_could_not_take_an_announced_bundle(broker, tmp_pat
     gone = agent.handle(json.dumps({"version": "v9", "url": "http://127.0.0.1:9/v9.bundle",
                                     "sha256": "0" * 64, "announced": "t"}).encode())
     assert gone["outcome"] == "failed" and "cannot download" in gone["reason"] and gone["announced"] == "t"
+    assert "127.0.0.1" not in gone["reason"]  # the published outcome names no internal address
     assert ModelStore().pointer()["version"] is None
     assert ModelStore().last_update()["outcome"] == "failed"
     assert outcome_topic(PREFIX, "desk 2") == "plant/fleet/devices/desk_2/update"

@@ -18,7 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from bundle_support import GOLDEN, MODELS, TRIO, make_corrected_history, make_worse_bundle
+from bundle_support import (
+    GOLDEN,
+    MODELS,
+    TRIO,
+    device_config,
+    make_corrected_history,
+    make_key,
+    make_worse_bundle,
+)
 
 from edge_app.config import MODEL_STORE_ENV, BundleLimits, LoopSettings
 from edge_app.runtime.bundle import BundleError, open_bundle, pack_release, read_sidecar, sha256_bytes
@@ -29,11 +37,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> Path:
-    """v1 and v2: the released int8 models as two bundles (same files, two versions)."""
+def key(tmp_path_factory) -> Path:
+    """The release's signing key (its .pub beside it), which the device trusts (`trusted`)."""
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture(autouse=True)
+def trusted(key, tmp_path, monkeypatch) -> Path:
+    config = device_config(tmp_path / "device.toml", key)
+    monkeypatch.setenv("DIGITLITE_CONFIG", str(config))
+    return config
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, key) -> Path:
+    """v1 and v2: the released int8 models as two signed bundles (same files, two versions, v2 made after v1)."""
     out = tmp_path_factory.mktemp("bundles")
     for version in ("v1", "v2"):
-        pack_release(MODELS, out / f"{version}.bundle", version)
+        pack_release(MODELS, out / f"{version}.bundle", version, sign=key)
     return out
 
 
@@ -60,7 +81,7 @@ def test_a_bundle_carries_the_three_models_their_manifest_and_gate_figures(bundl
     assert digest == sha256_bytes(data)
     bundle = open_bundle(data, digest)
     assert bundle.version == "v1"
-    assert set(bundle.files) == {*TRIO, "manifest.json"}
+    assert set(bundle.files) == {*TRIO, "manifest.json", "signature.json"}
     for name in TRIO:
         assert bundle.files[name] == (MODELS / name).read_bytes()
     assert bundle.info["roles"] == {"model": TRIO[0], "regions": TRIO[1], "recognizer": TRIO[2]}
@@ -120,7 +141,7 @@ def test_install_needs_the_sha256_and_says_where_to_find_it(bundles, store, tmp_
     assert store.fetch(str(lone), read_sidecar(bundles / "v1.bundle")).version == "v1"
 
 
-def test_install_puts_a_bundle_beside_the_others_and_never_over_one(bundles, store, tmp_path):
+def test_install_puts_a_bundle_beside_the_others_and_never_over_one(bundles, store, tmp_path, key):
     assert store.install(store.fetch(str(bundles / "v1.bundle"))) is True
     assert store.install(store.fetch(str(bundles / "v1.bundle"))) is False  # the same files: nothing to do
     assert store.install(store.fetch(str(bundles / "v2.bundle"))) is True
@@ -134,7 +155,7 @@ def test_install_puts_a_bundle_beside_the_others_and_never_over_one(bundles, sto
     manifest = json.loads((release / "manifest.json").read_text())
     manifest["models"][TRIO[0]]["accuracy"]["overall"] = 0.5  # different figures, so a different bundle.json
     (release / "manifest.json").write_text(json.dumps(manifest))
-    pack_release(release, tmp_path / "fake-v1.bundle", "v1")
+    pack_release(release, tmp_path / "fake-v1.bundle", "v1", sign=key)
     with pytest.raises(BundleError, match="never written over"):
         store.install(store.fetch(str(tmp_path / "fake-v1.bundle")))
     assert store.paths("v1")["recognizer"].read_bytes() == (MODELS / TRIO[2]).read_bytes()
@@ -191,7 +212,8 @@ KILLED = textwrap.dedent(
 )
 
 
-STEPS = 8  # four files written (three models, the manifest), staged, installed, pointer written, activated
+STEPS = 9  # five files written (three models, the manifest, the signature), staged, installed, pointer written,
+#           activated
 
 
 @pytest.mark.parametrize("kill_at", range(1, STEPS + 2))
@@ -223,7 +245,7 @@ def test_a_device_killed_at_any_step_of_an_install_starts_with_a_complete_verifi
     assert reader.read(cv2.imread(str(GOLDEN / "scene_02.jpg"))).text == "499684"
     store.remove_leftovers()
     assert not list(root.rglob(".staging-*")) and not list(root.glob(".active.json.*"))
-    if kill_at > 6:  # v2 was installed whole before the kill: installing it again changes nothing
+    if kill_at > 7:  # v2 was installed whole before the kill: installing it again changes nothing
         assert store.install(store.fetch(str(bundles / "v2.bundle"))) is False
 
 
@@ -231,8 +253,8 @@ def test_a_device_killed_at_any_step_of_an_install_starts_with_a_complete_verifi
 
 
 @pytest.fixture(scope="module")
-def worse_bundle(tmp_path_factory) -> Path:
-    return make_worse_bundle(tmp_path_factory.mktemp("worse"))
+def worse_bundle(tmp_path_factory, key) -> Path:
+    return make_worse_bundle(tmp_path_factory.mktemp("worse"), key=key)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +268,7 @@ def test_the_canary_refuses_a_bundle_that_reads_the_devices_corrections_worse(
     store = tmp_path / "store"
     refused = digitlite("models", "install", str(worse_bundle), "--activate", "--history", str(corrected_history),
                         env_store=store)
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 4, refused.stderr  # a gate refused: digitlite.EXIT_REFUSED
     assert "reads this device's corrections worse" in refused.stdout
     figures = refused.stdout.split("worse: ")[1]
     assert "0/" in figures.split(" against ")[0] and "frames 0/6" in figures, figures
@@ -259,26 +281,27 @@ def test_the_canary_refuses_a_bundle_that_reads_the_devices_corrections_worse(
     assert "as well or better" in good.stdout
     assert json.loads(digitlite("models", "list", "--json", env_store=store).stdout)["active"] == "v1"
 
-    forced = digitlite("models", "activate", "worse", "--force", env_store=store)
+    assert "it is removed again" in refused.stderr  # a refused bundle takes no room in the store
+    forced = digitlite("models", "install", str(worse_bundle), "--activate", "--force", env_store=store)
     assert forced.returncode == 0 and "the canary is skipped" in forced.stdout
     back = digitlite("models", "rollback", env_store=store)
     assert back.returncode == 0 and "active: v1" in back.stdout
 
 
 @pytest.mark.slow
-def test_a_bundle_that_reads_its_own_golden_images_worse_is_refused_even_without_corrections(tmp_path):
+def test_a_bundle_that_reads_its_own_golden_images_worse_is_refused_even_without_corrections(tmp_path, key):
     release = tmp_path / "worse"
     release.mkdir()
     make_worse_bundle(release)
-    pack_release(release, tmp_path / "worse-golden.bundle", "worse-golden", GOLDEN)
-    pack_release(MODELS, tmp_path / "good-golden.bundle", "good-golden", GOLDEN)
+    pack_release(release, tmp_path / "worse-golden.bundle", "worse-golden", GOLDEN, sign=key)
+    pack_release(MODELS, tmp_path / "good-golden.bundle", "good-golden", GOLDEN, sign=key)
     bundle = open_bundle((tmp_path / "good-golden.bundle").read_bytes(), read_sidecar(tmp_path / "good-golden.bundle"))
     assert len(bundle.golden()) == 18 and ("scene_02.jpg", (GOLDEN / "scene_02.jpg").read_bytes(), "499684") in \
         bundle.golden()
     store = tmp_path / "store"
     refused = digitlite("models", "install", str(tmp_path / "worse-golden.bundle"), "--activate", "--history",
                         str(tmp_path / "none.db"), env_store=store)
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 4, refused.stderr  # a gate refused: digitlite.EXIT_REFUSED
     # The blank recognizer reads only the golden page with no number right (as nothing).
     assert "reads its own golden images worse than the models in use: 1/18 exact (regions 0/0, frames 1/18) " \
            "against 17/18" in refused.stdout
@@ -346,7 +369,7 @@ def test_the_live_loop_swaps_in_a_reloaded_reader_between_frames(tmp_path):
 
 
 @pytest.mark.slow
-def test_convert_writes_its_release_as_a_bundle(tmp_path, mnist_dir):
+def test_convert_writes_its_release_as_a_bundle(tmp_path, mnist_dir, key):
     """`digitlite convert ... --bundle`: the classifier converted and gated into a release folder that holds the
     reader's models, then the three as one bundle with the new gate figures."""
     out = tmp_path / "release"
@@ -356,10 +379,12 @@ def test_convert_writes_its_release_as_a_bundle(tmp_path, mnist_dir):
         shutil.copy(MODELS / name, out / name)
     (out / "manifest.json").write_text(json.dumps({"schema": 1, "models": {n: released[n] for n in TRIO[1:]}}))
     done = digitlite("convert", str(MODELS / "digits.keras"), "--out", str(out), "--bundle",
-                     str(tmp_path / "c1.bundle"), "--bundle-version", "c1", env_store=tmp_path / "store")
+                     str(tmp_path / "c1.bundle"), "--bundle-version", "c1", "--sign", str(key),
+                     env_store=tmp_path / "store")
     assert done.returncode == 0, done.stderr
     assert "bundle c1 written" in done.stdout
     bundle = open_bundle((tmp_path / "c1.bundle").read_bytes(), read_sidecar(tmp_path / "c1.bundle"))
+    assert ModelStore(tmp_path / "store").verify(bundle).name == "test-release"  # signed with the trusted key
     assert bundle.files[TRIO[0]] == (out / TRIO[0]).read_bytes()
     assert bundle.info["gate"]["model"]["accuracy"]["overall"] > 0.99
 
@@ -405,8 +430,7 @@ def test_the_live_loop_loads_a_newly_activated_bundle_on_its_own_and_tells_its_o
 def test_doctor_checks_the_models_of_the_active_bundle(bundles, store, capsys, monkeypatch, tmp_path):
     from edge_app.cli import doctor_main
 
-    monkeypatch.setenv("DIGITLITE_CONFIG", str(tmp_path / "absent.toml"))
-    store.install(store.fetch(str(bundles / "v1.bundle")))
+    store.install(store.fetch(str(bundles / "v1.bundle")))  # DIGITLITE_CONFIG: `trusted`, no other key
     store.activate("v1")
     store.record_update("v1", "activated", "test")
     doctor_main(["--json"])

@@ -96,7 +96,7 @@ def test_run_and_serve_refuse_a_model_that_differs_from_its_manifest(swapped, tm
     assert run.returncode == 2 and "differs from the one" in run.stderr and run.stdout == ""
     pytest.importorskip("fastapi", reason="the [web] extra is not installed")
     serve = digitlite("serve", "--port", "0", "--model", str(swapped), "--history", str(tmp_path / "readings.db"))
-    assert serve.returncode == 1 and "differs from the one" in serve.stderr
+    assert serve.returncode == 2 and "differs from the one" in serve.stderr  # as `read` and `run`
 
 
 def test_check_fails_a_model_that_differs_from_its_manifest(swapped, mnist_dir):

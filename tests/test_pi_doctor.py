@@ -49,7 +49,8 @@ def test_reports_this_machine(capsys, model, tmp_path, monkeypatch):
     checks = by_name(report)
     assert code == 0 and report["ok"], report
     assert list(checks) == ["python", "runtime", "cpu", "board", "config", "camera", "model", "regions", "recognizer",
-                           "bundle", "inference"]
+                           "bundle", "mqtt", "inference"]
+    assert checks["mqtt"]["status"] == "info"  # no broker configured
     assert checks["bundle"]["data"]["bundle"] is None  # no bundle installed: the packaged models
     assert checks["regions"]["status"] == checks["recognizer"]["status"] == "ok", checks
     assert checks["python"]["data"]["version"] == platform.python_version()

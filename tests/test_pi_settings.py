@@ -137,5 +137,5 @@ def test_cli_prints_the_options_or_the_error(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["source"] == "picamera"
     bad = tmp_path / "bad.toml"
     bad.write_text("thread = 4\n")
-    assert config_main([str(bad)]) == 1
+    assert config_main([str(bad)]) == 2  # as `run` refuses it
     assert "Did you mean 'threads'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ count towards --max-frames (7).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -101,6 +102,55 @@ def test_run_on_a_full_disk_says_so_on_every_reading_and_stores_them_when_space_
     store.close()
 
 
+@pytest.fixture
+def read_only_history(tmp_path):
+    """A history of one reading that cannot be written: on a tmpfs remounted read-only (as root, where permission
+    bits do not stop writes), else the file and its folder made read-only."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = os.geteuid() == 0
+    if mounted and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+                                  capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    path = folder / "readings.db"
+    store = ReadingStore(path)
+    add(store, "10")
+    store.close()
+    if mounted:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
+    else:
+        path.chmod(0o444)
+        folder.chmod(0o555)
+    try:
+        yield path
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        else:
+            folder.chmod(0o755)
+
+
+def test_run_on_a_history_read_only_at_start_keeps_reading_with_the_history_off(read_only_history):
+    """Issue 32, case 7: `run` exited 2 here, where docs/device.md says it keeps reading."""
+    from edge_app.config import LiveOptions
+    from edge_app.wiring import open_history
+
+    before = read_only_history.read_bytes()
+    result = digitlite("run", "--source", "synthetic", "--headless", "--max-frames", "40",
+                       "--history", str(read_only_history))
+    assert result.returncode == 0, result.stderr
+    readings = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert readings and all(r["text"] for r in readings), result.stdout
+    said = [line for line in result.stderr.splitlines() if line.startswith("ERROR") and "history OFF" in line]
+    assert len(said) == 1 and str(read_only_history) in said[0] and "read-only" in said[0], result.stderr
+    assert "--history" in said[0] and "lost when it ends" in said[0]
+    assert read_only_history.read_bytes() == before  # nothing written
+
+    history, off = open_history(LiveOptions(history=read_only_history))  # what /api/health reports as in_memory
+    assert str(history.path) == ":memory:" and off == said[0].split(": ", 1)[1]
+    history.close()
+
+
 # ---------------------------------------------------------------------------------------------- 3, 4: corrupt
 
 
@@ -132,7 +182,7 @@ def test_a_corrupt_history_is_refused_at_open_naming_the_file_and_the_repair(cor
     result = digitlite("correct", "3", "7", "--db", str(corrupt_history))
     assert result.returncode == 2 and "is corrupt" in result.stderr and "Traceback" not in result.stderr
     served = digitlite("serve", "--port", "0", "--history", str(corrupt_history))
-    assert served.returncode == 1 and "is corrupt" in served.stderr and "Traceback" not in served.stderr
+    assert served.returncode == 2 and "is corrupt" in served.stderr and "Traceback" not in served.stderr
 
 
 def test_history_repair_keeps_what_is_readable_and_the_old_file(corrupt_history):

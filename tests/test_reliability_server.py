@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import socket
@@ -245,6 +246,26 @@ def test_an_empty_token_is_refused(command, tmp_path):
     assert result.returncode == 2 and "--token '' is empty" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["run", "--web", "--source", "synthetic",
+                                                                 "--headless", "--max-frames", "1"]])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_token_in_the_environment_is_refused_like_an_empty_flag(command, value, tmp_path):
+    """Issue 32, case 9: DIGITLITE_TOKEN='' silently meant no token (an open page), where --token '' is refused."""
+    env = {**os.environ, "DIGITLITE_TOKEN": value}
+    result = subprocess.run([sys.executable, "-m", "digitlite", *command, "--history", str(tmp_path / "r.db")],
+                            cwd=REPO, capture_output=True, text=True, timeout=WAIT_S, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "$DIGITLITE_TOKEN is set but empty" in result.stderr and "unset DIGITLITE_TOKEN" in result.stderr
+
+
+def test_the_token_comes_from_the_environment_unless_the_flag_gives_one():
+    from edge_app.web.server import resolve_token
+
+    assert resolve_token(None, {}) is None  # unset: no token (the page stays on loopback unless --host says)
+    assert resolve_token(None, {"DIGITLITE_TOKEN": "abc"}) == "abc"
+    assert resolve_token("flag", {"DIGITLITE_TOKEN": ""}) == "flag"  # the flag wins, as it always did
+
+
 def test_websocket_requests_are_checked_like_the_rest(classifier):
     from edge_app.web.app import Guard
 
@@ -275,15 +296,19 @@ def test_websocket_requests_are_checked_like_the_rest(classifier):
 # ---------------------------------------------------------------------------------------------- 9: fairness
 
 
+LARGE = 16  # large uploads queued before the small one (about 50 MB of bodies: under the 64 MB buffered)
+
+
 def test_a_queue_of_large_uploads_holds_no_small_one_up(classifier, examples):
-    """Twelve large uploads queue for 2 slots; a small photo sent behind them is answered once the large ones in
+    """Sixteen large uploads queue for 2 slots; a small photo sent behind them is answered once the large ones in
     the slots are done (and perhaps one more: the interpreter lock is not first come, first served), not after
-    the whole queue as before. (Twelve, not eight: the reader drops a noise picture fast, and the queue must
+    the whole queue as before. (Sixteen, not eight: the reader drops a noise picture fast, and the queue must
     still be long when the photo arrives.)"""
     from edge_app.web.app import BodyLimits
 
     rng = np.random.default_rng(0)
-    noise = [png_bytes(cv2.GaussianBlur(rng.integers(0, 256, (1536, 2048), np.uint8), (0, 0), 1)) for _ in range(12)]
+    noise = [png_bytes(cv2.GaussianBlur(rng.integers(0, 256, (1536, 2048), np.uint8), (0, 0), 1))
+             for _ in range(LARGE)]
     photo = png_bytes(number_page(examples, "35"))
     assert len(photo) < 40_000 < min(map(len, noise))
     done: list[str] = []
@@ -306,8 +331,8 @@ def test_a_queue_of_large_uploads_holds_no_small_one_up(classifier, examples):
         small.start()
         for thread in [*threads, small]:
             thread.join()
-    assert sorted(done) == sorted(["photo", *(f"noise{k}" for k in range(12))]), done
-    waiting = 12 - answered_before
+    assert sorted(done) == sorted(["photo", *(f"noise{k}" for k in range(LARGE))]), done
+    waiting = LARGE - answered_before
     assert waiting >= 5, f"only {waiting} large uploads were still queued when the photo was sent: {done}"
     ahead = done.index("photo") - answered_before  # large uploads answered between sending the photo and its answer
     assert ahead <= 3, f"the small photo waited for {ahead} of the {waiting} large uploads queued before it: {done}"

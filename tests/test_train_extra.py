@@ -133,7 +133,7 @@ def test_train_recognizer_extra_reports_the_held_out_regions_before_and_after(tm
     with open(tmp_path / "corrections" / "labels.csv", "a") as f:  # a hostile export's row: not a number
         f.write("r000099.jpg,seven,corrected\n")
     out = tmp_path / "run"
-    cfg = RecognizerConfig(lines=640, validation_lines=64, epochs=1, batch_size=32, width=4)
+    cfg = RecognizerConfig(lines=640, validation_lines=64, epochs=1, batch_size=32, width=4, real_share=0.0)
     scores = train_recognizer(cfg, out, data_dir=mnist_dir, verbose=0, extra=[tmp_path / "corrections"])
     held = json.loads((out / "held_out.json").read_text())
     assert (held["rows"], held["rows_all"], held["regions"], held["train_regions"]) == (2, 10, 4, 16)
@@ -152,6 +152,29 @@ def test_train_recognizer_extra_reports_the_held_out_regions_before_and_after(tm
     assert len(held["skipped"]) == 1
     config = json.loads((out / "config.json").read_text())
     assert config["extra"]["folders"] == [str(tmp_path / "corrections")] and config["extra"]["held_every"] == 5
+
+
+
+@pytest.mark.slow
+def test_train_recognizer_learns_real_cheque_amounts_and_judges_on_their_held_out_part(tmp_path, mnist_dir):
+    from digitdata import realsets
+
+    if realsets.datasets_dir() is None or not (realsets.datasets_dir() / realsets.ORAND).is_dir():
+        pytest.skip("../shared/datasets/orand-car-a is not beside this checkout")
+    pytest.importorskip("keras")
+    from train.recognizer_config import RecognizerConfig
+    from train.recognizer_trainer import train_recognizer
+
+    out = tmp_path / "run"
+    cfg = RecognizerConfig(lines=640, validation_lines=64, epochs=1, batch_size=32, width=4, real_share=0.3)
+    scores = train_recognizer(cfg, out, data_dir=mnist_dir, verbose=0)
+    real = scores["held_out_real"]
+    held, train = realsets.orand().part("held"), realsets.orand().part("train")
+    assert (real["held"], real["train"]) == (len(held), len(train)) == (231, 822)
+    assert real["copies"] == 1, "640 rendered regions: one copy of each amount is 30 % of the set"
+    assert 0.0 <= real["before"]["exact"] <= 1.0 and len(real["after"]["read"]) == 231
+    report = (out / "report.md").read_text()
+    assert "**Held-out real cheque amounts** (orand-car-a, 231 amounts" in report
 
 
 @pytest.mark.slow

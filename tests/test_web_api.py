@@ -137,6 +137,29 @@ def test_drawn_digit_is_classified_with_top3(server, examples, digit):
     assert result["crop_png"].startswith("data:image/png;base64,")
 
 
+@pytest.mark.parametrize("digit", range(10))
+def test_a_photo_of_one_digit_is_read_through_the_one_preparation(server, examples, digit):
+    """A phone photo of one digit on paper (dark ink, light falling off, sensor noise, JPEG) is read by /api/digit
+    through `digit_to_mnist`, the preparation the release gate measures the classifier with (issue 33)."""
+    from digitdata.crops import digit_to_mnist
+
+    rng = np.random.default_rng(digit)
+    ink = cv2.resize(examples[digit][0], (420, 420), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+    paper = np.tile(np.linspace(150, 215, 900, dtype=np.float32), (1200, 1))
+    photo = paper.copy()
+    photo[390:810, 240:660] -= ink * (paper[390:810, 240:660] - 45)
+    photo += rng.normal(0, 3, photo.shape)
+    bgr = cv2.cvtColor(np.clip(photo, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    reply = post_image(server, jpeg_bytes(bgr, 80), "image/jpeg", "/api/digit", form=True)
+    assert reply.status == 200, reply
+    result = reply.json()
+    assert result["digit"] == digit, f"a photographed {digit} was classified as {result['top3']}"
+    crop = cv2.imdecode(np.frombuffer(base64.b64decode(result["crop_png"].split(",", 1)[1]), np.uint8),
+                        cv2.IMREAD_GRAYSCALE)
+    local = digit_to_mnist(cv2.imdecode(np.frombuffer(jpeg_bytes(bgr, 80), np.uint8), cv2.IMREAD_COLOR))
+    assert np.abs(crop.astype(int) - local.astype(int)).mean() < 2  # JPEG decoders may differ by a level
+
+
 # ---------------------------------------------------------------------------------------------- refusals
 
 

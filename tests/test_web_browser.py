@@ -10,6 +10,7 @@ Playwright never downloads a browser here: it drives /usr/bin/chromium (`make sy
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -141,6 +142,22 @@ def test_uploading_a_photo_shows_the_reading(page, setup):
     screenshot = os.environ.get("DIGITLITE_SCREENSHOT")
     if screenshot:
         page.screenshot(path=screenshot, full_page=True)
+    assert page.errors == []
+
+
+def test_uploading_a_sheet_as_a_table_shows_the_grid_it_read(page, mnist):
+    from digitdata.sheets import render_sheet
+
+    expect = sync_api.expect
+    sheet = render_sheet(np.random.default_rng(5), mnist.x_test, mnist.y_test)
+    page.locator("#photo-table").check()
+    page.set_input_files("#photo-input", files=[{"name": "sheet.png", "mimeType": "image/png",
+                                                 "buffer": png_bytes(sheet.image_bgr)}])
+    expect(page.locator("#table-grid tr")).to_have_count(len(sheet.cells), timeout=WAIT_MS)
+    expect(page.locator("#table-grid tr").first.locator("td")).to_have_count(len(sheet.cells[0]))
+    expect(page.locator("#table-detail")).to_contain_text(f"{len(sheet.cells)} rows")
+    expect(page.locator("#table-csv")).to_have_attribute("href", re.compile("^blob:"))
+    expect(page.locator("#photo-result")).to_be_hidden()
     assert page.errors == []
 
 

@@ -58,7 +58,7 @@ def test_bad_values_are_refused_with_the_fix(capsys, argv, words):
 
 
 def test_missing_model_says_how_to_get_one(capsys, tmp_path):
-    assert serve_main(["--model", str(tmp_path / "nope.tflite"), "--port", "0"]) == 1
+    assert serve_main(["--model", str(tmp_path / "nope.tflite"), "--port", "0"]) == 2  # as `read` and `run`
     err = capsys.readouterr().err
     assert "nope.tflite" in err and "digitlite convert" in err
 
@@ -68,7 +68,7 @@ def test_busy_port_says_so(capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        assert serve_main(["--model", str(model_path()), "--port", str(port)]) == 1
+        assert serve_main(["--model", str(model_path()), "--port", str(port)]) == 2  # as `run --web`
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
 

@@ -34,6 +34,12 @@ FIELD_HELP = {
     "extra_held_out": f"share of the extra rows (frames) held out for the report (default: "
                       f"{TrainConfig().extra_held_out})",
     "init": "a Keras model to start from instead of a new one (default: none; with --extra the released model)",
+    "real": "real single-digit sets whose training part joins MNIST (nsysu-digits: 1,406 digits of the exams outside "
+            "the held-out semesters, digitdata.realsets; needs ../shared/datasets or $DIGITLITE_DATASETS); the "
+            "report measures the held-out part before and after (default: none)",
+    "real_weight": f"times each real training digit is seen per epoch (default: {TrainConfig().real_weight})",
+    "styled": "MNIST training digits redrawn in other hands (pen model, flagged 1s, barred 7s, elastic, low "
+              "resolution: digitdata.handwriting), drawn once from the seed (default: 0)",
 }
 
 
@@ -65,7 +71,7 @@ def data_main(argv: list[str]) -> int:
         data = find_mnist(args.data_dir, offline=args.offline)
     except MnistError as exc:
         print(f"digitlite data: {exc}", file=sys.stderr)
-        return 1
+        return 2  # MNIST not found: bad input, as in train, tune and convert (digitlite.EXIT_CODES)
     summary = data.summary()
     if args.eda:
         from train.report import write_eda
@@ -96,8 +102,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             continue
         flag = "--" + name.replace("_", "-")
         kind = {"action": argparse.BooleanOptionalAction} if isinstance(value, bool) else {"type": type(value)}
-        if isinstance(value, list):  # --extra DIR...: folders
-            kind = {"nargs": "+", "metavar": "DIR"}
+        if isinstance(value, list):  # --extra DIR...: folders; --real SET...: real digit sets
+            kind = {"nargs": "+", "metavar": "DIR" if name == "extra" else "SET"}
         parser.add_argument(flag, default=None, help=FIELD_HELP.get(name, f"(default: {value})"), **kind)
 
 
@@ -137,6 +143,11 @@ def ready_to_train(args: argparse.Namespace, prog: str, archs: tuple[str, ...] =
         cfg = resolve_config(args)
         archs = archs or (cfg.arch,)
         check_settings(cfg, archs, resume)
+        for name in cfg.real:  # a real set that is not there is refused in a second, not after TF loads
+            from digitdata.realsets import missing_reason
+
+            if missing_reason(name):
+                raise FileNotFoundError(f"--real {name}: {missing_reason(name)}")
         if cfg.extra:  # read them now: a folder of number regions only is refused in a second, not after TF loads
             from train.split import extra_split
 
@@ -196,6 +207,9 @@ def train_main(argv: list[str]) -> int:
         return 2
     print(f"{cfg.arch}: test accuracy {result.test_accuracy:.4%}, {result.params} parameters, "
           f"{result.epochs_run} epochs in {result.train_seconds:.0f} s (weights: {result.weights}) -> {out}")
+    for name, r in (result.real_held or {}).items():
+        print(f"{name} held-out part ({r['images']} digits, never trained on): {r['before']['accuracy']:.2%} before "
+              f"({r['start']}), {r['after']['accuracy']:.2%} after")
     if result.held_out is not None:
         h = result.held_out
         print(f"held-out extra digits ({h['digits']} from {h['rows']} rows): {h['before']['accuracy']:.2%} before "

@@ -20,7 +20,9 @@ CLASSICAL = ("svm", "knn", "random-forest")
 # The model `--extra` fine-tunes when no --init is given: the released Keras model of this checkout.
 RELEASED_MODEL = Path(__file__).resolve().parents[1] / "models" / "digits.keras"
 # The flags of fine-tuning on labelled sets, which `digitlite architectures` does not take.
-EXTRA_FLAGS = ("extra", "extra_weight", "extra_held_out", "init")
+EXTRA_FLAGS = ("extra", "extra_weight", "extra_held_out", "init", "real", "real_weight", "styled")
+# Real single-digit sets whose training part `--real` adds (digitdata.realsets; their held-out part only judges).
+REAL_DIGIT_SETS = ("nsysu-digits",)
 
 
 @dataclass
@@ -46,6 +48,9 @@ class TrainConfig:
     extra_weight: int = 20  # times each extra digit is seen per epoch: a few hundred corrections among 55,000 MNIST
     extra_held_out: float = 0.25  # share of the extra rows (frames) held out of training, for the before/after report
     init: str = ""  # Keras model to start from ("" : a new one; with --extra, the released models/digits.keras)
+    real: list[str] = field(default_factory=list)  # real digit sets whose training part joins (REAL_DIGIT_SETS)
+    real_weight: int = 8  # times each real training digit is seen per epoch (1,406 nsysu digits among 55,000)
+    styled: int = 0  # MNIST training digits redrawn in other hands (digitdata.handwriting), drawn once per run
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -85,6 +90,13 @@ class TrainConfig:
             if not (Path(folder) / "labels.csv").is_file():
                 raise ValueError(f"--extra {folder}: no labels.csv there; give a folder written by `digitlite "
                                  f"corrections export DIR`")
+        for name in self.real:
+            if name not in REAL_DIGIT_SETS:
+                raise ValueError(f"--real {name}: valid real digit sets are {', '.join(REAL_DIGIT_SETS)}")
+        if self.real_weight < 1:
+            raise ValueError(f"--real-weight must be at least 1, got {self.real_weight}")
+        if self.styled < 0:
+            raise ValueError(f"--styled must be >= 0, got {self.styled}")
         if self.extra_weight < 1:
             raise ValueError(f"--extra-weight must be at least 1, got {self.extra_weight}")
         if not 0 <= self.extra_held_out < 1:

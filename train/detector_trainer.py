@@ -9,7 +9,6 @@ kind of scene), each written atomically; `checkpoint/` lets `--resume` continue 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -160,8 +159,3 @@ def train_detector(cfg: DetectorConfig, out: str | Path, data_dir: str | Path | 
         "pixels": DETECTOR_PIXELS}, checkpoint, "digit detector", ("heat_loss", "box_loss", "loss"), render_seconds,
         train_seconds, command)
     return scores
-
-
-def load_config(path: str | Path) -> DetectorConfig:
-    data = json.loads(Path(path).read_text())
-    return DetectorConfig.from_dict(data.get("detector", data))

@@ -21,11 +21,15 @@ class RecognizerConfig:
     seed: int = 0  # training regions and shuffling
     validation_seed: int = 1_000_000  # never a training seed
     patience: int = 3  # epochs without validation improvement before stopping
+    real_share: float = 0.08  # share of the training regions that are real cheque amounts (orand-car-a's training
+    #                           part, `digitdata.realsets`), each copy varied; 0 = none, or when the set is absent
 
     def validate(self) -> RecognizerConfig:
         for name in ("lines", "validation_lines", "epochs", "batch_size", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.real_share < 0.5:
+            raise ValueError(f"--real-share must be in [0, 0.5), got {self.real_share}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         return self

@@ -33,7 +33,8 @@ from digitdata import ctc, lines
 from digitdata.atomic import write_json
 from digitdata.lines import mnist_inputs, reading_scores
 from digitdata.mnist import cache_dir, find_mnist
-from digitdata.scene_sets import digit_split
+from digitdata.progress import progress
+from digitdata.scene_sets import digit_split, real_digits_in_training
 from train.recognizer import build_recognizer, ctc_loss, encode_texts
 from train.recognizer_config import RecognizerConfig
 from train.split import EXTRA_HELD_EVERY, EXTRA_SHARE, extra_regions, skipped_markdown
@@ -54,7 +55,8 @@ def render_lines(count: int, seed: int, part: str, data_dir=None, cache: bool = 
     """`count` recognizer inputs from `seed` with the `part` digits, rendered in parallel or loaded from the
     cache; region i always comes from the seed [seed, i], whatever the number of workers."""
     recipe = {"what": "lines", "seed": seed, "part": part, "config": asdict(lines.LineConfig()),
-              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 3}
+              "size": [lines.INPUT_HEIGHT, lines.INPUT_WIDTH], "version": 4,
+              "real_digits": real_digits_in_training() if part == "train" else 0}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir().parent / "lines"
     starts = list(range(0, count, CHUNK))
@@ -66,7 +68,9 @@ def render_lines(count: int, seed: int, part: str, data_dir=None, cache: bool = 
         tasks = [(seed, starts[i], min(CHUNK, count - starts[i]), part, data_dir) for i in missing]
         workers = min(len(tasks), os.cpu_count() or 1)
         with ProcessPoolExecutor(workers) as pool:
-            for i, arrays in zip(missing, pool.map(_render_chunk, tasks), strict=True):
+            made = progress(pool.map(_render_chunk, tasks), f"rendering {part} number lines (seed {seed})",
+                            total=sum(task[2] for task in tasks), unit="lines", size=lambda a: len(a["texts"]))
+            for i, arrays in zip(missing, made, strict=True):
                 parts[i] = arrays
                 if cache:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -142,6 +146,11 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
     if extra_set is not None and extra_set.repeats:
         x_train = np.concatenate([x_train, np.repeat(extra_set.x_train, extra_set.repeats, axis=0)])
         t_train = t_train + [t for t in extra_set.t_train for _ in range(extra_set.repeats)]
+    real = _real_amounts(cfg, len(x_train))
+    if real is not None:
+        x_train = np.concatenate([x_train, real["x_train"]])
+        t_train = t_train + real.pop("t_train")
+        real.pop("x_train")
 
     model = (keras.saving.load_model(init, compile=False) if init is not None
              else build_recognizer(cfg.width, cfg.dropout))
@@ -153,6 +162,8 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
                 "training_set": len(x_train), "start": Path(init).name if init is not None else "a new model",
                 "texts": extra_set.t_held, "skipped": extra_set.skipped,
                 "before": _exact(model, extra_set.x_held, extra_set.t_held) if extra_set.t_held else None}
+    if real is not None:
+        real["before"] = _exact(model, real["x_held"], real["t_held"])
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     compile_for_run(model, ctc_loss, cfg.learning_rate, cfg.weight_decay, steps, cfg.epochs)
     callbacks = run_callbacks(out, checkpoint, resume, cfg.patience)
@@ -169,6 +180,12 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
     scores["mnist_single"] = float(np.mean([r == str(int(y)) for r, y in zip(singles, labels, strict=True)]))
     scores["mnist_count"] = len(labels)
     report = _report_markdown(scores, cfg, model.count_params())
+    if real is not None:
+        real["after"] = _exact(model, real.pop("x_held"), real.pop("t_held"))
+        scores["held_out_real"] = real
+        report += (f"\n**Held-out real cheque amounts** (orand-car-a, {real['held']} amounts, "
+                   f"`digitdata.realsets`; {real['train']} training amounts x {real['copies']} copies): exact "
+                   f"{real['before']['exact']:.2%} before, {real['after']['exact']:.2%} after.\n")
     if held is not None:
         if held["before"] is not None:
             held["after"] = _exact(model, extra_set.x_held, extra_set.t_held)
@@ -184,8 +201,27 @@ def train_recognizer(cfg: RecognizerConfig, out: str | Path, data_dir=None, resu
         "extra": {"folders": [str(f) for f in extra or []], "share": EXTRA_SHARE, "held_every": EXTRA_HELD_EVERY,
                   "init": str(init) if init is not None else None},
         "pixels": RECOGNIZER_PIXELS}, checkpoint, "number recognizer", ("loss",), render_seconds, train_seconds,
-        command)
+        command, start=init)
     return scores
+
+
+def _real_amounts(cfg: RecognizerConfig, rendered: int) -> dict | None:
+    """orand-car-a's training part as varied copies weighing `cfg.real_share` of the training regions, and its
+    held-out part to measure before and after; None when the share is 0 or the set is not there."""
+    from digitdata import realsets
+
+    if cfg.real_share <= 0:
+        return None
+    try:
+        amounts = realsets.orand().part("train")
+    except FileNotFoundError as exc:
+        print(f"real cheque amounts not used: {exc}", file=sys.stderr)
+        return None
+    copies = max(1, round(cfg.real_share * rendered / (1 - cfg.real_share) / max(len(amounts), 1)))
+    x_train, t_train = realsets.amount_inputs("train", copies, cfg.seed)
+    x_held, t_held = realsets.amount_inputs("held")
+    return {"train": len(amounts), "held": len(t_held), "copies": copies, "x_train": x_train, "t_train": t_train,
+            "x_held": x_held, "t_held": t_held}
 
 
 class _Regions(keras.utils.PyDataset):
@@ -206,8 +242,3 @@ class _Regions(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))
-
-
-def load_config(path: str | Path) -> RecognizerConfig:
-    data = json.loads(Path(path).read_text())
-    return RecognizerConfig.from_dict(data.get("recognizer", data))

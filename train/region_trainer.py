@@ -10,7 +10,6 @@ overall and per mix), each written atomically; `checkpoint/` lets `--resume` con
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -120,10 +119,5 @@ def train_regions(cfg: RegionConfig, out: str | Path, data_dir=None, resume: boo
     finish_run(out, model, scores, _report_markdown(scores, cfg, model.count_params()), {
         "task": "regions", "regions": asdict(cfg), "engine_mixes": {m: asdict(engine.MIXES[m]) for m in cfg.mixes},
         "pixels": REGION_PIXELS, "layers_from_detector": copied}, checkpoint, "region finder", ("loss",),
-        render_seconds, train_seconds, command)
+        render_seconds, train_seconds, command, start=cfg.start_from or None)
     return scores
-
-
-def load_config(path: str | Path) -> RegionConfig:
-    data = json.loads(Path(path).read_text())
-    return RegionConfig.from_dict(data.get("regions", data))

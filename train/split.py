@@ -8,8 +8,10 @@ their rows (`extra_split`) that the run report measures the model on before and 
 correction labels number regions, not digit crops: only the 28x28 crops of readings stored before it (or a folder
 of hand-labelled 28x28 digits) are read there, and a folder of regions alone is refused with a pointer to
 `digitlite train-recognizer --extra`, whose regions are split here too (`extra_regions`: every 5th row held out,
-the rest repeated to weigh up to 5 % of the rendered regions). No TensorFlow: the classical baselines fit
-without importing it.
+the rest repeated to weigh up to 5 % of the rendered regions). With `--real`, the *training* part of a real
+single-digit set (`digitdata.realsets`: nsysu-digits outside its held-out semesters) joins too, each digit
+`real_weight` times (every copy after the first elastically distorted); with `--styled N`, N MNIST training digits
+redrawn in other hands (`digitdata.handwriting`). No TensorFlow: the classical baselines fit without importing it.
 
     python -c "from digitdata.mnist import find_mnist; from train.config import TrainConfig; \
 from train.split import split; print([a.shape for a in split(find_mnist(), TrainConfig())])"
@@ -53,8 +55,40 @@ def split(data: Mnist, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.nda
         extra = extra_split(cfg)
         x = np.concatenate([x, np.repeat(extra.x_train, cfg.extra_weight, axis=0)])
         y = np.concatenate([y, np.repeat(extra.y_train, cfg.extra_weight)])
+    if cfg.styled:
+        from digitdata.handwriting import variants
+
+        styled_x, styled_y = variants(cfg.seed, data.x_train[train_idx], data.y_train[train_idx], cfg.styled)
+        x, y = np.concatenate([x, styled_x]), np.concatenate([y, styled_y])
+    if cfg.real:
+        real_x, real_y = real_training_digits(cfg)
+        x, y = np.concatenate([x, real_x]), np.concatenate([y, real_y])
     return (to_model_input(x), y.astype(np.int64),
             to_model_input(data.x_train[val_idx]), data.y_train[val_idx].astype(np.int64))
+
+
+def real_training_digits(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training parts of `cfg.real`, each digit `real_weight` times: the first copy as it is, every later one
+    elastically distorted (p = 0.5, seeded), uint8 (N, 28, 28) and labels.
+
+    Raises:
+        FileNotFoundError: a set is not there (../shared/datasets, $DIGITLITE_DATASETS).
+    """
+    from digitdata import realsets
+    from digitdata.handwriting import elastic
+
+    rng = np.random.default_rng(cfg.seed + 1)
+    xs, ys = [], []
+    for name in cfg.real:
+        part = realsets.digits(name, "train")
+        for copy in range(cfg.real_weight):
+            batch = part.x.copy()
+            if copy:
+                for i in np.flatnonzero(rng.random(len(batch)) < 0.5):
+                    batch[i] = elastic(rng, batch[i])
+            xs.append(batch)
+            ys.append(part.y)
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 REPORTED_SKIPS = 20  # skipped --extra rows listed by name in a training report (all are counted)

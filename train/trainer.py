@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from digitdata import mnist as mnist_data
 from digitdata.atomic import atomic_path, write_json
+from digitdata.handwriting import StyleParams
 from digitdata.pixels import PIXELS, to_model_input
 from train.config import TrainConfig
 from train.models import build_model
@@ -44,6 +45,7 @@ class RunResult:
     epochs_run: int
     weights: str  # what the model started from: "scratch", "imagenet", or "fine-tuned from <file>"
     held_out: dict | None = None  # with --extra: accuracy on the held-out extra digits before and after
+    real_held: dict | None = None  # with --real: accuracy on each set's held-out part before and after
 
 
 def augmenter(cfg: TrainConfig) -> keras.Sequential:
@@ -109,6 +111,39 @@ def held_out_scores(model, x_u8: np.ndarray, y: np.ndarray) -> dict:
             "per_class": {c: {"accuracy": a, "support": n} for c, (a, n) in per_class.items()}}
 
 
+def real_held_before(model, cfg: TrainConfig, start: Path | None) -> dict | None:
+    """With --real: each set's held-out part (never trained on) and the starting model's scores on it; the
+    images ride along as "x", "y" until the run measures the trained model."""
+    if not cfg.real:
+        return None
+    from digitdata import realsets
+
+    out = {}
+    for name in cfg.real:
+        part = realsets.digits(name, "held")
+        out[name] = {**part.record(), "start": str(start.name if start else "a new model"),
+                     "before": held_out_scores(model, part.x, part.y), "x": part.x, "y": part.y}
+    return out
+
+
+def _per_class_rows(before: dict, after: dict) -> list[str]:
+    """A Markdown table of accuracy per class, before and after, with each class's support."""
+    return ["| class | before | after | support |", "|---|---|---|---|"] + [
+        f"| {c} | {before['per_class'][c]['accuracy']:.2%} | {row['accuracy']:.2%} | {row['support']} |"
+        for c, row in after["per_class"].items()]
+
+
+def real_held_markdown(r: dict) -> str:
+    """The report's section on a real set's held-out part: overall and per class, before and after."""
+    before, after = r["before"], r["after"]
+    lines = [f"**{r['set']}, held-out part** ({r['images']} digits; {r['split']}; never trained on): "
+             f"**{before['accuracy']:.2%}** before ({r['start']}) -> **{after['accuracy']:.2%}** after "
+             f"({before['errors']} -> {after['errors']} errors). Keras model; the release gate measures the "
+             f".tflite files (`digitlite convert`).", "",
+             *_per_class_rows(before, after)]
+    return "\n".join(lines)
+
+
 def held_out_markdown(held: dict) -> str:
     """The report's section on the held-out extra digits: overall and per class, before and after."""
     before, after = held["before"], held["after"]
@@ -116,9 +151,7 @@ def held_out_markdown(held: dict) -> str:
              f"of {', '.join(held['folders'])}, never trained on): **{before['accuracy']:.2%}** before "
              f"({held['start']}) -> **{after['accuracy']:.2%}** after "
              f"({before['errors']} -> {after['errors']} errors).", "",
-             "| class | before | after | support |", "|---|---|---|---|"]
-    for c, row in after["per_class"].items():
-        lines.append(f"| {c} | {before['per_class'][c]['accuracy']:.2%} | {row['accuracy']:.2%} | {row['support']} |")
+             *_per_class_rows(before, after)]
     return "\n".join(lines)
 
 
@@ -158,10 +191,12 @@ def run_callbacks(out: Path, checkpoint: Path, resume: bool, patience: int) -> l
 
 
 def finish_run(out: Path, model, scores: dict, report_md: str, config: dict, checkpoint: Path, title: str,
-               metrics: tuple[str, ...], render_seconds: float, train_seconds: float, command: str | None) -> None:
+               metrics: tuple[str, ...], render_seconds: float, train_seconds: float, command: str | None,
+               start: Path | None = None) -> None:
     """A scene- or line-trained run's folder, each file written atomically: model.keras, history.json,
-    report.json and report.md, curves.png, and config.json (`config` plus what every run records); then the
-    checkpoint and last.keras go (the run is complete)."""
+    report.json and report.md, curves.png, and config.json (`config` plus what every run records, with the
+    `lineage` of the model it started from, `start`); then the checkpoint and last.keras go (the run is
+    complete)."""
     import shutil
 
     from digitdata import plots
@@ -178,9 +213,26 @@ def finish_run(out: Path, model, scores: dict, report_md: str, config: dict, che
         **config, "params": int(model.count_params()), "epochs_run": len(history.get("epoch", [])),
         "render_seconds": round(render_seconds, 1), "train_seconds": round(train_seconds, 1), "validation": scores,
         "command": command or " ".join(sys.argv), "versions": versions(),
+        "lineage": lineage(Path(start) if start else None) + [{"command": command or " ".join(sys.argv),
+                                                               "train_seconds": round(train_seconds, 1)}],
     })
     shutil.rmtree(checkpoint, ignore_errors=True)
     (out / "last.keras").unlink(missing_ok=True)
+
+
+def lineage(start: Path | None) -> list[dict]:
+    """The runs that made the model training starts from, oldest first: each one's command and training time,
+    read from the config saved beside it (`<stem>.train.json` or the run's config.json); [] for a new model.
+    A fine-tune of a fine-tune is reproducible from this list alone."""
+    if start is None:
+        return []
+    for candidate in (start.with_suffix(".train.json"), start.parent / "config.json"):
+        if candidate.is_file():
+            previous = json.loads(candidate.read_text())
+            if "lineage" in previous:
+                return previous["lineage"]
+            return [{"command": previous.get("command"), "train_seconds": previous.get("train_seconds")}]
+    return [{"command": None, "train_seconds": None, "model": str(start)}]
 
 
 def versions() -> dict:
@@ -231,6 +283,7 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
                 "weight": cfg.extra_weight, "start": str(start.name if start else "a new model"),
                 "skipped": extra.skipped,
                 "before": held_out_scores(model, extra.x_held, extra.y_held)}
+    real_held = real_held_before(model, cfg, start)
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     compile_model(model, cfg, steps)
     validation = (x_val, y_val) if len(x_val) else None
@@ -256,7 +309,12 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
         held["after"] = held_out_scores(model, extra.x_held, extra.y_held)
         write_json(out / "held_out.json", held)
         notes.append(held_out_markdown(held))
-    elif extra is not None:
+    for r in (real_held or {}).values():
+        r["after"] = held_out_scores(model, r.pop("x"), r.pop("y"))
+        notes.append(real_held_markdown(r))
+    if real_held:
+        write_json(out / "real_held.json", real_held)
+    if held is None and extra is not None:
         notes.append(f"Extra digits: {len(extra.y_train)} trained on, none held out (--extra-held-out "
                      f"{cfg.extra_held_out} of {extra.rows_train} rows).")
     if extra is not None and extra.skipped:
@@ -276,13 +334,17 @@ def train(cfg: TrainConfig, out: str | Path, data_dir: str | Path | None = None,
         "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1),
         "test_accuracy": test_accuracy,
         "held_out_extra": held,
+        "real_held": real_held,
+        "lineage": lineage(start) + [{"command": command or " ".join(sys.argv),
+                                      "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1)}],
+        "styles": StyleParams().to_dict() if cfg.styled else None,
         "mnist_test_sha256": mnist_data.FILES["test_images"][1],
         "command": command or " ".join(sys.argv),
         "versions": versions(),
     })
     shutil.rmtree(checkpoint, ignore_errors=True)  # the run finished: nothing left to resume
     return RunResult(out, test_accuracy, int(model.count_params()), train_seconds,
-                     len(history.get("epoch", [])), weights, held)
+                     len(history.get("epoch", [])), weights, held, real_held)
 
 
 def progress_verbosity(verbose: int | str) -> int:

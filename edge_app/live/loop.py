@@ -59,6 +59,7 @@ class LoopStatus:
     error: str | None = None  # why the loop stopped early, or the last frame error
     stop_reason: str | None = None  # what asked the loop to stop (a signal's name, a key, a test)
     history_error: str | None = None  # why the history cannot store readings right now (None: it can)
+    history_off: str | None = None  # why the history is kept in memory only (it could not be written at start)
     unstored: int = 0  # stable readings held in memory, waiting to be stored
     unstored_dropped: int = 0  # held readings dropped because more than `unstored_keep` were waiting
     model_sha256: str = ""  # the reader's model now (it changes when a newly activated bundle is loaded)

@@ -48,6 +48,8 @@ class SourceLost(SourceError):
 
 
 class FrameSource(Protocol):
+    """What every source here is, and what `open_source` returns and the live loop reads."""
+
     name: str
     live: bool  # a camera or stream (newest frame wins) rather than a file read to its end
 
@@ -225,7 +227,7 @@ class LatestFrame:
     makes a waiting `read()` return None within POLL_S.
     """
 
-    def __init__(self, source, retries: int = RETRIES, backoff_s: float = BACKOFF_S,
+    def __init__(self, source: FrameSource, retries: int = RETRIES, backoff_s: float = BACKOFF_S,
                  frame_timeout_s: float = FRAME_TIMEOUT_S):
         self.source, self.name, self.live = source, source.name, True
         self.retries, self.backoff_s, self.frame_timeout_s = retries, backoff_s, frame_timeout_s
@@ -331,7 +333,8 @@ def _image_paths(spec: str) -> list[Path] | None:
     return None
 
 
-def open_source(spec: str, threaded: bool | None = None, retries: int = RETRIES, backoff_s: float = BACKOFF_S):
+def open_source(spec: str, threaded: bool | None = None, retries: int = RETRIES,
+                backoff_s: float = BACKOFF_S) -> FrameSource:
     """The frame source that `spec` names (see the module docstring); live ones wrapped in `LatestFrame`.
 
     Raises:

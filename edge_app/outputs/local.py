@@ -50,8 +50,6 @@ class JsonLines(Sink):
         self._write(json.dumps(line))
 
 
-
-
 class VideoFile(Sink):
     """Writes every annotated frame to `path` (.mp4), complete once closed.
 

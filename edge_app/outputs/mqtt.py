@@ -28,11 +28,13 @@ import json
 import logging
 import os
 import socket
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from edge_app.config import MqttSettings
+from edge_app.config import MQTT_AUTH_ENV, MqttAuth, MqttSettings
 from edge_app.live.sink import Frame, Sink
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,15 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 1883
 
 
-def new_client(client_id: str, settings: MqttSettings = MqttSettings()):  # noqa: B008
-    """A paho-mqtt client (MQTT v3.1.1, callback API 2) that reconnects with the waits of `settings`; paho is
-    imported only here, when MQTT is used.
+def new_client(client_id: str, settings: MqttSettings = MqttSettings(),  # noqa: B008
+               auth: MqttAuth = MqttAuth()):  # noqa: B008
+    """A paho-mqtt client (MQTT v3.1.1, callback API 2) that reconnects with the waits of `settings` and
+    connects as `auth` says (paho's `username_pw_set`, and `tls_set`: the broker's certificate and name checked
+    against `ca_file`, else the system's CAs); paho is imported only here, when MQTT is used.
 
     Raises:
         ImportError: paho-mqtt is not installed, with the extra that brings it.
+        ValueError: a TLS file that is not a PEM certificate or key (named, with the key that sets it).
     """
     try:
         import paho.mqtt.client as mqtt
@@ -54,7 +59,87 @@ def new_client(client_id: str, settings: MqttSettings = MqttSettings()):  # noqa
                           "pip install 'digitlite[edge]'") from exc
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+    if auth.username:
+        client.username_pw_set(auth.username, auth.password)
+    if auth.uses_tls:
+        try:
+            client.tls_set(ca_certs=_str(auth.ca_file), certfile=_str(auth.cert_file), keyfile=_str(auth.key_file))
+        except ssl.SSLError as exc:  # a file that is not PEM, a key that does not match its certificate
+            raise ValueError(f"MQTT TLS files ca_file={auth.ca_file}, cert_file={auth.cert_file}, key_file="
+                             f"{auth.key_file} cannot be used ({exc}): each must be PEM, the key the certificate's "
+                             f"(fix them in [mqtt] of the configuration file)") from exc
     return client
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)
+
+
+# The reason codes paho gives a v3.1.1 CONNACK 4 and 5 (bad user name or password; not authorized, also what
+# Mosquitto answers an anonymous client when allow_anonymous is false).
+AUTH_REFUSALS = (134, 135)
+
+
+def refusal(host: str, port: int, reason_code, auth: MqttAuth) -> str:
+    """Why the broker refused the device (a CONNACK that failed), and what to change."""
+    if getattr(reason_code, "value", None) in AUTH_REFUSALS:
+        return (f"the MQTT broker {host}:{port} refused the device's credentials ({reason_code}; "
+                f"{auth.describe()}): set username and password in [mqtt] of the configuration file, or "
+                f"${MQTT_AUTH_ENV['username']} and ${MQTT_AUTH_ENV['password']}, to an account the broker knows "
+                f"(Home Assistant's Mosquitto add-on: a Home Assistant user, or one of the add-on's logins)")
+    return f"the MQTT broker {host}:{port} refused the connection ({reason_code}; {auth.describe()})"
+
+
+def connect_failure(host: str, port: int, exc: BaseException, auth: MqttAuth) -> str:
+    """Why a connection attempt failed before the broker could answer (unreachable, TLS), and what to change."""
+    if isinstance(exc, ssl.SSLError):
+        return (f"TLS with the MQTT broker {host}:{port} failed ({exc}): ca_file must name the CA that signed "
+                f"the broker's certificate, and the broker's address the name or IP address in that certificate; "
+                f"a plain (non-TLS) port does not speak TLS ({auth.describe()})")
+    hint = " Is this the broker's TLS port (often 8883)?" if auth.uses_tls else ""
+    return f"cannot reach the MQTT broker {host}:{port} ({exc}); is it running, and is the address right?{hint}"
+
+
+def connect_checked(client, host: str, port: int, auth: MqttAuth = MqttAuth(),  # noqa: B008
+                    settings: MqttSettings = MqttSettings()) -> None:  # noqa: B008
+    """Connect `client` (from `new_client`) and start its network loop once the broker has accepted it, waiting
+    at most `settings.check_s` for the answer. Sets the client's on_connect and on_disconnect.
+
+    Raises:
+        ConnectionError: unreachable, TLS failed, the credentials refused, or no answer in time; the message
+            says which and what to change. The client is stopped.
+    """
+    answered, outcome = threading.Event(), {}
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        outcome.setdefault("refused", reason_code if reason_code.is_failure else None)
+        answered.set()
+
+    def on_disconnect(client, userdata, flags, reason_code, properties) -> None:
+        outcome.setdefault("closed", reason_code)
+        answered.set()
+
+    client.on_connect, client.on_disconnect = on_connect, on_disconnect
+    try:
+        client.connect(host, port, keepalive=settings.keepalive_s)
+    except OSError as exc:  # ssl.SSLError included
+        raise ConnectionError(connect_failure(host, port, exc, auth)) from exc
+    client.loop_start()
+    problem = None
+    if not answered.wait(settings.check_s):
+        problem = (f"the MQTT broker {host}:{port} did not answer within {settings.check_s:g} s ({auth.describe()}): "
+                   f"is it an MQTT port, and {'a TLS' if auth.uses_tls else 'a plain (non-TLS)'} one?")
+    elif outcome.get("refused") is not None:
+        problem = refusal(host, port, outcome["refused"], auth)
+    elif "refused" not in outcome:
+        needs = ("; it may require a client certificate (cert_file and key_file in [mqtt])"
+                 if auth.uses_tls and not auth.cert_file else
+                 "; if it is a TLS port, set ca_file (or tls = true) in [mqtt]" if not auth.uses_tls else "")
+        problem = f"the MQTT broker {host}:{port} closed the connection before accepting it ({auth.describe()}){needs}"
+    if problem is not None:
+        client.disconnect()
+        client.loop_stop()
+        raise ConnectionError(problem)
 
 
 @dataclass(frozen=True)
@@ -101,15 +186,18 @@ class OutboxPublisher:
         settings: keepalive, reconnect backoff, window and shutdown bounds.
         presence: an availability topic: "online" once connected, "offline" as the last will and on close.
         device: the device's name in each message (default: the host name).
+        auth: the credentials and TLS files the client connects with (`edge_app.config.load_mqtt_auth`).
 
     Raises:
         ImportError: paho-mqtt is not installed.
-        ValueError: a malformed broker address or topic.
+        ValueError: a malformed broker address or topic, TLS files that cannot be used.
     """
 
     def __init__(self, store, broker: str, topic: str, client_id: str | None = None,
-                 settings: MqttSettings = MqttSettings(), presence: Presence | None = None, device: str | None = None):
-        self.store, self.topic, self.settings = store, check_topic(topic), settings
+                 settings: MqttSettings = MqttSettings(), presence: Presence | None = None, device: str | None = None,
+                 auth: MqttAuth = MqttAuth()):  # noqa: B008
+        self.store, self.topic, self.settings, self.auth = store, check_topic(topic), settings, auth
+        self._said: str | None = None  # the last connection problem logged (each is logged once, not every retry)
         self.host, self.port = parse_broker(broker)
         self.device = device or socket.gethostname()
         self.published = 0  # readings acknowledged by the broker in this run
@@ -119,16 +207,18 @@ class OutboxPublisher:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._drain_until: float | None = None  # set by close(): publish what is left until then, then stop
         self._was_connected = False
+        self._accepted = False  # the broker accepted the present connection (a refused one is not "lost")
         self.presence = presence
         self._retained: dict[str, bytes] = {}  # topic -> payload, sent on every connect and when changed
         self._unsent: set[str] = set()  # retained topics to (re)send
         self._retained_lock = threading.Lock()
         self.client_id = client_id or f"digitlite-{self.device}-{os.getpid()}"
-        client = new_client(self.client_id, settings)
+        client = new_client(self.client_id, settings, auth)
         import paho.mqtt.client as mqtt  # its result codes (new_client checked that it imports)
 
         self._mqtt = mqtt
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.max_inflight_messages_set(settings.inflight)
@@ -149,16 +239,34 @@ class OutboxPublisher:
     # ------------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("the MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            self._say(refusal(self.host, self.port, reason_code, self.auth) + "; retrying in the background, "
+                      "readings wait in the outbox")
             return
-        log.info("connected to the MQTT broker %s:%d", self.host, self.port)
-        self._was_connected = True
+        log.info("connected to the MQTT broker %s:%d as %s", self.host, self.port, self.auth.describe())
+        self._said = None
+        self._was_connected = self._accepted = True
         with self._retained_lock:
             self._unsent = set(self._retained)  # a new session: every retained message again
         self._wake.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError:` around the attempt, so the exception is the one in hand. A
+        # broker not up yet is only the warning of `_run` (a device may boot before its server); TLS that fails
+        # will not mend by itself: an error, at once.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError):
+            self._say(connect_failure(self.host, self.port, exc, self.auth) + " Retrying in the background; "
+                      "readings wait in the outbox.")
+
+    def _say(self, problem: str) -> None:
+        """Log a connection problem once, not at every retry (a wrong password would fill the journal)."""
+        if problem != self._said:
+            self._said = problem
+            log.error("%s", problem)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self._stop.is_set():
+        accepted, self._accepted = self._accepted, False
+        if accepted and not self._stop.is_set():
             log.warning("lost the MQTT broker %s:%d (%s); reconnecting in the background, readings wait in the "
                         "outbox", self.host, self.port, reason_code)
 
@@ -246,10 +354,6 @@ class OutboxPublisher:
                 warned_at = float("inf")  # once: the broker has not been reachable since the start
                 log.warning("cannot reach the MQTT broker %s:%d yet; retrying in the background (readings wait in "
                             "the outbox). Is it running, and is the address right?", self.host, self.port)
-
-    @property
-    def connected(self) -> bool:
-        return self._client.is_connected()
 
     def close(self) -> None:
         """Publish what the outbox holds for up to drain_s, say "offline" (with a presence topic), then disconnect;

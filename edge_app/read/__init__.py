@@ -3,6 +3,7 @@
 - `reading`: `Digit`, `Reading`, the `Reader` protocol;
 - `pipeline`: `DigitReader`, the one learned reader, on grey frames;
 - `layout`: the one grouping of read regions into lines and numbers;
+- `table`: `TableReader`, a ruled table read cell by cell with the reader's recognizer (`read --table`);
 - `annotate`: a reading drawn on its frame;
 - `images`: the one image decoder, bounded work for any file or upload.
 """

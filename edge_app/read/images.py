@@ -42,10 +42,6 @@ UNREDUCIBLE = {"1": 1, "P": 4}  # modes Pillow's reduce() cannot take: converted
 BAND_ROWS = 256  # rows of a 16-bit image scaled to 8 bits at a time (a 7000 px wide band is 3.5 MB)
 
 
-
-
-
-
 class ImageError(ValueError):
     """An image the decoder refuses; `status` is the HTTP status a server answers with (400, 413, 415, 422)."""
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from digitdata import ctc, regions
 from digitdata.crops import ink_is_dark
-from digitdata.frames import Letterbox, as_gray_uint8, detector_input
+from digitdata.frames import STROKE_SAFE_SHARE, Letterbox, as_gray_uint8, detector_input, shrink
 from digitdata.lines import INPUT_HEIGHT, INPUT_WIDTH, line_input
 from edge_app.config import MIN_CONFIDENCE, ReaderSettings
 from edge_app.read.layout import reading_order
@@ -99,14 +99,13 @@ class DigitReader:
         started = time.perf_counter()
         gray = as_gray_uint8(frame)
         gray, ox, oy = crop_roi(gray, self.roi)
+        dark = ink_is_dark(gray) if self.polarity == "auto" else self.polarity == "dark"
         # Bounded work for any size: a picture larger than work_side is read at that size.
         f = min(1.0, self.settings.work_side / max(gray.shape[:2]))
         if f < 1:
-            gray = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))),
-                              interpolation=cv2.INTER_AREA)
-        found = _joined(self.find(gray), self.settings.join_gap)
+            gray = shrink(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))), dark)
+        found = _joined(self.find(gray, dark), self.settings.join_gap)
         t_found = time.perf_counter()
-        dark = ink_is_dark(gray) if self.polarity == "auto" else self.polarity == "dark"
         read = [self._read_region(gray, r, dark) for r in found]
         t_read = time.perf_counter()
 
@@ -132,11 +131,11 @@ class DigitReader:
         return Reading(digits, lines, latency, len(found) - len(kept),
                        np.stack(crops) if crops else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
 
-    def find(self, gray: np.ndarray) -> list[regions.Region]:
+    def find(self, gray: np.ndarray, dark: bool | None = None) -> list[regions.Region]:
         """Number lines in picture pixels, best first: one look at the whole picture, then a closer look at
         the part holding lines too small to read at that scale (at most one, bounded work)."""
         s = self.settings
-        found, lb = self._look(gray, None)
+        found, lb = self._look(gray, None, dark)
         h, w = gray.shape
         if not found and lb.scale < s.empty_below_scale and min(h, w) >= 2 * s.empty_tiles * 8:
             # small writing in a large picture: tiles, closer (none for a sliver: nothing to tile)
@@ -146,7 +145,7 @@ class DigitReader:
                 for c in range(n):
                     x0, y0 = int(max(0, c * tw - 0.1 * tw)), int(max(0, r * th - 0.1 * th))
                     x1, y1 = int(min(w, (c + 1) * tw + 0.1 * tw)), int(min(h, (r + 1) * th + 0.1 * th))
-                    found += self._look(gray, (x0, y0, x1 - x0, y1 - y0))[0]
+                    found += self._look(gray, (x0, y0, x1 - x0, y1 - y0), dark)[0]
             return _distinct(found)[:s.max_regions]
         small = [r for r in found if r.height * lb.scale < s.zoom_below_px]
         if small and lb.scale < s.max_upscale:
@@ -155,17 +154,24 @@ class DigitReader:
             x0, y0 = max(0, int(boxes[:, 0].min() - pad)), max(0, int(boxes[:, 1].min() - pad))
             x1 = min(gray.shape[1], int((boxes[:, 0] + boxes[:, 2]).max() + pad))
             y1 = min(gray.shape[0], int((boxes[:, 1] + boxes[:, 3]).max() + pad))
-            closer, clb = self._look(gray, (x0, y0, x1 - x0, y1 - y0))
+            closer, clb = self._look(gray, (x0, y0, x1 - x0, y1 - y0), dark)
             if clb.scale > 1.3 * lb.scale:  # the closer look replaces what the first found there
                 inside = [r for r in found if not (x0 <= r.cx < x1 and y0 <= r.cy < y1)]
                 found = _distinct(inside + closer)
         return found[:s.max_regions]
 
-    def _look(self, gray, region) -> tuple[list[regions.Region], Letterbox]:
-        x, lb = detector_input(gray, self.finder.input_size, region)
+    def _look(self, gray, region, dark: bool | None = None) -> tuple[list[regions.Region], Letterbox]:
+        x, lb = detector_input(gray, self.finder.input_size, region, dark)
         prob = self.finder.map(x)
         found = regions.decode(prob, self.settings.threshold, self.settings.max_regions)
         return [r.scaled(1 / lb.scale, -lb.left / lb.scale, -lb.top / lb.scale) for r in found], lb
+
+    def recognize(self, patch: np.ndarray, dark: bool) -> tuple[str, list[float], list[tuple[int, int]], np.ndarray]:
+        """One grey patch cut around a number (a region, a table's cell) read by the recognizer: its digits, each
+        digit's confidence and first and last column (CTC greedy), and the recognizer's input (`line_input`)."""
+        x = line_input(patch, dark)
+        text, conf, spans = ctc.greedy(self.recognizer.run(x))
+        return text, conf, spans, x
 
     def _read_region(self, gray: np.ndarray, r: regions.Region, dark: bool):
         """(text, digit confidences, digit boxes (N, 4) in picture px, recognizer input) of one region."""
@@ -179,10 +185,12 @@ class DigitReader:
         # picture -> patch: rotate by -angle about the region's centre, scale by f, centre in the patch
         m = np.array([[c * f, si * f, 0.0], [-si * f, c * f, 0.0]])
         m[:, 2] = np.array([out_w / 2, out_h / 2]) - m[:, :2] @ np.array([r.cx, r.cy])
-        patch = cv2.warpAffine(gray, m, (out_w, out_h), flags=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR,
+        source, x0, y0 = _pooled(gray, r, f, dark)
+        m_source = m.copy()
+        m_source[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+        patch = cv2.warpAffine(source, m_source, (out_w, out_h), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-        x = line_input(patch, dark)
-        text, conf, spans = ctc.greedy(self.recognizer.run(x))
+        text, conf, spans, x = self.recognize(patch, dark)
         # digit boxes: each digit's columns, widened to halfway to its neighbours, mapped back to the picture
         used = min(INPUT_WIDTH, max(1, round(out_w * INPUT_HEIGHT / out_h)))
         px_per_col = INPUT_WIDTH / self.recognizer.output_shape[0]
@@ -203,6 +211,23 @@ class DigitReader:
         x1 = np.clip(b[:, 0] + b[:, 2], 0, gray.shape[1])
         y1 = np.clip(b[:, 1] + b[:, 3], 0, gray.shape[0])  # a padded cut may reach past the picture's edge
         return text, conf, np.stack([x0, y0, x1 - x0, y1 - y0], axis=1), x
+
+
+def _pooled(gray: np.ndarray, r: regions.Region, f: float, dark: bool) -> tuple[np.ndarray, int, int]:
+    """The part of the picture around region `r` that its cut samples, and that part's (x, y) in the picture.
+
+    A warp samples; reduced by `f` below half size, the ink is pooled over half the factor and averaged over
+    the whole factor first, so a fine pen's stroke neither fades nor breaks into dots (`frames.shrink`)."""
+    if f >= 0.5:
+        return gray, 0, 0
+    reach = int(r.length / 2 + r.height) + 2
+    x0, y0 = max(0, int(r.cx) - reach), max(0, int(r.cy) - reach)
+    x1, y1 = min(gray.shape[1], int(r.cx) + reach), min(gray.shape[0], int(r.cy) + reach)
+    k = max(2, int(round(STROKE_SAFE_SHARE / f)))
+    kernel = np.ones((k, k), np.uint8)
+    part = gray[y0:y1, x0:x1]
+    part = cv2.erode(part, kernel) if dark else cv2.dilate(part, kernel)
+    return cv2.blur(part, (max(1, int(1 / f)), max(1, int(1 / f)))), x0, y0
 
 
 def _distinct(found: list[regions.Region], max_overlap: float = 0.3) -> list[regions.Region]:

@@ -1,16 +1,23 @@
 """Model bundles: the reader's three models, their manifest entries and gate figures, as one file with a sha256.
 
 A bundle is an uncompressed tar (`.tflite` files hardly compress) holding `bundle.json`, `manifest.json`, the
-model files and, optionally, golden images with their labels (`golden.csv` and `golden-<name>` files: the canary
-reads them with the new models and the ones in use), nothing else: no folders, links or devices. `bundle.json`
-says the version, which file plays which role (`model`: the MNIST classifier, `regions`: the region finder,
-`recognizer`: the number recognizer), each model file's sha256 and size, and each model's gate figures copied
-from its manifest entry. The bundle file's own sha256 is written beside it (`NAME.sha256`, the `sha256sum`
-format), so a device can check what it downloaded before it opens it.
+model files, `signature.json` when it is signed and, optionally, golden images with their labels (`golden.csv`
+and `golden-<name>` files: the canary reads them with the new models and the ones in use), nothing else: no
+folders, links, devices or sparse files. `bundle.json` says the version, when it was made (`created`, what
+"newer" means to a fleet), which file plays which role (`model`: the MNIST classifier, `regions`: the region
+finder, `recognizer`: the number recognizer), each model file's sha256 and size, every other member's sha256
+(`members`), and each model's gate figures copied from its manifest entry. The bundle file's own sha256 is
+written beside it (`NAME.sha256`, the `sha256sum` format), so a device can check what it downloaded before it
+opens it.
 
-`pack_release` makes one from a release folder (`digitlite models pack`, `digitlite convert --bundle`); `open_bundle`
-checks one (bytes, members, names, sizes, every sha256, the TFLite header) without writing anything; the device's
-store (`edge_app.store.models`) unpacks what it returns.
+**Signed bundles.** `signature.json` is an Ed25519 signature (`edge_app.runtime.signing`) of `bundle.json` in a
+canonical form (`signed_message`: sorted keys, no spaces, UTF-8), so it covers the version, the creation time,
+the gate figures and, through their sha256, every file. A device takes a bundle only when one of the keys its
+configuration trusts made that signature (`Trust`, `check_signer`), unless it allows unsigned bundles (a lab).
+
+`pack_release` makes one from a release folder (`digitlite models pack`, `digitlite convert --bundle`, `--sign
+KEY`); `open_bundle` checks one (bytes, members, names, declared sizes, every sha256, the TFLite header) without
+writing anything; the device's store (`edge_app.store.models`) checks its signer and unpacks what it returns.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import re
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_app.config import BUNDLE_LIMITS, GOLDEN_MAX_IMAGES, BundleLimits
+from edge_app.config import BUNDLE_LIMITS, GOLDEN_MAX_IMAGES, BundleLimits, TrustSettings
+from edge_app.runtime import signing
 from edge_app.runtime.integrity import (
     DEFAULT_MODEL_NAME,
     DEFAULT_RECOGNIZER_NAME,
@@ -34,8 +43,13 @@ from edge_app.runtime.integrity import (
     ModelError,
 )
 
-SCHEMA = 1
+log = logging.getLogger(__name__)
+
+SCHEMA = 2  # 2: `members` lists every file's sha256, so that a signature of bundle.json covers them all
 BUNDLE_JSON = "bundle.json"
+SIGNATURE_JSON = "signature.json"  # {"algorithm": "ed25519", "key_id", "signature"} of `signed_message(info)`
+SIGNED_DOMAIN = b"digitlite model bundle\n"  # prefixed to what is signed: this signature means nothing elsewhere
+STORE_KEYS = ("bundle_sha256",)  # what a device's store adds to bundle.json when it installs one (not signed)
 GOLDEN_CSV = "golden.csv"  # file,text of the golden images, named golden-<file> in the bundle
 GOLDEN_PREFIX = "golden-"
 ROLES = {"model": DEFAULT_MODEL_NAME, "regions": DEFAULT_REGIONS_NAME, "recognizer": DEFAULT_RECOGNIZER_NAME}
@@ -55,11 +69,16 @@ class Bundle:
 
     sha256: str  # of the bundle file
     info: dict  # bundle.json
-    files: dict[str, bytes]  # every member but bundle.json, manifest.json included
+    files: dict[str, bytes]  # every member but bundle.json, manifest.json and signature.json included
 
     @property
     def version(self) -> str:
         return self.info["version"]
+
+    @property
+    def signature(self) -> dict | None:
+        """signature.json (None: the bundle is not signed)."""
+        return parse_signature(self.files.get(SIGNATURE_JSON))
 
     def golden(self) -> list[tuple[str, bytes, str]]:
         """(name, image bytes, label) of the golden images the bundle carries ([] when none)."""
@@ -97,18 +116,40 @@ def check_version(version: str) -> str:
     return version
 
 
+def signed_message(info: dict) -> bytes:
+    """What a bundle's signature covers: its bundle.json (without what a store added), in one canonical form."""
+    unsigned = {key: value for key, value in info.items() if key not in STORE_KEYS}
+    return SIGNED_DOMAIN + json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_signature(data: bytes | None) -> dict | None:
+    """signature.json's content (None when there is none; BundleError when it is not a signature)."""
+    if data is None:
+        return None
+    try:
+        signature = json.loads(data)
+        if isinstance(signature, dict) and isinstance(signature.get("key_id"), str):
+            return signature
+    except ValueError:
+        pass
+    raise BundleError(f"the bundle's {SIGNATURE_JSON} is not a signature: pack it again with --sign KEY")
+
+
 def pack_release(release: str | Path, out: str | Path, version: str | None = None, golden: str | Path | None = None,
-                 limits: BundleLimits = BUNDLE_LIMITS) -> Bundle:
+                 limits: BundleLimits = BUNDLE_LIMITS, sign: str | Path | None = None) -> Bundle:
     """Write the bundle of the int8 models in `release` (a folder `digitlite convert` released into) to `out`,
     and its sha256 beside it; both atomically.
 
     Args:
         golden: a folder of labelled images (`truth.csv` or `labels.csv`: file,text) the bundle carries for the
             device's canary; at most GOLDEN_MAX_IMAGES.
+        sign: the private key (`digitlite models keygen`) that signs bundle.json; None: an unsigned bundle, which
+            devices refuse unless their configuration allows unsigned bundles.
 
     Raises:
         BundleError: a role's model or its manifest entry is missing, the golden folder is not usable, or the
             version is not valid.
+        signing.KeyFileError: the key cannot be used.
     """
     from digitdata.atomic import write_bytes, write_text
 
@@ -136,8 +177,11 @@ def pack_release(release: str | Path, out: str | Path, version: str | None = Non
     if golden is not None:
         files.update(_golden_members(Path(golden)))
     info = {"schema": SCHEMA, "version": check_version(version or default_version(files)),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "roles": dict(ROLES), "files": described, "gate": gates}
+            "created": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "roles": dict(ROLES), "files": described, "gate": gates,
+            "members": {name: sha256_bytes(content) for name, content in files.items()}}
+    if sign is not None:
+        files[SIGNATURE_JSON] = json.dumps(signing.sign(sign, signed_message(info)), indent=2).encode()
     data = _tar({BUNDLE_JSON: json.dumps(info, indent=2).encode(), **files})
     if len(data) > limits.max_bytes:
         raise BundleError(f"the bundle would be {len(data):,} bytes, more than a device takes ({limits.max_bytes:,})")
@@ -207,19 +251,28 @@ def open_bundle(data: bytes, sha256: str, limits: BundleLimits = BUNDLE_LIMITS) 
     members = _untar(data, limits)
     try:
         info = json.loads(members.pop(BUNDLE_JSON))
+        if info.get("schema") != SCHEMA:
+            raise BundleError(f"bundle schema {info.get('schema')!r}; this digitlite reads schema {SCHEMA}: pack "
+                              f"it again with this digitlite (`digitlite models pack ... --sign KEY`)")
         manifest = json.loads(members[MANIFEST_NAME])["models"]
-        described, roles = info["files"], info["roles"]
+        described, roles, listed = info["files"], info["roles"], info["members"]
         check_version(info["version"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, BundleError):
+            raise
         raise BundleError(f"not a digitlite bundle: {BUNDLE_JSON} or {MANIFEST_NAME} is missing or malformed "
                           f"({exc!r})") from exc
-    if info.get("schema") != SCHEMA:
-        raise BundleError(f"bundle schema {info.get('schema')!r}; this digitlite reads schema {SCHEMA}")
     if sorted(roles) != sorted(ROLES) or set(roles.values()) != set(described):
         raise BundleError(f"the bundle's roles {sorted(roles)} are not {sorted(ROLES)}, one file each")
-    extra = {n for n in members if n == GOLDEN_CSV or n.startswith(GOLDEN_PREFIX)}
+    extra = {n for n in members if n in (GOLDEN_CSV, SIGNATURE_JSON) or n.startswith(GOLDEN_PREFIX)}
     if set(members) - extra != {*described, MANIFEST_NAME}:
         raise BundleError(f"the bundle holds {sorted(members)}; {BUNDLE_JSON} describes {sorted(described)}")
+    held = {name: sha256_bytes(content) for name, content in members.items() if name != SIGNATURE_JSON}
+    listed = listed if isinstance(listed, dict) else {}
+    if listed != held:
+        odd = sorted(set(held).symmetric_difference(listed) | {n for n in held if listed.get(n) != held[n]})
+        raise BundleError(f"the bundle's files {odd} differ from the sha256 its {BUNDLE_JSON} lists for them")
+    parse_signature(members.get(SIGNATURE_JSON))
     for name, meta in described.items():
         content = members[name]
         if content[4:8] != b"TFL3":
@@ -231,16 +284,105 @@ def open_bundle(data: bytes, sha256: str, limits: BundleLimits = BUNDLE_LIMITS) 
 
 
 def _untar(data: bytes, limits: BundleLimits) -> dict[str, bytes]:
-    members: dict[str, bytes] = {}
+    """Every member's bytes, once every header was checked: names, kinds and the sizes they declare."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for count, member in enumerate(tar, start=1):
-                if count > limits.max_files:
-                    raise BundleError(f"the bundle holds more than {limits.max_files} files")
-                if not member.isreg() or not MEMBER.fullmatch(member.name) or member.name in members:
-                    raise BundleError(f"the bundle holds {member.name!r}, which is not a plain file name (folders, "
-                                      f"links, paths and repeated names are refused)")
-                members[member.name] = tar.extractfile(member).read()
+            return {member.name: _read(tar, member) for member in _checked_members(tar, limits)}
     except (tarfile.TarError, EOFError) as exc:
         raise BundleError(f"not a bundle: the file is not a complete tar archive ({exc})") from exc
+
+
+def _checked_members(tar: tarfile.TarFile, limits: BundleLimits) -> list[tarfile.TarInfo]:
+    """The members' headers, read without reading a member: a plain file each, sizes within the limits. A sparse
+    member's size is the size it unpacks to (a few KB in the archive may declare gigabytes): refused."""
+    members, names, total = [], set(), 0
+    for count, member in enumerate(tar, start=1):
+        if count > limits.max_files:
+            raise BundleError(f"the bundle holds more than {limits.max_files} files")
+        if not member.isreg() or member.issparse() or not MEMBER.fullmatch(member.name) or member.name in names:
+            raise BundleError(f"the bundle holds {member.name!r}, which is not a plain file name (folders, "
+                              f"links, sparse files, paths and repeated names are refused)")
+        if member.size > limits.max_member_bytes:
+            raise BundleError(f"the bundle's {member.name!r} would unpack to {member.size:,} bytes, more than "
+                              f"{limits.max_member_bytes:,}")
+        total += member.size
+        if total > limits.max_unpacked_bytes:
+            raise BundleError(f"the bundle's files would unpack to more than {limits.max_unpacked_bytes:,} bytes")
+        members.append(member)
+        names.add(member.name)
     return members
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    content = tar.extractfile(member).read(member.size + 1)
+    if len(content) != member.size:
+        raise BundleError(f"the bundle's {member.name!r} holds {len(content):,} bytes, not the {member.size:,} its "
+                          f"header says")
+    return content
+
+
+# ---------------------------------------------------------------------------------------------- who signed it
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The keys a device takes bundles from, and whether it takes unsigned ones too (a lab)."""
+
+    keys: tuple[signing.PublicKey, ...] = ()
+    allow_unsigned: bool = False
+
+    @classmethod
+    def of(cls, settings: TrustSettings) -> Trust:
+        """The keys `settings` name, read (signing.KeyFileError naming one that cannot be)."""
+        return cls(tuple(signing.trusted_key(k, settings.base_dir) for k in settings.trusted_keys),
+                   settings.allow_unsigned)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed a bundle, as this device sees it."""
+
+    trusted: bool  # signed by one of the trusted keys
+    key_id: str | None = None  # the key the signature names (None: not signed)
+    name: str | None = None  # the trusted key's name
+    problem: str = ""  # why it is not trusted, for the messages
+
+    def describe(self) -> str:
+        if self.trusted:
+            return f"{self.name} ({self.key_id})" if self.name and self.name != self.key_id else str(self.key_id)
+        return "unsigned" if self.key_id is None else f"not trusted (key {self.key_id})"
+
+    def to_dict(self) -> dict:
+        return {"trusted": self.trusted, "key_id": self.key_id, "name": self.name, "describe": self.describe()}
+
+
+def check_signer(info: dict, signature: dict | None, trust: Trust) -> Signer:
+    """Who signed bundle.json `info` (`signature`: its signature.json), checked against `trust`; never raises."""
+    if signature is None:
+        return Signer(False, problem="it is not signed")
+    claimed = str(signature.get("key_id"))
+    key = signing.verify(trust.keys, signature, signed_message(info))
+    if key is not None:
+        return Signer(True, key.key_id, key.name)
+    if any(k.key_id == claimed for k in trust.keys):
+        return Signer(False, claimed, problem=f"its signature by key {claimed} does not match its {BUNDLE_JSON}: "
+                                              f"it was changed after it was signed")
+    trusted = ", ".join(k.label for k in trust.keys) or "no key yet"
+    return Signer(False, claimed, problem=f"it is signed by key {claimed}, which this device does not trust "
+                                          f"(it trusts {trusted})")
+
+
+def require_trusted(version: str, signer: Signer, trust: Trust) -> Signer:
+    """`signer` if trusted; with `allow_unsigned`, also any other, with a warning; else BundleError saying how to
+    fix it (the message names no local path: a fleet publishes it)."""
+    if signer.trusted:
+        return signer
+    if trust.allow_unsigned:
+        log.warning("bundle %s is taken although %s: allow_unsigned = true in [models] of this device's "
+                    "configuration (a lab setting: anyone who can hand this device a bundle can change its "
+                    "models)", version, signer.problem)
+        return signer
+    raise BundleError(f"bundle {version} is refused: {signer.problem}. A device takes only bundles signed by a "
+                      f"key in [models] trusted_keys of its configuration: sign it on the host (`digitlite models "
+                      f"pack ... --sign KEY`; `digitlite models keygen` makes a key) and trust KEY.pub on the "
+                      f"device, or set allow_unsigned = true in [models] on a lab device")

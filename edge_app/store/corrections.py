@@ -39,8 +39,6 @@ def describe(record: dict) -> str:
     return f"#{record['id']} {record['text']!r} corrected to {record['corrected_text']!r}; {examples}"
 
 
-
-
 def export(store: ReadingStore, folder: str | Path) -> dict:
     """Write every correction in `store` with its frame as a labelled set in `folder` (`digitdata.labelled`).
 
@@ -65,5 +63,3 @@ def export(store: ReadingStore, folder: str | Path) -> dict:
                          "model_sha256": c["model_sha256"]}, regions=regions))
     counts = write_set(folder, rows)
     return {"corrections": corrections, **counts, "without_frame": without_frame}
-
-

@@ -53,8 +53,6 @@ SCHEMA_VERSION = 3  # 2: suspect, corrected_text, corrected_time and the example
 DB_NAME = "readings.db"
 
 
-
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -664,7 +662,3 @@ def write_records(records: list[dict], form: str, out=sys.stdout) -> None:
                     (f"  SUSPECT: {r['suspect']}" if r.get("suspect") else "")
             out.write(f"#{r['id']}  {r['time']}  {r['text']:<16}  [{len(r['digits'])} digits, lowest confidence "
                       f"{low:.0%}]  {r['origin']}: {r['source']}{marks}\n")
-
-
-
-

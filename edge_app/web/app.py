@@ -7,6 +7,7 @@ Routes (all behind the token when one is set):
     GET  /snapshot.jpg     the newest annotated frame
     POST /api/read         an image (multipart field `file`, or the raw body) -> the numbers read
     POST /api/digit        a drawing of one digit -> the prediction and its top-3 probabilities
+    POST /api/table        an image of a ruled table (a mark sheet) -> its rows and cells, read cell by cell, and CSV
     GET  /api/latest       the stable live reading and the last readings, with times
     GET  /api/value        the value: the last stable reading that is plausible (or corrected), time, confidence
     GET  /api/history      the stored readings since a time (?since=15m or an ISO time), oldest first
@@ -72,8 +73,6 @@ HISTORY_ITEMS = 20  # readings listed by /api/latest (from the readings history)
 HISTORY_LIMIT = 10_000  # readings /api/history returns at most in one answer (?limit=)
 
 
-
-
 PAGE_HEADERS = {
     # The page loads only its own files; the token in its URL is never sent to another site.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -118,6 +117,28 @@ class ReadResult(ReadingOut):
 class Probability(BaseModel):
     digit: int = Field(ge=0, le=9)
     probability: float = Field(ge=0, le=1)
+
+
+class TableCellOut(BaseModel):
+    value: str = Field(description="the cell as in the CSV: '37', '37?' (unsure), '[text]' (not a number), or ''")
+    state: str = Field(description="number, unsure, text, empty, or merged (covered by the cell above or left)")
+    text: str = Field(description="the digits read")
+    confidence: float = Field(ge=0, le=1, description="the least sure digit's confidence")
+    box: list[int] = Field(description="x, y, width, height in pixels of the (EXIF-rotated, reduced) image")
+    span: list[int] = Field(description="rows and columns the cell covers")
+
+
+class TableResult(BaseModel):
+    rows: int
+    columns: int
+    values: list[list[str]] = Field(description="each cell's value, row by row")
+    cells: list[list[TableCellOut]]
+    corners: list[list[float]] = Field(description="the table's corners in the image, clockwise from top left")
+    csv: str = Field(description="the table as CSV text")
+    image: dict[str, int] = Field(description="width and height of the image that was read")
+    latency_ms: dict[str, float]
+    annotated_jpeg: str | None = Field(None, description="data: URL of the image with the grid drawn "
+                                                         "(with ?annotate=true)")
 
 
 class DigitResult(BaseModel):
@@ -208,11 +229,16 @@ class Health(BaseModel):
     fps: float | None = Field(description="frames per second of the live loop; null without a live source")
     live: dict | None
     history: dict = Field(description="ok: readings are being stored; error: why not (a full or read-only disk); "
-                                      "unstored: stable readings held in memory until they can be")
+                                      "unstored: stable readings held in memory until they can be; in_memory: the "
+                                      "history could not be written at start, this run's readings are in memory "
+                                      "only")
     limits: dict[str, int]
     models: dict = Field(default_factory=dict,
                          description="bundle: the active model bundle's version (null: the models installed with "
-                                     "digitlite); recognizer_sha256: the model behind new readings; last_update: "
+                                     "digitlite); loaded: the bundle the reader loaded; signer: who signed the "
+                                     "active bundle ({trusted, key_id, name, describe}); fallback: why older models "
+                                     "read (the active bundle could not be loaded; status is then degraded), else "
+                                     "null; recognizer_sha256: the model behind new readings; last_update: "
                                      "the outcome of the last install, activation or rollback")
     time: str
 
@@ -232,20 +258,7 @@ UPLOAD_BODY = {
 ERRORS = {code: {"model": Problem, "description": text} for code, text in {
     400: "not a decodable image, or a malformed body", 401: "missing or wrong token",
     413: "too many bytes or pixels", 415: "a content type that is not an accepted image type",
-    422: "no image in the body, a blank drawing, or an invalid query parameter"}.items()}
-
-
-# ---------------------------------------------------------------------------------------------- middleware
-
-
-
-
-
-
-
-
-
-
+    422: "no image in the body, a blank drawing, no ruled table (api/table), or an invalid query parameter"}.items()}
 
 
 # ---------------------------------------------------------------------------------------------- app
@@ -359,16 +372,19 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
         model = {"path": info.path, "name": Path(info.path).name, "input_dtype": info.input_dtype,
                  "pixels_from": info.pixels_from}
         loop = state.loop
-        storing = {"ok": state.history.last_error is None and not (loop and loop.status.history_error),
-                   "error": (loop.status.history_error if loop else None) or state.history.last_error,
+        off = loop.status.history_off if loop else None  # a history that could not be written at start
+        storing = {"ok": state.history.last_error is None and not (loop and loop.status.history_error) and not off,
+                   "error": (loop.status.history_error if loop else None) or state.history.last_error or off,
+                   "in_memory": bool(off),
                    "unstored": loop.status.unstored if loop else 0,
                    "unstored_dropped": loop.status.unstored_dropped if loop else 0}
-        healthy = storing["ok"] and (loop is None or not loop.status.error)
+        models = _models_status(state)
+        healthy = storing["ok"] and (loop is None or not loop.status.error) and not models["fallback"]
         return {"status": "ok" if healthy else "degraded", "model": model,
                 "runtime": _asdict(state.classifier.runtime), "fps": loop.fps if loop else None,
                 "live": _live_status(loop) if loop else None, "history": storing,
                 "limits": {"max_upload_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels},
-                "models": _models_status(state), "time": now_iso()}
+                "models": models, "time": now_iso()}
 
     @api.get("/api/latest", response_model=Latest, summary="the stable live reading and the last readings")
     async def latest():
@@ -427,6 +443,13 @@ def create_app(state: WebState, token: str | None = None) -> FastAPI:
         async with state.lanes.slot(data, state.limits):  # bounds the memory and CPU of decoding and reading
             return await run_in_threadpool(_read_image, state, data, annotate)
 
+    @api.post("/api/table", response_model=TableResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
+              summary="read the ruled table in an image, cell by cell")
+    async def table(request: Request, annotate: bool = Query(False, description="include the image with the grid")):
+        data = await _image_from_request(request)
+        async with state.lanes.slot(data, state.limits):
+            return await run_in_threadpool(_read_table, state, data, annotate)
+
     @api.post("/api/digit", response_model=DigitResult, responses=ERRORS, openapi_extra=UPLOAD_BODY,
               summary="classify a drawing of one digit")
     async def digit(request: Request):
@@ -482,11 +505,18 @@ def _stream_or_404(state: WebState):
 
 
 def _models_status(state: WebState) -> dict:
-    """Which models read: the active bundle (`digitlite models`), the recognizer's sha256, the last update."""
+    """Which models read: the active bundle (`digitlite models`), who signed it, the recognizer's sha256, the last
+    update, and why older models read when the active ones could not be loaded (`fallback`)."""
     from edge_app.store.models import ModelStore
 
     store = ModelStore()
-    return {"bundle": store.pointer()["version"], "recognizer_sha256": state.model_sha256,
+    version = store.pointer()["version"]
+    try:
+        signer = store.signer(version).to_dict() if version else None
+    except (ValueError, OSError) as exc:  # the configuration or a trusted key cannot be read
+        signer = {"trusted": False, "key_id": None, "name": None, "describe": f"unknown ({exc})"}
+    return {"bundle": version, "loaded": getattr(state.reader, "bundle", None), "signer": signer,
+            "fallback": getattr(state.reader, "fallback", None), "recognizer_sha256": state.model_sha256,
             "last_update": store.last_update()}
 
 
@@ -545,6 +575,29 @@ def _read_image(state: WebState, data: bytes, annotate: bool) -> dict:
     return result
 
 
+def _read_table(state: WebState, data: bytes, annotate: bool) -> dict:
+    """An upload's ruled table read cell by cell (`edge_app.read.table`); 422 where it holds none. Not stored in
+    the history: a table is not one reading."""
+    from edge_app.read.table import TableError, TableReader, draw_table
+
+    started = time.perf_counter()
+    frame = decode_image(data, state.limits)
+    decode_ms = (time.perf_counter() - started) * 1000
+    try:
+        with state.lock:
+            table = TableReader(state.reader).read(frame)
+    except TableError as exc:
+        raise HTTPException(422, str(exc)) from None
+    result = table.to_dict()
+    result["csv"] = table.csv_text()
+    result["latency_ms"] = {"decode": round(decode_ms, 2), **result["latency_ms"]}
+    result["image"] = {"width": int(frame.shape[1]), "height": int(frame.shape[0])}
+    if annotate:
+        jpeg = encode_jpeg(draw_table(frame, table), 85, max_side=ANNOTATED_SIDE)
+        result["annotated_jpeg"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    return result
+
+
 def _classify_drawing(state: WebState, data: bytes) -> dict:
     started = time.perf_counter()
     frame = decode_image(data, state.limits)
@@ -561,5 +614,3 @@ def _classify_drawing(state: WebState, data: bytes) -> dict:
             "crop_png": "data:image/png;base64," + base64.b64encode(png.tobytes() if ok else b"").decode(),
             "latency_ms": {"prepare": round((prepared - started) * 1000, 2),
                            "classify": round((classified - prepared) * 1000, 2)}}
-
-

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
@@ -34,12 +35,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "DIGITLITE_TOKEN"  # the token can come from the environment, to keep it out of `ps`
 SHUTDOWN_S = 3  # s uvicorn waits for open connections (a stream viewer) before closing them
-
-
-
-
-
-
 
 
 class WebDependencyError(ImportError):
@@ -178,6 +173,22 @@ def check_token(token: str | None) -> str | None:
     return token
 
 
+def resolve_token(given: str | None, environ=None) -> str | None:
+    """The page's token: `given` (--token), else $DIGITLITE_TOKEN, else None (no token). An empty one is refused
+    from either place: an empty variable (a secret that did not expand) would silently turn authentication off.
+
+    Raises:
+        ValueError: an empty --token or $DIGITLITE_TOKEN, with how to fix it.
+    """
+    if given is not None:
+        return check_token(given)
+    token = (os.environ if environ is None else environ).get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise ValueError(f"${TOKEN_ENV} is set but empty: give a token (export {TOKEN_ENV}=\"$(openssl rand -hex "
+                         f"8)\"), or unset it (`unset {TOKEN_ENV}`) for a page without one (loopback only).")
+    return token
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -232,9 +243,3 @@ class LiveWebView:
 
     def announce(self, live: bool, out=sys.stdout) -> None:
         _announce(self.server, self.token, live, out)
-
-
-
-
-
-

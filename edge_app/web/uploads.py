@@ -1,4 +1,5 @@
-"""Uploads from the web: the declared content type checked, and a drawing turned into an MNIST-style crop.
+"""Uploads from the web: the declared content type checked, and a picture of one digit (a drawing on the page's
+canvas, or a photo) turned into the classifier's MNIST-style crop.
 
 The bytes themselves are decoded by `edge_app.read.images.decode_image`, the decoder `digitlite read` and the live
 loop use too (size, pixel count, format and shape checked there, under `edge_app.read.images.UPLOAD_LIMITS`). This
@@ -12,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digitdata.crops import mnist_style
+from digitdata.crops import digit_to_mnist
 from edge_app.read.images import ImageError
 
 # Declared content types we accept (the formats the decoder may run on them: edge_app.read.images.UPLOAD_FORMATS).
@@ -40,19 +41,14 @@ def check_content_type(content_type: str | None) -> str:
 
 
 def drawing_to_crop(frame_bgr: np.ndarray) -> np.ndarray:
-    """A drawn digit (one digit filling a canvas, any polarity) as an MNIST-style (28, 28) uint8 crop.
-
-    The ink strength is the darkness against the paper (or the brightness against a dark ground); the crop
-    is made by `digitdata.crops.mnist_style`, the same preparation camera crops go through.
+    """A picture of one digit (drawn on the canvas or photographed, either polarity) as an MNIST-style (28, 28)
+    uint8 crop, by `digitdata.crops.digit_to_mnist`: the preparation the release gate measures the classifier
+    with (polarity, paper level, contrast stretch, ink box to 20x20, centre of mass).
 
     Raises:
-        UploadError: 422 when the drawing is blank.
+        UploadError: 422 when the picture holds no ink.
     """
-    gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-    paper = int(np.median(gray))
-    ink = (paper - gray.astype(np.int16)) if paper >= 128 else (gray.astype(np.int16) - paper)
-    ink_u8 = np.clip(ink, 0, 255).astype(np.uint8)
-    crop = mnist_style(ink_u8)
+    crop = digit_to_mnist(frame_bgr)
     if not crop.any():
         raise UploadError(422, "the drawing is blank: draw one digit, dark on light or light on dark.")
     return crop

@@ -199,11 +199,14 @@ function renderGraph(readings) {
 function renderModels(models) {
   if (!models) return;
   const parts = [models.bundle ? `model bundle ${models.bundle}` : "the models installed with digitlite"];
+  if (models.signer) parts.push(`signed by ${models.signer.describe}`);
+  if (models.fallback) parts.push(`NOT LOADED, reading with ${models.loaded ? `bundle ${models.loaded}` : "the packaged models"}`);
   if (models.recognizer_sha256) parts.push(`recognizer ${models.recognizer_sha256.slice(0, 12)}…`);
   const u = models.last_update;
   if (u) parts.push(`last update: ${u.version || "packaged models"} ${u.outcome} at ${timeOf(u.time)}`);
   $("model-line").textContent = parts.join(" · ");
-  if (u && u.reason) $("model-line").title = u.reason;
+  const why = [models.fallback, u && u.reason].filter(Boolean).join("\n");
+  if (why) $("model-line").title = why;
 }
 
 async function refreshGraph() {
@@ -257,12 +260,47 @@ async function saveCorrection(event) {
 
 // ------------------------------------------------------------------------------------ photo upload
 
+let tableCsvUrl = null;
+
+function renderTable(result) {
+  // the grid read: one cell per table cell, so the columns line up as in the CSV
+  const grid = $("table-grid");
+  grid.replaceChildren();
+  for (const row of result.cells) {
+    const tr = document.createElement("tr");
+    for (const cell of row) {
+      const td = document.createElement("td");
+      td.className = cell.state;
+      td.textContent = cell.state === "text" ? "text" : cell.value;
+      td.title = cell.state === "number" || cell.state === "unsure"
+        ? `${cell.state}, least sure digit ${(cell.confidence * 100).toFixed(0)} %` : cell.state;
+      tr.append(td);
+    }
+    grid.append(tr);
+  }
+  const ms = Object.values(result.latency_ms || {}).reduce((a, b) => a + b, 0) - (result.latency_ms.total || 0);
+  const count = (state) => result.cells.flat().filter((c) => c.state === state).length;
+  $("table-detail").textContent = `${result.rows} rows × ${result.columns} columns · ${count("number")} numbers, `
+    + `${count("unsure")} unsure (?), ${count("text")} text not read · ${ms.toFixed(0)} ms`;
+  if (tableCsvUrl) URL.revokeObjectURL(tableCsvUrl);
+  tableCsvUrl = URL.createObjectURL(new Blob([result.csv], { type: "text/csv" }));
+  $("table-csv").href = tableCsvUrl;
+  if (result.annotated_jpeg) $("table-annotated").src = result.annotated_jpeg;
+  show($("table-result"), true);
+}
+
 async function readPhoto(file) {
   show($("photo-error"), false);
   show($("photo-busy"), true);
+  show($("photo-result"), false);
+  show($("table-result"), false);
   const form = new FormData();
   form.append("file", file, file.name || "photo.jpg");
   try {
+    if ($("photo-table").checked) {
+      renderTable(await api("api/table?annotate=true", { method: "POST", body: form }));
+      return;
+    }
     const result = await api("api/read?annotate=true", { method: "POST", body: form });
     $("photo-text").textContent = result.text || "no digits found";
     const n = result.digits.length;
