@@ -72,7 +72,7 @@ def grid_markdown(grid: dict, reader: str = "digitlite") -> str:
     out = [f"Stress grid, {grid['scenes_per_cell']} scenes a cell (seed {grid['seed']}), exact rate of {reader}; "
            f"the weakest cell: {min(c['exact'][reader] for c in grid['cells']):.1%}\n"]
     for digits in grid["digits"]:
-        out.append(f"\n**{digits} digits** | " + " | ".join(f"stroke {s:.1%}" for s in grid["strokes"]))
+        out.append(f"\n| **{digits} digits** | " + " | ".join(f"stroke {s:.1%}" for s in grid["strokes"]) + " |")
         out.append("|---" * (len(grid["strokes"]) + 1) + "|")
         for h in grid["heights_px"]:
             row = [c for c in grid["cells"] if c["digits"] == digits and c["height_px"] == h]

@@ -171,6 +171,6 @@ def test_the_stress_grid_scores_each_cell_and_draws_a_heat_map(mnist):
     assert len(seen) >= 24, "every scene was read"
     assert all(c["exact"]["digitlite"] == 0 for c in grid["cells"] if c["digits"] == "3-6")
     table = grid_markdown(grid)
-    assert "**1-1 digits**" in table and "| 120 px |" in table and "stroke 20.0%" in table
+    assert "| **1-1 digits** |" in table and "| 120 px |" in table and "stroke 20.0%" in table
     picture = grid_picture(grid)
     assert picture.ndim == 3 and picture.shape[1] > picture.shape[0]
