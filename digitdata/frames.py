@@ -118,11 +118,16 @@ def shrink(gray: np.ndarray, size: tuple[int, int], dark_ink: bool | None = None
     if f >= 1:
         return cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR)
     if f < STROKE_SAFE_BELOW:
-        k = max(2, int(round(STROKE_SAFE_SHARE / f)))
-        kernel = np.ones((k, k), np.uint8)
-        dark = ink_is_dark(gray) if dark_ink is None else dark_ink
-        gray = cv2.erode(gray, kernel) if dark else cv2.dilate(gray, kernel)
+        gray = pool_ink(gray, f, ink_is_dark(gray) if dark_ink is None else dark_ink)
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def pool_ink(gray: np.ndarray, f: float, dark_ink: bool) -> np.ndarray:
+    """The picture with its ink widened ahead of a reduction by `f` (< 1): a grey erosion (dark ink) or dilation
+    (bright ink) over `STROKE_SAFE_SHARE` of the reduction factor, at least 2 px."""
+    k = max(2, int(round(STROKE_SAFE_SHARE / f)))
+    kernel = np.ones((k, k), np.uint8)
+    return cv2.erode(gray, kernel) if dark_ink else cv2.dilate(gray, kernel)
 
 
 def stretch(gray: np.ndarray) -> np.ndarray:

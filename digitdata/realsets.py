@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import os
 import re
@@ -100,37 +101,34 @@ def _rows(folder: Path) -> tuple[list[dict], dict[str, dict]]:
     return labels, provenance
 
 
-def nsysu(root: str | Path | None = None) -> RealSet:
-    """nsysu-digits, held out by semester (`NSYSU_HELD_SEMESTERS`)."""
-    folder = _folder(root, NSYSU)
+def _split(name: str, root: str | Path | None, field: str, pattern: str, what: str, group_of, held_of) -> RealSet:
+    """A set's rows, each grouped by the id `pattern` finds in its provenance `field` (`group_of(id)`), held out
+    when `held_of(id)`."""
+    folder = _folder(root, name)
     labels, provenance = _rows(folder)
     files, texts, groups, held = [], [], [], []
     for row in labels:
-        exam = re.search(r"exam (\S+)", provenance[row["file"]]["notes"])
-        if exam is None:
-            raise ValueError(f"{folder}/provenance.csv: no exam id for {row['file']}")
+        found = re.search(pattern, provenance[row["file"]][field])
+        if found is None:
+            raise ValueError(f"{folder}/provenance.csv: no {what} for {row['file']}")
         files.append(folder / "images" / row["file"])
         texts.append(row["label"])
-        groups.append(exam.group(1))
-        held.append(exam.group(1)[:4] in NSYSU_HELD_SEMESTERS)
-    return RealSet(NSYSU, tuple(files), tuple(texts), tuple(groups), tuple(held))
+        groups.append(group_of(found.group(1)))
+        held.append(held_of(found.group(1)))
+    return RealSet(name, tuple(files), tuple(texts), tuple(groups), tuple(held))
+
+
+def nsysu(root: str | Path | None = None) -> RealSet:
+    """nsysu-digits, held out by semester (`NSYSU_HELD_SEMESTERS`): an exam id starts with its semester."""
+    return _split(NSYSU, root, "notes", r"exam (\S+)", "exam id", lambda exam: exam,
+                  lambda exam: exam[:4] in NSYSU_HELD_SEMESTERS)
 
 
 def orand(root: str | Path | None = None) -> RealSet:
     """orand-car-a, held out by blocks of consecutive source cheque ids (`ORAND_BLOCK`, `ORAND_HELD_EVERY`)."""
-    folder = _folder(root, ORAND)
-    labels, provenance = _rows(folder)
-    files, texts, groups, held = [], [], [], []
-    for row in labels:
-        source = re.search(r"a_car_(\d+)", provenance[row["file"]]["source_path"])
-        if source is None:
-            raise ValueError(f"{folder}/provenance.csv: no a_car id for {row['file']}")
-        block = int(source.group(1)) // ORAND_BLOCK
-        files.append(folder / "images" / row["file"])
-        texts.append(row["label"])
-        groups.append(f"block{block}")
-        held.append(block % ORAND_HELD_EVERY == ORAND_HELD_EVERY - 1)
-    return RealSet(ORAND, tuple(files), tuple(texts), tuple(groups), tuple(held))
+    return _split(ORAND, root, "source_path", r"a_car_(\d+)", "a_car id",
+                  lambda car: f"block{int(car) // ORAND_BLOCK}",
+                  lambda car: int(car) // ORAND_BLOCK % ORAND_HELD_EVERY == ORAND_HELD_EVERY - 1)
 
 
 def _folder(root: str | Path | None, name: str) -> Path:
@@ -241,13 +239,24 @@ def _varied(rng: np.random.Generator, gray: np.ndarray) -> np.ndarray:
 
 def real_digit_pool(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The real digits the data engine writes with beside MNIST's training digits: nsysu's training part,
-    `REAL_DIGIT_REPEATS` times; empty when the set is not there (a fresh clone without ../shared)."""
+    `REAL_DIGIT_REPEATS` times; empty when the set is not there (a fresh clone without ../shared). Read once
+    per process and folder (every rendering chunk asks for it; read-only arrays)."""
+    return _pool(datasets_dir(root))
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(base: Path | None) -> tuple[np.ndarray, np.ndarray]:
     try:
-        real = digits(NSYSU, "train", root)
-        images, labels = real.x, real.y
+        if base is None:
+            raise FileNotFoundError(NSYSU)
+        real = digits(NSYSU, "train", base)
     except FileNotFoundError:
-        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
-    return np.tile(images, (REAL_DIGIT_REPEATS, 1, 1)), np.tile(labels, REAL_DIGIT_REPEATS)
+        images, labels = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
+    else:
+        images, labels = np.tile(real.x, (REAL_DIGIT_REPEATS, 1, 1)), np.tile(real.y, REAL_DIGIT_REPEATS)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
 
 
 def summary(root: str | Path | None = None) -> dict:

@@ -109,19 +109,26 @@ def _reloader(args: argparse.Namespace, web=None):
 # ---------------------------------------------------------------------------------------------- read
 
 
+def _one_file(path: Path, what: str, work):
+    """`work()` for one file: (its result, None), or (None, {"source", "error"}) saying why the file could not be
+    read; the `what` (reader) failing on one file must not lose the others' results."""
+    try:
+        return work(), None
+    except (OSError, ValueError) as exc:
+        return None, {"source": str(path), "error": str(exc)}
+    except Exception as exc:
+        log.debug("the %s failed on %s", what, path, exc_info=exc)
+        return None, {"source": str(path), "error": f"the {what} failed on this image ({type(exc).__name__}: {exc})"}
+
+
 def read_file(path: Path, reader, limits=FILE_LIMITS) -> dict:
     """One file's result: the reading, or {"source", "error"} saying why this file could not be read."""
     from edge_app.read.images import read_image
 
     started = time.perf_counter()
-    try:
-        frame = read_image(path, limits)
-        reading = reader.read(frame)
-    except (OSError, ValueError) as exc:
-        return {"source": str(path), "error": str(exc)}
-    except Exception as exc:  # the reader failing on one file must not lose the others' results
-        log.debug("reading %s failed", path, exc_info=exc)
-        return {"source": str(path), "error": f"the reader failed on this image ({type(exc).__name__}: {exc})"}
+    reading, failed = _one_file(path, "reader", lambda: reader.read(read_image(path, limits)))
+    if failed:
+        return failed
     stages = reading.to_dict()
     stage_ms = {"decode": round((time.perf_counter() - started) * 1e3 - reading.latency_ms["total"], 3),
                 **stages.pop("latency_ms")}
@@ -223,15 +230,15 @@ def read_table_file(path: Path, table_reader, out: Path, limits=FILE_LIMITS) -> 
     saying why it could not be (no table, an unreadable file, a CSV that cannot be written)."""
     from edge_app.read.images import read_image
 
-    started = time.perf_counter()
-    try:
+    def read_and_write():
         table = table_reader.read(read_image(path, limits))
         table.write_csv(out)
-    except (OSError, ValueError) as exc:
-        return {"source": str(path), "error": str(exc)}
-    except Exception as exc:  # the reader failing on one file must not lose the others' results
-        log.debug("reading the table of %s failed", path, exc_info=exc)
-        return {"source": str(path), "error": f"the table reader failed on this image ({type(exc).__name__}: {exc})"}
+        return table
+
+    started = time.perf_counter()
+    table, failed = _one_file(path, "table reader", read_and_write)
+    if failed:
+        return failed
     result = table.to_dict()
     stages = result.pop("latency_ms")
     total = (time.perf_counter() - started) * 1e3

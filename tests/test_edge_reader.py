@@ -63,18 +63,19 @@ def test_digit_boxes_lie_on_the_digits(reader):
         assert x - 0.3 * w <= cx <= x + 1.3 * w and y <= cy <= y + h, (d.box, (x, y, w, h))
 
 
+NOISE_READ = pytest.mark.xfail(strict=True, reason=(
+    "reader v4 reads a digit in 4 of 20 uniform-noise frames (v3.1: none); its finder and recognizer both learned a "
+    "ballpoint's thin strokes, and the engine's distractors hold no pure noise (docs/device.md, Known limits)"))
+
+
 @pytest.mark.parametrize(
     "frame",
     [np.zeros((480, 640, 3), np.uint8), np.full((480, 640, 3), 255, np.uint8), np.zeros((1, 1), np.uint8),
-     np.full((3000, 4000), 200, np.uint8), np.random.default_rng(0).integers(0, 256, (240, 320), np.uint8)],
+     np.full((3000, 4000), 200, np.uint8),
+     pytest.param(np.random.default_rng(0).integers(0, 256, (240, 320), np.uint8), marks=NOISE_READ)],
     ids=["black", "white", "1x1", "huge-blank", "noise"],
 )
-def test_blank_and_odd_frames_read_as_nothing(reader, frame, request):
-    if frame.shape == (240, 320) and frame.std() > 60:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "reader v4 reads a digit in 4 of 20 uniform-noise frames (v3.1: none); its finder and recognizer both "
-            "learned a ballpoint's thin strokes, and the engine's distractors hold no pure noise (docs/device.md, "
-            "Known limits)")))
+def test_blank_and_odd_frames_read_as_nothing(reader, frame):
     reading = reader.read(frame)
     assert reading.text == "" and reading.digits == [], f"read {reading.text!r} ({len(reading.digits)} digits)"
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from digitdata import ctc, regions
 from digitdata.crops import ink_is_dark
-from digitdata.frames import STROKE_SAFE_SHARE, Letterbox, as_gray_uint8, detector_input, shrink
+from digitdata.frames import STROKE_SAFE_BELOW, Letterbox, as_gray_uint8, detector_input, pool_ink, shrink
 from digitdata.lines import INPUT_HEIGHT, INPUT_WIDTH, line_input
 from edge_app.config import MIN_CONFIDENCE, ReaderSettings
 from edge_app.read.layout import reading_order
@@ -185,9 +185,9 @@ class DigitReader:
         # picture -> patch: rotate by -angle about the region's centre, scale by f, centre in the patch
         m = np.array([[c * f, si * f, 0.0], [-si * f, c * f, 0.0]])
         m[:, 2] = np.array([out_w / 2, out_h / 2]) - m[:, :2] @ np.array([r.cx, r.cy])
-        source, x0, y0 = _pooled(gray, r, f, dark)
+        source, sx, sy = _pooled(gray, r, f, dark)
         m_source = m.copy()
-        m_source[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+        m_source[:, 2] += m[:, :2] @ np.array([sx, sy], np.float64)
         patch = cv2.warpAffine(source, m_source, (out_w, out_h), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
         text, conf, spans, x = self.recognize(patch, dark)
@@ -216,17 +216,14 @@ class DigitReader:
 def _pooled(gray: np.ndarray, r: regions.Region, f: float, dark: bool) -> tuple[np.ndarray, int, int]:
     """The part of the picture around region `r` that its cut samples, and that part's (x, y) in the picture.
 
-    A warp samples; reduced by `f` below half size, the ink is pooled over half the factor and averaged over
-    the whole factor first, so a fine pen's stroke neither fades nor breaks into dots (`frames.shrink`)."""
-    if f >= 0.5:
+    A warp samples; reduced by `f` below half size, the ink is pooled (`frames.pool_ink`, as `frames.shrink`
+    does) and averaged over the whole factor first, so a fine pen's stroke neither fades nor breaks into dots."""
+    if f >= STROKE_SAFE_BELOW:
         return gray, 0, 0
     reach = int(r.length / 2 + r.height) + 2
     x0, y0 = max(0, int(r.cx) - reach), max(0, int(r.cy) - reach)
     x1, y1 = min(gray.shape[1], int(r.cx) + reach), min(gray.shape[0], int(r.cy) + reach)
-    k = max(2, int(round(STROKE_SAFE_SHARE / f)))
-    kernel = np.ones((k, k), np.uint8)
-    part = gray[y0:y1, x0:x1]
-    part = cv2.erode(part, kernel) if dark else cv2.dilate(part, kernel)
+    part = pool_ink(gray[y0:y1, x0:x1], f, dark)
     return cv2.blur(part, (max(1, int(1 / f)), max(1, int(1 / f)))), x0, y0
 
 
