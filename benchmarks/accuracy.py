@@ -119,7 +119,13 @@ def eval_scenes_main(argv: list[str]) -> int:
                              "hard (small digits, long rows, three lines), distractors (no digit at all)")
     parser.add_argument("--grid", action="store_true",
                         help="the stress grid instead of a mix: stroke width x digit height x digits, --count "
-                             "scenes a cell (200 for the figures the README gives); a table and a heat map")
+                             "scenes a cell; a table and a heat map")
+    parser.add_argument("--grid-strokes", type=float, nargs="+", default=None, metavar="FRACTION",
+                        help="only these stroke widths, in digit heights (default: digitdata.engine.GRID_STROKES)")
+    parser.add_argument("--grid-heights", type=int, nargs="+", default=None, metavar="PX",
+                        help="only these digit heights in px (default: digitdata.engine.GRID_HEIGHTS)")
+    parser.add_argument("--grid-digits", nargs="+", default=None, metavar="LO-HI",
+                        help="only these digit counts, e.g. 1-1 3-6 (default: digitdata.engine.GRID_DIGITS)")
     _add_eval_options(parser)
     add_model_options(parser)
     args = parser.parse_args(argv)
@@ -145,7 +151,8 @@ def _grid_main(args) -> int:
     except MODEL_ERRORS as exc:
         print(f"digitlite eval-scenes: {exc}", file=sys.stderr)
         return 2
-    grid = stress_grid(readers, args.count, args.seed)
+    digits = [tuple(int(n) for n in d.split("-", 1)) if "-" in d else (int(d), int(d)) for d in args.grid_digits or []]
+    grid = stress_grid(readers, args.count, args.seed, args.grid_strokes, args.grid_heights, digits or None)
     table = grid_markdown(grid)
     if args.out is not None:
         write_json(args.out / "grid.json", grid)
